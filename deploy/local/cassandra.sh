@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Start (or reuse) a local single-node Cassandra 5.0 with CQL on
+# 127.0.0.1:${HERALD_CASSANDRA_PORT:-9043}.
+# No binary tarball of Cassandra 5.0 is on Maven Central, so the server jars
+# (org.apache.cassandra:cassandra-all and its dependencies) are fetched with
+# `mvn dependency:copy-dependencies` (cassandra/pom.xml) into .local/cassandra-<ver>/lib, and
+# run with our own cassandra/cassandra.yaml and cassandra/logback.xml. Needs Java 17.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+NAME=cassandra
+VERSION="${HERALD_CASSANDRA_VERSION:-5.0.9}"
+PORT="${HERALD_CASSANDRA_PORT:-9043}"
+STORAGE_PORT="${HERALD_CASSANDRA_STORAGE_PORT:-7010}"
+JMX_PORT="${HERALD_CASSANDRA_JMX_PORT:-7209}"
+ADDR="$HOST:$PORT"
+TIMEOUT="${HERALD_CASSANDRA_START_TIMEOUT:-180}"
+CASS_HOME="$STATE/cassandra-$VERSION"
+LIB="$CASS_HOME/lib"
+TEMPLATES="$LOCAL_SCRIPTS/cassandra"
+
+# Ready when the native port answers a CQL OPTIONS request (protocol v4) with SUPPORTED:
+# response header = version 0x84, flags 0, stream 1, opcode 0x06.
+cql_ready() {
+  local hdr
+  hdr=$(timeout 3 bash -c '
+    exec 3<>"/dev/tcp/$0/$1" || exit 1
+    printf "\x04\x00\x00\x01\x05\x00\x00\x00\x00" >&3
+    head -c 5 <&3 | od -An -tx1' "$HOST" "$PORT" 2>/dev/null) || return 1
+  [[ $(echo $hdr) == "84 00 00 01 06" ]]
+}
+
+java_bin() {
+  if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+    printf '%s\n' "$JAVA_HOME/bin/java"
+  else
+    command -v java || die "java not found; Cassandra $VERSION needs Java 17 (apt-get install -y openjdk-17-jre-headless)"
+  fi
+}
+
+check_java() {
+  local spec
+  spec=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  [[ $spec == 17 ]] ||
+    die "$JAVA is Java $spec; this script runs Cassandra $VERSION on Java 17 (set JAVA_HOME or apt-get install -y openjdk-17-jre-headless)"
+}
+
+install_cassandra() {
+  local build="$BUILD_DIR/cassandra" start
+  [[ -f $CASS_HOME/.installed ]] && return 0
+  apt_install mvn maven
+  say "downloading Cassandra $VERSION jars (about 70 MB, ~100 jars) with Maven into $LIB ..."
+  start=$(now_ms)
+  mkdir -p "$build" "$CASS_HOME"
+  cp "$TEMPLATES/pom.xml" "$build/pom.xml" # keep mvn's target/ out of the repo
+  rm -rf "$LIB.tmp"
+  if ! mvn -B -f "$build/pom.xml" -Dcassandra.version="$VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB.tmp" \
+    >"$LOG_DIR/cassandra-install.log" 2>&1; then
+    tail -n 30 "$LOG_DIR/cassandra-install.log" >&2
+    die "Maven could not fetch cassandra-all $VERSION (full output: $LOG_DIR/cassandra-install.log)"
+  fi
+  [[ -f $LIB.tmp/cassandra-all-$VERSION.jar ]] || die "cassandra-all-$VERSION.jar missing from $LIB.tmp"
+  rm -rf "$LIB"
+  mv "$LIB.tmp" "$LIB"
+  touch "$CASS_HOME/.installed"
+  say "  fetched $(ls "$LIB" | wc -l) jars ($(du -sh "$LIB" | cut -f1)) in $(( ($(now_ms) - start) / 1000 )) s"
+}
+
+write_config() {
+  sed -e "s/@HOST@/$HOST/g" -e "s/@NATIVE_PORT@/$PORT/g" -e "s/@STORAGE_PORT@/$STORAGE_PORT/g" \
+    "$TEMPLATES/cassandra.yaml" >"$CONF_DIR/cassandra.yaml"
+}
+
+reuse_if_running "$NAME" "$ADDR" cql_ready "$TIMEOUT" "$PORT" "$STORAGE_PORT" "$JMX_PORT"
+
+JAVA=$(java_bin)
+check_java
+install_cassandra
+write_config
+
+# shellcheck disable=SC2206 # HERALD_CASSANDRA_JVM_OPTS is split on purpose
+jvm_opts=(
+  -Xms"${HERALD_CASSANDRA_HEAP_MIN:-512m}" -Xmx"${HERALD_CASSANDRA_HEAP_MAX:-1g}" -Xss256k
+  -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxGCPauseMillis=300 -XX:+PerfDisableSharedMem
+  -Djava.net.preferIPv4Stack=true
+  # From Cassandra 5.0's conf/jvm17-server.options (JPMS section; without them it dies).
+  -Djdk.attach.allowAttachSelf=true
+  --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+  --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+  --add-exports java.sql/java.sql=ALL-UNNAMED
+  --add-exports java.base/java.lang.ref=ALL-UNNAMED
+  --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+  --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+  --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+  --add-opens java.base/java.lang.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+  --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+  --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+  --add-opens java.base/java.io=ALL-UNNAMED
+  --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+  --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
+  --add-opens java.base/java.lang=ALL-UNNAMED
+  --add-opens java.base/java.util=ALL-UNNAMED
+  -Dio.netty.tryReflectionSetAccessible=true
+  -Dio.netty.allocator.useCacheForAllThreads=true
+  -Dio.netty.allocator.maxOrder=11
+  # Config, storage, logging.
+  -Dcassandra.config="file://$CONF_DIR/cassandra.yaml"
+  -Dcassandra.storagedir="$(datadir "$NAME")"
+  -Dcassandra.logdir="$LOG_DIR"
+  -Dlogback.configurationFile="file://$TEMPLATES/logback.xml"
+  -Dcassandra-foreground=yes
+  -Dcassandra.jmx.local.port="$JMX_PORT"
+  # Fast single-node start.
+  -Dcassandra.skip_wait_for_gossip_to_settle=0
+  -Dcassandra.ring_delay_ms=100
+  -Dcassandra.superuser_setup_delay_ms=100
+  -Dcassandra.unsafesystem=true
+  ${HERALD_CASSANDRA_JVM_OPTS:-}
+)
+
+launch "$NAME" "$JAVA" "${jvm_opts[@]}" -cp "$LIB/*" org.apache.cassandra.service.CassandraDaemon
+wait_ready "$NAME" "$ADDR" cql_ready "$TIMEOUT"
+pid=$(server_pid "$NAME")
+say "  Cassandra $VERSION, pid $pid, RSS $(( $(ps -o rss= -p "$pid") / 1024 )) MiB"
+say "  cqlsh (optional): pip install cqlsh && cqlsh $HOST $PORT"

@@ -1,0 +1,230 @@
+# shellcheck shell=bash
+# Shared pieces for the deploy/local/*.sh scripts. Source it; do not run it.
+#
+# State layout (default $REPO/.local, override with HERALD_LOCAL_DIR):
+#   bin/               binaries we build (nats-server, etcd, etcdctl)
+#   data/<server>/     server data directories
+#   logs/<server>.log  stdout+stderr of the current run (previous run: <server>.log.1)
+#   run/<server>.pid   pid of the running server
+#   conf/              generated config files (cassandra.yaml)
+#   build/             scratch Go modules used to build binaries
+#
+# A pidfile only counts if its pid is alive AND that process's command line contains the
+# server's data dir: a stale pidfile whose pid was reused by an unrelated process is ignored
+# (and never killed).
+
+set -euo pipefail
+
+LOCAL_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$LOCAL_SCRIPTS/../.." && pwd)"
+STATE="${HERALD_LOCAL_DIR:-$REPO/.local}"
+BIN_DIR="$STATE/bin"
+DATA_ROOT="$STATE/data"
+LOG_DIR="$STATE/logs"
+RUN_DIR="$STATE/run"
+CONF_DIR="$STATE/conf"
+BUILD_DIR="$STATE/build"
+
+# Every server listens on loopback only.
+HOST=127.0.0.1
+
+# The repo root has a go.work; builds in scratch modules under .local/ must not pick it up.
+export GOWORK=off
+
+mkdir -p "$BIN_DIR" "$DATA_ROOT" "$LOG_DIR" "$RUN_DIR" "$CONF_DIR" "$BUILD_DIR"
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+pidfile() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
+logfile() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
+datadir() { printf '%s/%s' "$DATA_ROOT" "$1"; }
+
+# now_ms: wall clock in milliseconds.
+now_ms() { date +%s%3N; }
+
+# server_pid NAME: print the pid of our running NAME server and return 0, or return 1.
+server_pid() {
+  local name=$1 pf pid args cwd dir
+  pf=$(pidfile "$name")
+  [[ -s $pf ]] || return 1
+  pid=$(<"$pf")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  # Ours if its working directory is the data dir (launch() starts servers there) or its
+  # command line names the data dir. Redis rewrites its command line, hence the cwd check.
+  # Zombies have neither, so they fail this check too.
+  dir=$(datadir "$name")
+  if [[ -d /proc/$pid ]]; then
+    cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null || true)
+    [[ -n $cwd && $cwd == "$(cd "$dir" 2>/dev/null && pwd -P)" ]] && { printf '%s\n' "$pid"; return 0; }
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  else
+    args=$(ps -p "$pid" -o args= 2>/dev/null || true)
+  fi
+  [[ $args == *"$dir"* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# port_open PORT: something accepts TCP connections on $HOST:PORT.
+port_open() {
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+# show_log_tail NAME: the last 30 lines of NAME's log, on stderr.
+show_log_tail() {
+  local lf
+  lf=$(logfile "$1")
+  {
+    printf -- '----- last 30 lines of %s -----\n' "$lf"
+    tail -n 30 "$lf" 2>/dev/null || true
+    printf -- '-----\n'
+  } >&2
+}
+
+# wait_ready NAME ADDR PROBE TIMEOUT_S: poll PROBE (a command) until it succeeds.
+# Prints a progress line every 5 s. Fails early if the server process dies.
+wait_ready() {
+  local name=$1 addr=$2 probe=$3 timeout=$4 start elapsed next=5
+  start=$(now_ms)
+  while :; do
+    if "$probe"; then
+      elapsed=$(( $(now_ms) - start ))
+      say "$name ready at $addr (logs: $(logfile "$name"))"
+      say "  (waited $((elapsed / 1000)).$(printf '%03d' $((elapsed % 1000))) s for readiness)"
+      return 0
+    fi
+    if ! server_pid "$name" >/dev/null; then
+      printf 'error: %s exited during startup\n' "$name" >&2
+      show_log_tail "$name"
+      rm -f "$(pidfile "$name")"
+      exit 1
+    fi
+    elapsed=$(( ($(now_ms) - start) / 1000 ))
+    if (( elapsed >= timeout )); then
+      printf 'error: %s not ready at %s after %s s (pid %s left running; stop it with %s/stop.sh %s)\n' \
+        "$name" "$addr" "$timeout" "$(server_pid "$name")" "$LOCAL_SCRIPTS" "$name" >&2
+      show_log_tail "$name"
+      exit 1
+    fi
+    if (( elapsed >= next )); then
+      say "  $name: still waiting for $addr (${elapsed}s/${timeout}s)"
+      next=$((elapsed + 5))
+    fi
+    sleep 0.5
+  done
+}
+
+# reuse_if_running NAME ADDR PROBE TIMEOUT_S PORT...
+# If our NAME server is running: exit 0 once it answers PROBE (waiting up to TIMEOUT_S if it
+# is still starting). Otherwise remove a stale pidfile, check the PORTs are free, and return.
+reuse_if_running() {
+  local name=$1 addr=$2 probe=$3 timeout=$4 pid port
+  shift 4
+  if pid=$(server_pid "$name"); then
+    if "$probe"; then
+      say "$name already running (pid $pid) and ready at $addr (logs: $(logfile "$name"))"
+      exit 0
+    fi
+    say "$name already running (pid $pid) but not ready yet; waiting"
+    wait_ready "$name" "$addr" "$probe" "$timeout"
+    exit 0
+  fi
+  rm -f "$(pidfile "$name")"
+  for port in "$@"; do
+    if port_open "$port"; then
+      die "$name: port $HOST:$port is already in use by a process these scripts did not start; free it or pick another port (see deploy/local/README.md)"
+    fi
+  done
+}
+
+# launch NAME CMD [ARGS...]: start CMD detached (new session, stdin from /dev/null,
+# stdout+stderr to logs/NAME.log) and record its pid in run/NAME.pid.
+# The previous run's log is kept as logs/NAME.log.1.
+launch() {
+  local name=$1 pf lf i
+  shift
+  pf=$(pidfile "$name")
+  lf=$(logfile "$name")
+  [[ -f $lf ]] && mv -f "$lf" "$lf.1"
+  rm -f "$pf"
+  mkdir -p "$(datadir "$name")"
+  chmod 700 "$(datadir "$name")"
+  say "starting $name: $(printf '%q ' "$@")"
+  # The inner bash writes its own pid, then execs the server, so the pid is the server's
+  # even if setsid had to fork.
+  # It runs in the data dir, which is how server_pid recognises it later.
+  (cd "$(datadir "$name")" &&
+    nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
+      >>"$lf" 2>&1 </dev/null &)
+  for ((i = 0; i < 50; i++)); do
+    [[ -s $pf ]] && return 0
+    sleep 0.1
+  done
+  show_log_tail "$name"
+  die "$name: no pidfile after 5 s"
+}
+
+# stop_server NAME TIMEOUT_S: TERM the pidfile's pid, wait, then KILL; remove the pidfile.
+stop_server() {
+  local name=$1 timeout=$2 pid i
+  if ! pid=$(server_pid "$name"); then
+    say "$name not running"
+    rm -f "$(pidfile "$name")"
+    return 0
+  fi
+  say "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    server_pid "$name" >/dev/null || break
+    sleep 0.1
+  done
+  if server_pid "$name" >/dev/null; then
+    warn "$name (pid $pid) still alive after ${timeout}s; sending KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      server_pid "$name" >/dev/null || break
+      sleep 0.1
+    done
+  fi
+  if server_pid "$name" >/dev/null; then
+    die "$name (pid $pid) did not exit"
+  fi
+  rm -f "$(pidfile "$name")"
+  say "$name stopped (pid $pid gone)"
+}
+
+# go_install_bin NAME VERSION_PATTERN PKG@VERSION: build a Go main package into $BIN_DIR
+# with `go install`, unless $BIN_DIR/NAME exists and its --version output matches.
+go_install_bin() {
+  local name=$1 want=$2 pkg=$3 start
+  if [[ -x $BIN_DIR/$name ]] && "$BIN_DIR/$name" --version 2>/dev/null | grep -qF -- "$want"; then
+    return 0
+  fi
+  command -v go >/dev/null || die "go is not on PATH; it is needed to build $name"
+  say "building $name ($pkg) into $BIN_DIR ..."
+  start=$(now_ms)
+  GOBIN="$BIN_DIR" go install "$pkg"
+  say "  built $name in $(( ($(now_ms) - start) / 1000 )) s"
+  "$BIN_DIR/$name" --version 2>/dev/null | grep -qF -- "$want" ||
+    die "$BIN_DIR/$name --version does not report $want"
+}
+
+# apt_install CMD PACKAGE: make sure CMD is on PATH, installing Debian PACKAGE if needed.
+# `apt-get update` runs only if the first install attempt fails.
+apt_install() {
+  local cmd=$1 pkg=$2 sudo=()
+  command -v "$cmd" >/dev/null && return 0
+  command -v apt-get >/dev/null || die "$cmd not found and apt-get is not available; install $pkg yourself"
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || die "$cmd not found; run as root or install $pkg yourself"
+    sudo=(sudo)
+  fi
+  say "installing Debian package $pkg ..."
+  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg"; then
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg"
+  fi
+  command -v "$cmd" >/dev/null || die "$cmd still not on PATH after installing $pkg"
+}

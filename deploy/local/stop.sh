@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Stop local servers started by the deploy/local scripts.
+#   stop.sh redis|nats|etcd|cassandra|all [more names...]
+# Sends TERM to the pid in .local/run/<server>.pid, waits (HERALD_STOP_TIMEOUT, default 30 s),
+# then KILL; removes the pidfile. Only ever signals that pid, and only if it is still our server.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SERVERS=(redis nats etcd cassandra)
+TIMEOUT="${HERALD_STOP_TIMEOUT:-30}"
+
+usage() { die "usage: $0 <$(IFS='|'; echo "${SERVERS[*]}")|all> [...]"; }
+(($# > 0)) || usage
+
+names=()
+for arg in "$@"; do
+  case $arg in
+    all) names+=(cassandra etcd nats redis) ;; # reverse start order
+    redis | nats | etcd | cassandra) names+=("$arg") ;;
+    *) usage ;;
+  esac
+done
+
+for name in "${names[@]}"; do
+  stop_server "$name" "$TIMEOUT"
+done

@@ -1,0 +1,196 @@
+// Package fanout turns events into home-timeline writes: a new post goes
+// into every follower's timeline (push), a deleted post leaves them, a
+// follow backfills the followee's recent posts, and an unfollow purges
+// them.
+//
+// Every write is idempotent and commutative (a timeline is a set of post
+// IDs ordered by ID), so the at-least-once delivery of the event log is
+// safe: a redelivered or reordered event leaves the same timelines.
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
+	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+// Followers pages through a user's followers.
+type Followers interface {
+	EachFollowerPage(ctx context.Context, user string, pageSize int, fn func([]string) error) error
+}
+
+// Timelines is where the engine writes.
+type Timelines interface {
+	Add(ctx context.Context, entries []cache.Entry) error
+	Remove(ctx context.Context, entries []cache.Entry) error
+}
+
+// Posts lists an author's recent posts, for backfill and purge.
+type Posts interface {
+	ListByAuthor(ctx context.Context, author string, before feed.PostID, limit int) ([]feed.Post, error)
+}
+
+// Config tunes the engine.
+type Config struct {
+	// ChunkSize is how many followers one batched timeline write covers.
+	// Default 1000.
+	ChunkSize int
+	// Backfill is how many of a followee's recent posts a follow copies
+	// into the follower's timeline, and an unfollow removes. Default 800,
+	// the default timeline cap.
+	Backfill int
+}
+
+// Engine applies events to timelines.
+type Engine struct {
+	cfg       Config
+	followers Followers
+	timelines Timelines
+	posts     Posts
+	now       func() time.Time
+
+	lag        prometheus.Histogram
+	deliveries prometheus.Counter
+	chunkTime  prometheus.Histogram
+}
+
+// New returns an Engine whose metrics register with reg.
+func New(cfg Config, f Followers, t Timelines, p Posts, reg prometheus.Registerer) *Engine {
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 1000
+	}
+	if cfg.Backfill <= 0 {
+		cfg.Backfill = 800
+	}
+	e := &Engine{
+		cfg: cfg, followers: f, timelines: t, posts: p, now: time.Now,
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_fanout_lag_seconds",
+			Help:    "Time from a post's creation to its write into a follower chunk's timelines.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1ms .. 33s
+		}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_fanout_deliveries_total",
+			Help: "Timeline entries written by fan-out on write.",
+		}),
+		chunkTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_fanout_chunk_seconds",
+			Help:    "Time to write one chunk of followers' timelines.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+	reg.MustRegister(e.lag, e.deliveries, e.chunkTime)
+	return e
+}
+
+// Subjects are the event subjects the engine consumes.
+var Subjects = []string{bus.SubjectPostCreated, bus.SubjectPostDeleted, bus.SubjectFollowed, bus.SubjectUnfollowed}
+
+// Handle applies one event. An undecodable event is a permanent failure;
+// any other error means "retry later".
+func (e *Engine) Handle(ctx context.Context, subject string, data []byte) error {
+	switch subject {
+	case bus.SubjectPostCreated:
+		var ev eventv1.PostCreated
+		if err := unmarshal(data, &ev); err != nil {
+			return err
+		}
+		return e.push(ctx, ev.AuthorId, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
+	case bus.SubjectPostDeleted:
+		var ev eventv1.PostDeleted
+		if err := unmarshal(data, &ev); err != nil {
+			return err
+		}
+		return e.pull(ctx, ev.AuthorId, feed.PostID(ev.PostId))
+	case bus.SubjectFollowed:
+		var ev eventv1.Followed
+		if err := unmarshal(data, &ev); err != nil {
+			return err
+		}
+		return e.backfill(ctx, ev.FollowerId, ev.FolloweeId)
+	case bus.SubjectUnfollowed:
+		var ev eventv1.Unfollowed
+		if err := unmarshal(data, &ev); err != nil {
+			return err
+		}
+		return e.purge(ctx, ev.FollowerId, ev.FolloweeId)
+	}
+	return fmt.Errorf("unexpected subject %q: %w", subject, bus.ErrPermanent)
+}
+
+func unmarshal(data []byte, m proto.Message) error {
+	if err := proto.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("decode %T: %v: %w", m, err, bus.ErrPermanent)
+	}
+	return nil
+}
+
+// push writes post id into the timeline of each of author's followers, one
+// pipelined batch per chunk of followers.
+func (e *Engine) push(ctx context.Context, author string, id feed.PostID, created time.Time) error {
+	return e.followers.EachFollowerPage(ctx, author, e.cfg.ChunkSize, func(users []string) error {
+		start := e.now()
+		entries := make([]cache.Entry, len(users))
+		for i, u := range users {
+			entries[i] = cache.Entry{User: u, Post: id}
+		}
+		if err := e.timelines.Add(ctx, entries); err != nil {
+			return err
+		}
+		done := e.now()
+		e.chunkTime.Observe(done.Sub(start).Seconds())
+		e.lag.Observe(done.Sub(created).Seconds())
+		e.deliveries.Add(float64(len(entries)))
+		return nil
+	})
+}
+
+// pull removes a deleted post from followers' timelines. Reads already
+// filter it out; this frees the cache slots.
+func (e *Engine) pull(ctx context.Context, author string, id feed.PostID) error {
+	return e.followers.EachFollowerPage(ctx, author, e.cfg.ChunkSize, func(users []string) error {
+		entries := make([]cache.Entry, len(users))
+		for i, u := range users {
+			entries[i] = cache.Entry{User: u, Post: id}
+		}
+		return e.timelines.Remove(ctx, entries)
+	})
+}
+
+func (e *Engine) backfill(ctx context.Context, follower, followee string) error {
+	entries, err := e.recent(ctx, follower, followee)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	return e.timelines.Add(ctx, entries)
+}
+
+func (e *Engine) purge(ctx context.Context, follower, followee string) error {
+	entries, err := e.recent(ctx, follower, followee)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	return e.timelines.Remove(ctx, entries)
+}
+
+// recent returns entries putting followee's recent posts in follower's
+// timeline.
+func (e *Engine) recent(ctx context.Context, follower, followee string) ([]cache.Entry, error) {
+	ps, err := e.posts.ListByAuthor(ctx, followee, 0, e.cfg.Backfill)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]cache.Entry, len(ps))
+	for i, p := range ps {
+		entries[i] = cache.Entry{User: follower, Post: p.ID}
+	}
+	return entries, nil
+}

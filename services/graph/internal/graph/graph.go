@@ -1,0 +1,114 @@
+// Package graph is the graph service's domain: follows, unfollows and the
+// paged lists of followers and following.
+package graph
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
+	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/pagetoken"
+)
+
+// Store is the part of the durable store the graph service uses.
+type Store interface {
+	Follow(ctx context.Context, follower, followee string) (bool, error)
+	Unfollow(ctx context.Context, follower, followee string) (bool, error)
+	Followers(ctx context.Context, user string, state []byte, limit int) ([]string, []byte, error)
+	Following(ctx context.Context, user string, state []byte, limit int) ([]string, []byte, error)
+}
+
+// Publisher appends events to the event log.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
+}
+
+// Service implements the graph operations.
+type Service struct {
+	store  Store
+	bus    Publisher
+	tokens *pagetoken.Codec
+}
+
+// New returns a Service.
+func New(s Store, b Publisher, tokens *pagetoken.Codec) *Service {
+	return &Service{store: s, bus: b, tokens: tokens}
+}
+
+func validatePair(follower, followee string) error {
+	if err := errors.Join(feed.ValidateUserID("follower_id", follower), feed.ValidateUserID("followee_id", followee)); err != nil {
+		return err.(interface{ Unwrap() []error }).Unwrap()[0]
+	}
+	if follower == followee {
+		return feed.Invalid("followee_id", "must differ from follower_id: a user cannot follow themselves")
+	}
+	return nil
+}
+
+// Follow makes follower follow followee. It is idempotent. The Followed
+// event is published on every call, not only on a change: a call that
+// stored the edge but failed to publish returns UNAVAILABLE, and the
+// client's retry then publishes it. The event's consumers are idempotent.
+func (s *Service) Follow(ctx context.Context, follower, followee string) error {
+	if err := validatePair(follower, followee); err != nil {
+		return err
+	}
+	if _, err := s.store.Follow(ctx, follower, followee); err != nil {
+		return err
+	}
+	return s.bus.Publish(ctx, bus.SubjectFollowed, "", &eventv1.Followed{FollowerId: follower, FolloweeId: followee})
+}
+
+// Unfollow is the reverse of Follow, with the same retry rule.
+func (s *Service) Unfollow(ctx context.Context, follower, followee string) error {
+	if err := validatePair(follower, followee); err != nil {
+		return err
+	}
+	if _, err := s.store.Unfollow(ctx, follower, followee); err != nil {
+		return err
+	}
+	return s.bus.Publish(ctx, bus.SubjectUnfollowed, "", &eventv1.Unfollowed{FollowerId: follower, FolloweeId: followee})
+}
+
+// Followers returns a page of user's followers.
+func (s *Service) Followers(ctx context.Context, user string, pageSize int32, token string) ([]string, string, error) {
+	return s.page(ctx, "followers:", s.store.Followers, user, pageSize, token)
+}
+
+// Following returns a page of the accounts user follows.
+func (s *Service) Following(ctx context.Context, user string, pageSize int32, token string) ([]string, string, error) {
+	return s.page(ctx, "following:", s.store.Following, user, pageSize, token)
+}
+
+type lister func(ctx context.Context, user string, state []byte, limit int) ([]string, []byte, error)
+
+func (s *Service) page(ctx context.Context, kind string, list lister, user string, pageSize int32, token string) ([]string, string, error) {
+	if err := feed.ValidateUserID("user_id", user); err != nil {
+		return nil, "", err
+	}
+	size, err := feed.PageSize(pageSize, feed.DefaultPageSize, feed.MaxGraphPageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	scope := kind + user
+	var state []byte
+	if token != "" {
+		c, err := s.tokens.Decode(scope, token)
+		if err != nil {
+			return nil, "", err
+		}
+		state = c.State
+	}
+	ids, next, err := list(ctx, user, state, size)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(next) == 0 {
+		return ids, "", nil
+	}
+	return ids, s.tokens.Encode(scope, pagetoken.Cursor{State: next}), nil
+}

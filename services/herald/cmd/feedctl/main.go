@@ -1,0 +1,354 @@
+// Command feedctl is a command-line client for Herald's gRPC API.
+//
+//	feedctl follow bob alice        # bob follows alice
+//	feedctl post alice "hello"      # alice posts
+//	feedctl timeline bob            # bob's home timeline, newest first
+//	feedctl watch bob               # stream bob's new timeline entries
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/discovery"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		if st, ok := status.FromError(err); ok {
+			fmt.Fprintf(os.Stderr, "feedctl: %s: %s\n", st.Code(), st.Message())
+		} else {
+			fmt.Fprintf(os.Stderr, "feedctl: %v\n", err)
+		}
+		os.Exit(1)
+	}
+}
+
+type client struct {
+	addr    string
+	etcd    string
+	timeout time.Duration
+	out     io.Writer
+	conns   map[string]*grpc.ClientConn
+}
+
+func newRoot() *cobra.Command {
+	c := &client{out: os.Stdout, conns: make(map[string]*grpc.ClientConn)}
+	root := &cobra.Command{
+		Use:           "feedctl",
+		Short:         "Talk to a Herald deployment over gRPC",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	addr := os.Getenv("HERALD_ADDR")
+	if addr == "" {
+		addr = "localhost:7070"
+	}
+	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "gRPC address of a Herald process (HERALD_ADDR)")
+	root.PersistentFlags().StringVar(&c.etcd, "etcd", os.Getenv("HERALD_ETCD_ENDPOINTS"), "etcd endpoints; if set, find each service through etcd instead of --addr (HERALD_ETCD_ENDPOINTS)")
+	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of each call")
+	root.AddCommand(c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
+		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
+		c.timelineCmd(), c.watchCmd())
+	return root
+}
+
+// conn returns a connection for service: the --addr process, or the
+// service's instances found through etcd.
+func (c *client) conn(service string) (*grpc.ClientConn, error) {
+	if cc, ok := c.conns[service]; ok {
+		return cc, nil
+	}
+	var cc *grpc.ClientConn
+	var err error
+	if c.etcd != "" {
+		cli, cerr := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if cerr != nil {
+			return nil, fmt.Errorf("etcd %s: %w", c.etcd, cerr)
+		}
+		cc, err = discovery.Dial(cli, service)
+	} else {
+		cc, err = grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.conns[service] = cc
+	return cc, nil
+}
+
+func (c *client) call(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), c.timeout)
+}
+
+func (c *client) posts() (feedv1.PostServiceClient, error) {
+	cc, err := c.conn("post")
+	return feedv1.NewPostServiceClient(cc), err
+}
+
+func (c *client) graph() (feedv1.GraphServiceClient, error) {
+	cc, err := c.conn("graph")
+	return feedv1.NewGraphServiceClient(cc), err
+}
+
+func (c *client) timelines() (feedv1.TimelineServiceClient, error) {
+	cc, err := c.conn("timeline")
+	return feedv1.NewTimelineServiceClient(cc), err
+}
+
+func (c *client) printPost(p *feedv1.Post) {
+	fmt.Fprintf(c.out, "%s  %s  @%s: %s\n", p.PostId, p.CreateTime.AsTime().Local().Format("2006-01-02 15:04:05"), p.AuthorId, p.Text)
+}
+
+func (c *client) printNext(cmd *cobra.Command, next string) {
+	if next != "" {
+		fmt.Fprintf(c.out, "-- more: feedctl %s --page-token %s\n", strings.Join(append([]string{cmd.Name()}, cmd.Flags().Args()...), " "), next)
+	}
+}
+
+func (c *client) postCmd() *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
+		Use:   "post AUTHOR TEXT...",
+		Short: "Create a post",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := c.posts()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			resp, err := pc.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: args[0], Text: strings.Join(args[1:], " "), IdempotencyKey: key})
+			if err != nil {
+				return err
+			}
+			c.printPost(resp.Post)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "idempotency key: a retry with the same key returns the same post")
+	return cmd
+}
+
+func (c *client) getCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get POST_ID",
+		Short: "Show one post",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := c.posts()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			resp, err := pc.GetPost(ctx, &feedv1.GetPostRequest{PostId: args[0]})
+			if err != nil {
+				return err
+			}
+			c.printPost(resp.Post)
+			return nil
+		},
+	}
+}
+
+func (c *client) deleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete AUTHOR POST_ID",
+		Short: "Delete one of AUTHOR's posts",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := c.posts()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			if _, err := pc.DeletePost(ctx, &feedv1.DeletePostRequest{AuthorId: args[0], PostId: args[1]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "deleted %s\n", args[1])
+			return nil
+		},
+	}
+}
+
+// paging adds --page-size and --page-token to cmd.
+func paging(cmd *cobra.Command) (size *int32, token *string) {
+	size, token = new(int32), new(string)
+	cmd.Flags().Int32Var(size, "page-size", 0, "entries per page (0: the server default, 20)")
+	cmd.Flags().StringVar(token, "page-token", "", "next_page_token of the previous page")
+	return size, token
+}
+
+func (c *client) postsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "posts AUTHOR",
+		Short: "List AUTHOR's own posts, newest first",
+		Args:  cobra.ExactArgs(1),
+	}
+	size, token := paging(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		pc, err := c.posts()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := c.call(cmd)
+		defer cancel()
+		resp, err := pc.ListUserPosts(ctx, &feedv1.ListUserPostsRequest{AuthorId: args[0], PageSize: *size, PageToken: *token})
+		if err != nil {
+			return err
+		}
+		for _, p := range resp.Posts {
+			c.printPost(p)
+		}
+		c.printNext(cmd, resp.NextPageToken)
+		return nil
+	}
+	return cmd
+}
+
+func (c *client) followCmd(follow bool) *cobra.Command {
+	use, short := "follow FOLLOWER FOLLOWEE", "Make FOLLOWER follow FOLLOWEE"
+	if !follow {
+		use, short = "unfollow FOLLOWER FOLLOWEE", "Make FOLLOWER stop following FOLLOWEE"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gc, err := c.graph()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			if follow {
+				_, err = gc.Follow(ctx, &feedv1.FollowRequest{FollowerId: args[0], FolloweeId: args[1]})
+			} else {
+				_, err = gc.Unfollow(ctx, &feedv1.UnfollowRequest{FollowerId: args[0], FolloweeId: args[1]})
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "%s %sed %s\n", args[0], cmd.Name(), args[1])
+			return nil
+		},
+	}
+}
+
+func (c *client) listCmd(which string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   which + " USER",
+		Short: "List USER's " + which,
+		Args:  cobra.ExactArgs(1),
+	}
+	size, token := paging(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		gc, err := c.graph()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := c.call(cmd)
+		defer cancel()
+		var ids []string
+		var next string
+		if which == "followers" {
+			resp, err := gc.ListFollowers(ctx, &feedv1.ListFollowersRequest{UserId: args[0], PageSize: *size, PageToken: *token})
+			if err != nil {
+				return err
+			}
+			ids, next = resp.UserIds, resp.NextPageToken
+		} else {
+			resp, err := gc.ListFollowing(ctx, &feedv1.ListFollowingRequest{UserId: args[0], PageSize: *size, PageToken: *token})
+			if err != nil {
+				return err
+			}
+			ids, next = resp.UserIds, resp.NextPageToken
+		}
+		for _, id := range ids {
+			fmt.Fprintln(c.out, id)
+		}
+		c.printNext(cmd, next)
+		return nil
+	}
+	return cmd
+}
+
+func (c *client) timelineCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "timeline USER",
+		Short: "Show USER's home timeline, newest first",
+		Args:  cobra.ExactArgs(1),
+	}
+	size, token := paging(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		tc, err := c.timelines()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := c.call(cmd)
+		defer cancel()
+		resp, err := tc.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: args[0], PageSize: *size, PageToken: *token})
+		if err != nil {
+			return err
+		}
+		if len(resp.Posts) == 0 && *token == "" {
+			fmt.Fprintln(c.out, "(empty timeline)")
+		}
+		for _, p := range resp.Posts {
+			c.printPost(p)
+		}
+		c.printNext(cmd, resp.NextPageToken)
+		return nil
+	}
+	return cmd
+}
+
+func (c *client) watchCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch USER",
+		Short: "Stream new posts into USER's home timeline until Ctrl-C",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tc, err := c.timelines()
+			if err != nil {
+				return err
+			}
+			stream, err := tc.StreamHomeTimeline(cmd.Context(), &feedv1.StreamHomeTimelineRequest{UserId: args[0]})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "watching %s's home timeline; Ctrl-C to stop\n", args[0])
+			for {
+				resp, err := stream.Recv()
+				if err != nil {
+					if cmd.Context().Err() != nil || err == io.EOF {
+						return nil
+					}
+					return err
+				}
+				c.printPost(resp.Post)
+			}
+		},
+	}
+}

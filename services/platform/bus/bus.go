@@ -1,0 +1,219 @@
+// Package bus is Herald's durable event log on NATS JetStream. The post and
+// graph services publish events; the fan-out service consumes them through
+// one durable pull consumer shared by all its instances, and the timeline
+// service tails them to feed live streams.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+// Subjects. Each carries one message type from proto/herald/event/v1.
+const (
+	SubjectPostCreated = "herald.post.created"
+	SubjectPostDeleted = "herald.post.deleted"
+	SubjectFollowed    = "herald.graph.followed"
+	SubjectUnfollowed  = "herald.graph.unfollowed"
+)
+
+// Config describes the event stream.
+type Config struct {
+	// Stream is the JetStream stream name. Default "HERALD_EVENTS".
+	Stream string
+	// Replicas is the stream's replication factor: 1 on one server, 3 on a
+	// NATS cluster.
+	Replicas int
+	// MaxAge bounds how long events are kept. Default 24h: long enough to
+	// ride out a fan-out outage of a day.
+	MaxAge time.Duration
+	// Duplicates is the Nats-Msg-Id dedupe window. A publish retried within
+	// it is dropped by the server. Default 10m, which must exceed the
+	// outbox relay's republish timeout.
+	Duplicates time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Stream == "" {
+		c.Stream = "HERALD_EVENTS"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 24 * time.Hour
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 10 * time.Minute
+	}
+}
+
+// Bus publishes and consumes Herald events.
+type Bus struct {
+	js  jetstream.JetStream
+	cfg Config
+	log *slog.Logger
+}
+
+// New creates or updates the event stream on nc's JetStream and returns a
+// Bus for it.
+func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus, error) {
+	cfg.defaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, feed.Unavailable("nats", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       cfg.Stream,
+		Subjects:   []string{"herald.post.>", "herald.graph.>"},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Replicas:   cfg.Replicas,
+		MaxAge:     cfg.MaxAge,
+		Duplicates: cfg.Duplicates,
+	})
+	if err != nil {
+		return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s: %w", cfg.Stream, err))
+	}
+	return &Bus{js: js, cfg: cfg, log: log}, nil
+}
+
+// JetStream returns the underlying JetStream handle.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Stream returns the event stream's name.
+func (b *Bus) Stream() string { return b.cfg.Stream }
+
+// Publish appends m to subject and waits for the stream's ack. msgID is the
+// Nats-Msg-Id header: the server drops a second publish with the same ID
+// inside the dedupe window, so a retried publish never doubles an event.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, m proto.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("bus: marshal %s: %w", subject, err)
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := b.js.Publish(ctx, subject, data, opts...); err != nil {
+		return feed.Unavailable("nats", fmt.Errorf("publish %s: %w", subject, err))
+	}
+	return nil
+}
+
+// ErrPermanent marks a handler error that no retry can fix, such as an
+// undecodable message. The message is terminated instead of redelivered.
+var ErrPermanent = errors.New("permanent failure")
+
+// Handler handles one message. A nil error acks it; an error wrapping
+// ErrPermanent terminates it; any other error naks it for redelivery after
+// the consumer's backoff.
+type Handler func(ctx context.Context, subject string, data []byte) error
+
+// ConsumerConfig describes a durable pull consumer.
+type ConsumerConfig struct {
+	// Durable is the consumer name that all instances share, so the stream's
+	// messages are spread across them.
+	Durable  string
+	Subjects []string
+	// AckWait is how long the server waits for an ack before redelivering.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one message.
+	MaxDeliver int
+	// BackOff is the redelivery delay after the first, second, ... failed
+	// delivery; the last value repeats. Default 1s, 2s, 5s, 10s, 30s.
+	BackOff []time.Duration
+	// MaxAckPending bounds messages in flight across all instances; it is
+	// the backpressure on the fan-out.
+	MaxAckPending int
+}
+
+// Consume runs h on each message of the durable consumer until ctx ends.
+// It returns after the in-flight handlers finish, so a shutdown either
+// acks or naks every message it took.
+func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        cc.Durable,
+		FilterSubjects: cc.Subjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckWait:        cc.AckWait,
+		MaxDeliver:     cc.MaxDeliver,
+		MaxAckPending:  cc.MaxAckPending,
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return feed.Unavailable("nats", fmt.Errorf("create consumer %s: %w", cc.Durable, err))
+	}
+	backoff := cc.BackOff
+	if len(backoff) == 0 {
+		backoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
+	}
+	return b.run(ctx, cons, func(ctx context.Context, m jetstream.Msg) {
+		err := h(ctx, m.Subject(), m.Data())
+		switch {
+		case err == nil:
+			if err := m.Ack(); err != nil {
+				b.log.Warn("ack failed; the message will be redelivered", "subject", m.Subject(), "err", err)
+			}
+		case errors.Is(err, ErrPermanent):
+			b.log.Error("terminating message", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+		default:
+			// The delay is the client's: a Nak with a delay keeps a failing
+			// message from spinning while the backend it needs is down.
+			delay := backoff[len(backoff)-1]
+			if md, mderr := m.Metadata(); mderr == nil && int(md.NumDelivered) <= len(backoff) {
+				delay = backoff[md.NumDelivered-1]
+			}
+			b.log.Warn("message failed; it will be redelivered", "subject", m.Subject(), "delay", delay, "err", err)
+			_ = m.NakWithDelay(delay)
+		}
+	})
+}
+
+// Tail runs h on each new message on subjects, from now on, until ctx ends.
+// It uses an ordered ephemeral consumer: no acks, no state on the server,
+// for readers that only care about the live edge.
+func (b *Bus) Tail(ctx context.Context, subjects []string, h func(subject string, data []byte)) error {
+	cons, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return feed.Unavailable("nats", fmt.Errorf("create ordered consumer: %w", err))
+	}
+	return b.run(ctx, cons, func(_ context.Context, m jetstream.Msg) { h(m.Subject(), m.Data()) })
+}
+
+func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
+	// A handler's context outlives ctx briefly, so that a shutdown lets an
+	// in-flight message finish its writes and ack.
+	hctx := context.WithoutCancel(ctx)
+	cc, err := cons.Consume(func(m jetstream.Msg) { handle(hctx, m) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			b.log.Debug("consume", "err", err)
+		}))
+	if err != nil {
+		return feed.Unavailable("nats", err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	return nil
+}

@@ -1,0 +1,54 @@
+// Package cache declares Herald's hot-cache ports: home timelines and post
+// bodies. The cache may be lost at any time; everything in it can be
+// rebuilt from the durable store. Adapters: memcache (one process) and
+// rediscache (a cluster). Both pass the contract suite in cachetest.
+package cache
+
+import (
+	"context"
+
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+// Entry is one post in one user's home timeline.
+type Entry struct {
+	User string
+	Post feed.PostID
+}
+
+// Timelines holds capped home timelines: sets of post IDs ordered by ID,
+// newest first. Inserting the same entry twice, or in any order, gives the
+// same timeline, which is what makes at-least-once fan-out safe.
+//
+// A timeline is complete once Store has filled it from the durable store.
+// Add may create an incomplete timeline; Range reports it as missing until
+// a Store completes it, so a rebuild never loses an entry that raced it.
+type Timelines interface {
+	// Add inserts each entry and trims each touched timeline to the cap,
+	// keeping the newest IDs.
+	Add(ctx context.Context, entries []Entry) error
+
+	// Remove deletes each entry; absent entries are ignored.
+	Remove(ctx context.Context, entries []Entry) error
+
+	// Range returns up to limit IDs below before (0: no bound), newest
+	// first. ok is false when the user's timeline is missing or incomplete.
+	Range(ctx context.Context, user string, before feed.PostID, limit int) (ids []feed.PostID, ok bool, err error)
+
+	// Store adds ids to user's timeline, trims it to the cap, and marks it
+	// complete.
+	Store(ctx context.Context, user string, ids []feed.PostID) error
+
+	// Cap is the most entries a timeline keeps.
+	Cap() int
+}
+
+// Posts caches post bodies by ID.
+type Posts interface {
+	// GetPosts returns the cached posts among ids; misses are left out.
+	GetPosts(ctx context.Context, ids []feed.PostID) (map[feed.PostID]feed.Post, error)
+	// PutPosts caches posts.
+	PutPosts(ctx context.Context, posts []feed.Post) error
+	// DeletePosts drops ids from the cache.
+	DeletePosts(ctx context.Context, ids []feed.PostID) error
+}

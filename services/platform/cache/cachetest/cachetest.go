@@ -1,0 +1,538 @@
+// Package cachetest is the contract suite for the cache ports in package
+// cache. Every adapter runs it from its own tests:
+//
+//	func TestTimelines(t *testing.T) {
+//		cachetest.RunTimelines(t, func(t *testing.T, cap int) cache.Timelines { return newTestCache(t, cap) })
+//	}
+//
+// The suite assumes only what the doc comments in package cache promise.
+package cachetest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+// RunTimelines runs the contract suite for cache.Timelines. open must
+// return an empty cache whose timelines keep cap entries, and release it
+// with t.Cleanup; it is called once per subtest.
+func RunTimelines(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open func(t *testing.T, cap int) cache.Timelines)
+	}{
+		{"UnknownUserIsMissing", testUnknownUser},
+		{"AddDoesNotComplete", testAddDoesNotComplete},
+		{"StoreCompletes", testStoreCompletes},
+		{"StoreEmptyCompletes", testStoreEmpty},
+		{"StoreUnionsEarlierAdds", testStoreUnions},
+		{"AddAfterStore", testAddAfterStore},
+		{"IdempotentAdd", testIdempotentAdd},
+		{"OrderIndependentAdd", testOrderIndependent},
+		{"Cap", testCap},
+		{"RangeBoundAndLimit", testRangeBoundAndLimit},
+		{"RangePaging", testRangePaging},
+		{"Remove", testRemove},
+		{"BatchAddManyUsers", testBatchManyUsers},
+		{"PrefixNamedUsers", testPrefixNamedUsers},
+		{"LargeIDs", testLargeIDs},
+		{"ConcurrentAdd", testConcurrentAdd},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
+}
+
+// RunPosts runs the contract suite for cache.Posts. open must return an
+// empty cache and release it with t.Cleanup; it is called once per subtest.
+func RunPosts(t *testing.T, open func(t *testing.T) cache.Posts) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, c cache.Posts)
+	}{
+		{"PutGet", testPutGet},
+		{"MissesLeftOut", testMisses},
+		{"PutOverwrites", testPutOverwrites},
+		{"Delete", testDeletePosts},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+// base is a realistic post ID (about 2^60: a Snowflake ID from 2025); IDs
+// in these tests count up from it.
+const base feed.PostID = 1 << 60
+
+func seq(from feed.PostID, n int) []feed.PostID {
+	out := make([]feed.PostID, n)
+	for i := range out {
+		out[i] = from + feed.PostID(i)
+	}
+	return out
+}
+
+func desc(ids []feed.PostID) []feed.PostID {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	slices.Reverse(out)
+	return slices.Compact(out)
+}
+
+func entries(user string, ids ...feed.PostID) []cache.Entry {
+	out := make([]cache.Entry, len(ids))
+	for i, id := range ids {
+		out[i] = cache.Entry{User: user, Post: id}
+	}
+	return out
+}
+
+func add(t *testing.T, c cache.Timelines, es []cache.Entry) {
+	t.Helper()
+	if err := c.Add(context.Background(), es); err != nil {
+		t.Fatalf("Add(%d entries) error: %v", len(es), err)
+	}
+}
+
+func remove(t *testing.T, c cache.Timelines, es []cache.Entry) {
+	t.Helper()
+	if err := c.Remove(context.Background(), es); err != nil {
+		t.Fatalf("Remove(%v) error: %v", es, err)
+	}
+}
+
+func store(t *testing.T, c cache.Timelines, user string, ids []feed.PostID) {
+	t.Helper()
+	if err := c.Store(context.Background(), user, ids); err != nil {
+		t.Fatalf("Store(%q, %d IDs) error: %v", user, len(ids), err)
+	}
+}
+
+// wantRange fails unless Range(user, before, limit) is complete and holds
+// exactly want.
+func wantRange(t *testing.T, c cache.Timelines, user string, before feed.PostID, limit int, want []feed.PostID) {
+	t.Helper()
+	got, ok, err := c.Range(context.Background(), user, before, limit)
+	if err != nil || !ok || !slices.Equal(got, want) {
+		t.Errorf("Range(%q, %d, %d) = %v, %v, %v; want %v, true, nil", user, before, limit, got, ok, err, want)
+	}
+}
+
+func wantMissing(t *testing.T, c cache.Timelines, user string) {
+	t.Helper()
+	got, ok, err := c.Range(context.Background(), user, 0, 100)
+	if err != nil || ok || len(got) != 0 {
+		t.Errorf("Range(%q, 0, 100) = %v, %v, %v; want [], false, nil", user, got, ok, err)
+	}
+}
+
+func testUnknownUser(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	wantMissing(t, c, "nobody")
+	if got := c.Cap(); got != 10 {
+		t.Errorf("Cap() = %d; want 10", got)
+	}
+}
+
+func testAddDoesNotComplete(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	add(t, c, entries("alice", base+1, base+2))
+	wantMissing(t, c, "alice")
+	remove(t, c, entries("alice", base+1))
+	wantMissing(t, c, "alice")
+	remove(t, c, entries("bob", base+1))
+	wantMissing(t, c, "bob")
+}
+
+func testStoreCompletes(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	in := []feed.PostID{base + 3, base + 1, base + 7, base + 5}
+	store(t, c, "alice", in)
+	wantRange(t, c, "alice", 0, 100, desc(in))
+	wantMissing(t, c, "bob")
+}
+
+func testStoreEmpty(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	// A user who follows nobody has an empty, but complete, timeline.
+	store(t, c, "alice", nil)
+	wantRange(t, c, "alice", 0, 100, nil)
+	add(t, c, entries("alice", base+1))
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 1})
+	remove(t, c, entries("alice", base+1))
+	wantRange(t, c, "alice", 0, 100, nil)
+}
+
+func testStoreUnions(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	// Fan-out raced a rebuild: the rebuild read the store before base+9
+	// was written, and must not lose it.
+	add(t, c, entries("alice", base+9, base+2))
+	store(t, c, "alice", []feed.PostID{base + 5, base + 2, base + 1})
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 9, base + 5, base + 2, base + 1})
+}
+
+func testAddAfterStore(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	store(t, c, "alice", []feed.PostID{base + 5})
+	add(t, c, entries("alice", base+9, base+1))
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 9, base + 5, base + 1})
+	// Storing again adds and keeps what is there.
+	store(t, c, "alice", []feed.PostID{base + 7})
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 9, base + 7, base + 5, base + 1})
+}
+
+func testIdempotentAdd(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 10)
+	store(t, c, "alice", []feed.PostID{base + 5})
+	add(t, c, entries("alice", base+7, base+7))
+	add(t, c, entries("alice", base+7, base+5))
+	store(t, c, "alice", []feed.PostID{base + 5, base + 7, base + 5})
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 7, base + 5})
+}
+
+func testOrderIndependent(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	ids := seq(base, 20)
+	want := desc(ids)
+	r := rand.New(rand.NewPCG(1, 2))
+	orders := []struct {
+		name string
+		ids  []feed.PostID
+	}{
+		{"ascending", ids},
+		{"descending", want},
+		{"shuffled", shuffled(r, ids)},
+		{"shuffled again", shuffled(r, ids)},
+	}
+	for _, o := range orders {
+		t.Run(o.name, func(t *testing.T) {
+			for _, batch := range []int{1, 3, len(o.ids)} {
+				c := open(t, 100)
+				store(t, c, "alice", nil)
+				for chunk := range slices.Chunk(o.ids, batch) {
+					add(t, c, entries("alice", chunk...))
+				}
+				wantRange(t, c, "alice", 0, 100, want)
+			}
+		})
+	}
+}
+
+func shuffled(r *rand.Rand, ids []feed.PostID) []feed.PostID {
+	out := slices.Clone(ids)
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+func testCap(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	const cap = 10
+	ids := seq(base, 25)
+	newest := desc(ids)[:cap]
+	r := rand.New(rand.NewPCG(3, 4))
+	tests := []struct {
+		name string
+		fill func(t *testing.T, c cache.Timelines)
+	}{
+		{"Add one at a time", func(t *testing.T, c cache.Timelines) {
+			store(t, c, "alice", nil)
+			for _, id := range ids {
+				add(t, c, entries("alice", id))
+			}
+		}},
+		{"Add shuffled batch", func(t *testing.T, c cache.Timelines) {
+			store(t, c, "alice", nil)
+			add(t, c, entries("alice", shuffled(r, ids)...))
+		}},
+		{"Store all", func(t *testing.T, c cache.Timelines) { store(t, c, "alice", shuffled(r, ids)) }},
+		{"Add then Store", func(t *testing.T, c cache.Timelines) {
+			add(t, c, entries("alice", ids[:15]...))
+			store(t, c, "alice", ids[10:])
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := open(t, cap)
+			tt.fill(t, c)
+			wantRange(t, c, "alice", 0, 100, newest)
+			// An entry older than a full timeline's oldest falls off at once.
+			add(t, c, entries("alice", base-1))
+			wantRange(t, c, "alice", 0, 100, newest)
+			// A newer one pushes the oldest out.
+			add(t, c, entries("alice", base+100))
+			wantRange(t, c, "alice", 0, 100, append([]feed.PostID{base + 100}, newest[:cap-1]...))
+		})
+	}
+}
+
+func testRangeBoundAndLimit(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 100)
+	ids := []feed.PostID{base + 50, base + 40, base + 30, base + 20, base + 10}
+	store(t, c, "alice", ids)
+	tests := []struct {
+		before feed.PostID
+		limit  int
+		want   []feed.PostID
+	}{
+		{0, 100, ids},
+		{0, 5, ids},
+		{0, 2, ids[:2]},
+		{0, 1, ids[:1]},
+		{base + 40, 100, ids[2:]},
+		{base + 41, 100, ids[1:]},
+		{base + 39, 100, ids[2:]},
+		{base + 40, 2, ids[2:4]},
+		{base + 10, 100, nil},
+		{base + 11, 100, ids[4:]},
+		{base + 51, 100, ids},
+		{1<<64 - 1, 100, ids},
+		{1, 100, nil},
+	}
+	for _, tt := range tests {
+		wantRange(t, c, "alice", tt.before, tt.limit, tt.want)
+	}
+}
+
+func testRangePaging(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 1000)
+	// Gaps between IDs, so a bound off by one would show.
+	var ids []feed.PostID
+	for i := range 250 {
+		ids = append(ids, base+feed.PostID(i*3))
+	}
+	store(t, c, "alice", ids[:100])
+	add(t, c, entries("alice", ids[100:]...))
+	want := desc(ids)
+	for _, limit := range []int{1, 7, 100, 250, 1000} {
+		var got []feed.PostID
+		var before feed.PostID
+		for page := 0; ; page++ {
+			if page > len(ids) {
+				t.Fatalf("limit %d: paging did not end after %d pages", limit, page)
+			}
+			p, ok, err := c.Range(context.Background(), "alice", before, limit)
+			if err != nil || !ok || len(p) > limit {
+				t.Fatalf("Range(alice, %d, %d) = %d IDs, %v, %v; want at most %d, true, nil", before, limit, len(p), ok, err, limit)
+			}
+			if len(p) == 0 {
+				break
+			}
+			got = append(got, p...)
+			before = p[len(p)-1]
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("paging Range(alice) by %d gave %d IDs %v; want all %d newest first", limit, len(got), got, len(want))
+		}
+	}
+}
+
+func testRemove(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 100)
+	store(t, c, "alice", seq(base, 5))
+	store(t, c, "bob", seq(base, 5))
+	remove(t, c, append(entries("alice", base+1, base+3, base+99), cache.Entry{User: "nobody", Post: base}))
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 4, base + 2, base})
+	wantRange(t, c, "bob", 0, 100, desc(seq(base, 5)))
+	wantMissing(t, c, "nobody")
+	remove(t, c, entries("alice", base+1))
+	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 4, base + 2, base})
+	remove(t, c, nil)
+}
+
+func testBatchManyUsers(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	const users, per = 500, 3
+	c := open(t, 100)
+	name := func(u int) string { return fmt.Sprintf("user_%d", u) }
+	for u := range users {
+		store(t, c, name(u), nil)
+	}
+	var es []cache.Entry
+	for i := range per {
+		for u := range users {
+			es = append(es, cache.Entry{User: name(u), Post: base + feed.PostID(u*10+i)})
+		}
+	}
+	add(t, c, es)
+	for u := range users {
+		want := desc(seq(base+feed.PostID(u*10), per))
+		wantRange(t, c, name(u), 0, 100, want)
+	}
+}
+
+func testPrefixNamedUsers(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	c := open(t, 100)
+	users := []string{"a", "al", "alice", "al_", "alicea"}
+	for i, u := range users {
+		store(t, c, u, []feed.PostID{base + feed.PostID(i)})
+	}
+	for i, u := range users {
+		add(t, c, entries(u, base+100+feed.PostID(i)))
+	}
+	remove(t, c, entries("al", base+1))
+	for i, u := range users {
+		want := []feed.PostID{base + 100 + feed.PostID(i), base + feed.PostID(i)}
+		if u == "al" {
+			want = want[:1]
+		}
+		wantRange(t, c, u, 0, 100, want)
+	}
+}
+
+func testLargeIDs(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	// A float64 score holds 53 bits: these IDs collide in one, and must
+	// not in a timeline.
+	ids := []feed.PostID{
+		1,
+		1<<53 - 1, 1 << 53, 1<<53 + 1,
+		1<<62 + 1, 1<<62 + 2, 1<<62 + 3,
+		1<<63 - 1, 1 << 63, 1<<63 + 1,
+		1<<64 - 3, 1<<64 - 2, 1<<64 - 1,
+	}
+	want := desc(ids)
+	c := open(t, 100)
+	store(t, c, "alice", ids[:5])
+	add(t, c, entries("alice", ids[5:]...))
+	wantRange(t, c, "alice", 0, 100, want)
+
+	tests := []struct {
+		before feed.PostID
+		limit  int
+		want   []feed.PostID
+	}{
+		{1<<64 - 1, 100, want[1:]},
+		{1<<64 - 2, 1, []feed.PostID{1<<64 - 3}},
+		{1<<63 + 1, 1, []feed.PostID{1 << 63}},
+		{1 << 63, 1, []feed.PostID{1<<63 - 1}},
+		{1<<62 + 3, 100, []feed.PostID{1<<62 + 2, 1<<62 + 1, 1<<53 + 1, 1 << 53, 1<<53 - 1, 1}},
+		{1<<53 + 1, 1, []feed.PostID{1 << 53}},
+		{2, 100, []feed.PostID{1}},
+	}
+	for _, tt := range tests {
+		wantRange(t, c, "alice", tt.before, tt.limit, tt.want)
+	}
+
+	remove(t, c, entries("alice", 1<<62+2, 1<<64-2))
+	wantRange(t, c, "alice", 1<<64-1, 3, []feed.PostID{1<<64 - 3, 1<<63 + 1, 1 << 63})
+	wantRange(t, c, "alice", 1<<62+3, 1, []feed.PostID{1<<62 + 1})
+}
+
+func testConcurrentAdd(t *testing.T, open func(*testing.T, int) cache.Timelines) {
+	const writers, per = 8, 200
+	c := open(t, writers*per)
+	users := []string{"alice", "bob", "carol"}
+	for _, u := range users {
+		store(t, c, u, nil)
+	}
+	g, ctx := errgroup.WithContext(context.Background())
+	for w := range writers {
+		g.Go(func() error {
+			for i := range per {
+				id := base + feed.PostID(i*writers+w)
+				var es []cache.Entry
+				for _, u := range users {
+					es = append(es, cache.Entry{User: u, Post: id})
+				}
+				if err := c.Add(ctx, es); err != nil {
+					return err
+				}
+				if _, _, err := c.Range(ctx, users[i%len(users)], 0, 10); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("concurrent Add error: %v", err)
+	}
+	want := desc(seq(base, writers*per))
+	for _, u := range users {
+		wantRange(t, c, u, 0, writers*per, want)
+	}
+}
+
+func post(id feed.PostID, author, text string) feed.Post {
+	return feed.Post{ID: id, Author: author, Text: text, Created: time.Date(2025, 6, 1, 12, 30, 15, 123456789, time.UTC)}
+}
+
+func getPosts(t *testing.T, c cache.Posts, ids ...feed.PostID) map[feed.PostID]feed.Post {
+	t.Helper()
+	got, err := c.GetPosts(context.Background(), ids)
+	if err != nil {
+		t.Fatalf("GetPosts(%v) error: %v", ids, err)
+	}
+	return got
+}
+
+// wantPosts fails unless got holds exactly want, with Created kept to the
+// millisecond at least.
+func wantPosts(t *testing.T, call string, got map[feed.PostID]feed.Post, want ...feed.Post) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for _, w := range want {
+		g, found := got[w.ID]
+		d := g.Created.Sub(w.Created)
+		ok = ok && found && g.ID == w.ID && g.Author == w.Author && g.Text == w.Text && d > -time.Millisecond && d < time.Millisecond
+	}
+	if !ok {
+		t.Errorf("%s = %v; want %v", call, got, want)
+	}
+}
+
+func putPosts(t *testing.T, c cache.Posts, ps ...feed.Post) {
+	t.Helper()
+	if err := c.PutPosts(context.Background(), ps); err != nil {
+		t.Fatalf("PutPosts(%v) error: %v", ps, err)
+	}
+}
+
+func testPutGet(t *testing.T, c cache.Posts) {
+	ps := []feed.Post{
+		post(base+1, "alice", "hello"),
+		post(base+2, "bob", "héllo, 世界 👋🏽\nsecond line"),
+		post(1<<64-1, "al", "max ID"),
+		post(1<<64-2, "al", "max ID - 1"),
+	}
+	putPosts(t, c, ps...)
+	wantPosts(t, "GetPosts(all)", getPosts(t, c, base+1, base+2, 1<<64-1, 1<<64-2), ps...)
+	wantPosts(t, "GetPosts(one)", getPosts(t, c, base+2), ps[1])
+	wantPosts(t, "GetPosts()", getPosts(t, c))
+	putPosts(t, c)
+}
+
+func testMisses(t *testing.T, c cache.Posts) {
+	p := post(base+1, "alice", "hello")
+	putPosts(t, c, p)
+	wantPosts(t, "GetPosts(hit, misses)", getPosts(t, c, base, base+1, base+2), p)
+	wantPosts(t, "GetPosts(misses)", getPosts(t, c, base, base+2))
+}
+
+func testPutOverwrites(t *testing.T, c cache.Posts) {
+	putPosts(t, c, post(base+1, "alice", "old"))
+	p := post(base+1, "alice", "new")
+	putPosts(t, c, p)
+	wantPosts(t, "GetPosts after overwrite", getPosts(t, c, base+1), p)
+}
+
+func testDeletePosts(t *testing.T, c cache.Posts) {
+	a, b, d := post(base+1, "alice", "a"), post(base+2, "alice", "b"), post(base+3, "bob", "d")
+	putPosts(t, c, a, b, d)
+	if err := c.DeletePosts(context.Background(), []feed.PostID{a.ID, d.ID, base + 99}); err != nil {
+		t.Fatalf("DeletePosts error: %v", err)
+	}
+	wantPosts(t, "GetPosts after delete", getPosts(t, c, a.ID, b.ID, d.ID), b)
+	if err := c.DeletePosts(context.Background(), []feed.PostID{a.ID}); err != nil {
+		t.Errorf("DeletePosts(already deleted) error: %v", err)
+	}
+	if err := c.DeletePosts(context.Background(), nil); err != nil {
+		t.Errorf("DeletePosts(nil) error: %v", err)
+	}
+}

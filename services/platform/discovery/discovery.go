@@ -1,0 +1,124 @@
+// Package discovery registers Herald service instances in etcd and finds
+// them through etcd's gRPC naming resolver.
+//
+// An instance puts herald/<service>/<host:port> under a lease that it keeps
+// alive. When the process dies, the lease expires after its TTL and the key
+// goes with it, so callers stop sending it traffic. Callers dial
+// etcd:///herald/<service> and balance round-robin over what is there.
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/client/v3/naming/endpoints"
+	"go.etcd.io/etcd/client/v3/naming/resolver"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Prefix is the etcd key prefix for service endpoints.
+const Prefix = "herald/"
+
+// target is the endpoint-manager target of service. The resolver watches
+// target + "/", so "herald/post" never matches "herald/posts/...".
+func target(service string) string { return Prefix + service }
+
+// Register adds addr as an endpoint of service, bound to the session's
+// lease: it disappears when the session ends or its lease expires.
+func Register(ctx context.Context, s *concurrency.Session, service, addr string) error {
+	em, err := endpoints.NewManager(s.Client(), target(service))
+	if err != nil {
+		return err
+	}
+	// Metadata stays nil: newer grpc-go rejects a map there.
+	key := target(service) + "/" + addr
+	if err := em.AddEndpoint(ctx, key, endpoints.Endpoint{Addr: addr}, clientv3.WithLease(s.Lease())); err != nil {
+		return fmt.Errorf("register %s at %s: %w", service, addr, err)
+	}
+	return nil
+}
+
+// Deregister removes addr from service's endpoints at once, ahead of the
+// lease expiry, so a graceful shutdown sends no caller to a closing server.
+func Deregister(ctx context.Context, cli *clientv3.Client, service, addr string) error {
+	em, err := endpoints.NewManager(cli, target(service))
+	if err != nil {
+		return err
+	}
+	return em.DeleteEndpoint(ctx, target(service)+"/"+addr)
+}
+
+// Endpoints lists service's registered addresses.
+func Endpoints(ctx context.Context, cli *clientv3.Client, service string) ([]string, error) {
+	em, err := endpoints.NewManager(cli, target(service))
+	if err != nil {
+		return nil, err
+	}
+	m, err := em.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]string, 0, len(m))
+	for _, e := range m {
+		addrs = append(addrs, e.Addr)
+	}
+	return addrs, nil
+}
+
+// Dial returns a client connection to service that resolves through etcd
+// and balances round-robin over its live instances.
+func Dial(cli *clientv3.Client, service string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	b, err := resolver.NewBuilder(cli)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]grpc.DialOption{
+		grpc.WithResolvers(b),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+	}, opts...)
+	return grpc.NewClient("etcd:///"+target(service), opts...)
+}
+
+// workerPrefix holds one key per leased worker ID.
+const workerPrefix = "herald/workers/"
+
+// AcquireWorkerID claims the lowest free worker ID in [0, max] under the
+// session's lease. While the lease lives no other process can claim the
+// same ID, so two live post instances never mint the same post ID.
+func AcquireWorkerID(ctx context.Context, s *concurrency.Session, max int, owner string) (int, error) {
+	cli := s.Client()
+	for id := 0; id <= max; id++ {
+		key := workerPrefix + strconv.Itoa(id)
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, owner, clientv3.WithLease(s.Lease()))).
+			Commit()
+		if err != nil {
+			return 0, fmt.Errorf("acquire worker id: %w", err)
+		}
+		if resp.Succeeded {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("acquire worker id: all %d IDs are leased", max+1)
+}
+
+// NewSession starts a lease with the given TTL that the client keeps alive
+// in the background.
+func NewSession(ctx context.Context, cli *clientv3.Client, ttl time.Duration) (*concurrency.Session, error) {
+	secs := int(ttl / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("etcd session: %w", err)
+	}
+	return s, nil
+}

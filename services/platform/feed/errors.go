@@ -1,0 +1,34 @@
+package feed
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Adapters and services wrap them with %w; the rpc layer
+// maps them to gRPC codes in one place (see package rpcstatus).
+var (
+	// ErrNotFound means the named thing does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable means a backend (store, cache, bus, peer service) could
+	// not be reached. Callers may retry.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrPermissionDenied means the caller may not change the thing.
+	ErrPermissionDenied = errors.New("permission denied")
+)
+
+// InvalidError reports bad input in one named request field.
+type InvalidError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// Invalid returns an *InvalidError for field.
+func Invalid(field, reason string) error { return &InvalidError{Field: field, Reason: reason} }
+
+// Unavailable wraps err, from the named backend, as ErrUnavailable.
+func Unavailable(backend string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, backend, err)
+}

@@ -1,0 +1,240 @@
+// Package memcache is the in-process cache: home timelines and post bodies
+// in memory, for a single-process Herald. It implements cache.Timelines and
+// cache.Posts.
+package memcache
+
+import (
+	"context"
+	"hash/maphash"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+var (
+	_ cache.Timelines = (*Cache)(nil)
+	_ cache.Posts     = (*Cache)(nil)
+)
+
+const (
+	// DefaultCap is the timeline cap New uses when given one below 1.
+	DefaultCap = 800
+	// MaxPosts bounds the post cache. Past it, PutPosts drops arbitrary
+	// entries to make room: every post can be read again from the store,
+	// and a bound matters more than which bodies stay.
+	MaxPosts = 100_000
+
+	shards = 64
+)
+
+// Cache holds timelines and post bodies. It is safe for concurrent use.
+//
+// Timelines live until the process ends: nothing evicts a user's timeline,
+// so memory grows with the number of users fan-out has touched, each at
+// most Cap entries.
+type Cache struct {
+	cap  int
+	seed maphash.Seed
+	// Timelines are sharded by user so that fan-out to many users does not
+	// serialise on one lock.
+	shards [shards]shard
+
+	postsMu sync.RWMutex
+	posts   map[feed.PostID]feed.Post
+}
+
+type shard struct {
+	mu        sync.RWMutex
+	timelines map[string]*timeline
+}
+
+// timeline is one user's IDs, sorted newest (largest) first, no duplicates.
+type timeline struct {
+	ids      []feed.PostID
+	complete bool
+}
+
+// New returns an empty cache whose timelines keep the newest cap entries.
+func New(cap int) *Cache {
+	if cap < 1 {
+		cap = DefaultCap
+	}
+	c := &Cache{cap: cap, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
+	for i := range c.shards {
+		c.shards[i].timelines = make(map[string]*timeline)
+	}
+	return c
+}
+
+// Cap implements cache.Timelines.
+func (c *Cache) Cap() int { return c.cap }
+
+func (c *Cache) shard(user string) *shard {
+	return &c.shards[maphash.String(c.seed, user)%shards]
+}
+
+// Add implements cache.Timelines.
+func (c *Cache) Add(_ context.Context, entries []cache.Entry) error {
+	c.byShard(entries, func(s *shard, es []cache.Entry) {
+		for _, e := range es {
+			t := s.timelines[e.User]
+			if t == nil {
+				t = &timeline{}
+				s.timelines[e.User] = t
+			}
+			t.insert(e.Post, c.cap)
+		}
+	})
+	return nil
+}
+
+// Remove implements cache.Timelines.
+func (c *Cache) Remove(_ context.Context, entries []cache.Entry) error {
+	c.byShard(entries, func(s *shard, es []cache.Entry) {
+		for _, e := range es {
+			if t := s.timelines[e.User]; t != nil {
+				t.remove(e.Post)
+			}
+		}
+	})
+	return nil
+}
+
+// byShard calls fn once per shard that entries touch, with that shard's
+// entries and its lock held, so a fan-out batch takes each lock once.
+func (c *Cache) byShard(entries []cache.Entry, fn func(s *shard, es []cache.Entry)) {
+	var groups [shards][]cache.Entry
+	for _, e := range entries {
+		i := maphash.String(c.seed, e.User) % shards
+		groups[i] = append(groups[i], e)
+	}
+	for i, es := range groups {
+		if len(es) == 0 {
+			continue
+		}
+		s := &c.shards[i]
+		s.mu.Lock()
+		fn(s, es)
+		s.mu.Unlock()
+	}
+}
+
+// Range implements cache.Timelines.
+func (c *Cache) Range(_ context.Context, user string, before feed.PostID, limit int) ([]feed.PostID, bool, error) {
+	s := c.shard(user)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t := s.timelines[user]
+	if t == nil || !t.complete {
+		return nil, false, nil
+	}
+	i := 0
+	if before != 0 {
+		i = sort.Search(len(t.ids), func(i int) bool { return t.ids[i] < before })
+	}
+	end := i + max(0, min(limit, len(t.ids)-i))
+	return slices.Clone(t.ids[i:end]), true, nil
+}
+
+// Store implements cache.Timelines.
+func (c *Cache) Store(_ context.Context, user string, ids []feed.PostID) error {
+	s := c.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.timelines[user]
+	if t == nil {
+		t = &timeline{}
+		s.timelines[user] = t
+	}
+	t.ids = append(t.ids, ids...)
+	slices.SortFunc(t.ids, func(a, b feed.PostID) int { return cmpDesc(a, b) })
+	t.ids = slices.Compact(t.ids)
+	t.trim(c.cap)
+	// A rebuild may pass far more IDs than the cap; do not keep their array.
+	t.ids = slices.Clip(t.ids)
+	t.complete = true
+	return nil
+}
+
+func cmpDesc(a, b feed.PostID) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
+
+// search returns where id is, or would be inserted, in t.ids.
+func (t *timeline) search(id feed.PostID) (int, bool) {
+	return slices.BinarySearchFunc(t.ids, id, cmpDesc)
+}
+
+func (t *timeline) insert(id feed.PostID, cap int) {
+	i, found := t.search(id)
+	if found || i >= cap {
+		// Present already, or older than everything a full timeline keeps.
+		return
+	}
+	t.ids = slices.Insert(t.ids, i, id)
+	t.trim(cap)
+}
+
+func (t *timeline) remove(id feed.PostID) {
+	if i, found := t.search(id); found {
+		t.ids = slices.Delete(t.ids, i, i+1)
+	}
+}
+
+func (t *timeline) trim(cap int) {
+	if len(t.ids) > cap {
+		// Keep the spare capacity: the next insert into a full timeline
+		// reuses it instead of reallocating.
+		t.ids = t.ids[:cap]
+	}
+}
+
+// GetPosts implements cache.Posts.
+func (c *Cache) GetPosts(_ context.Context, ids []feed.PostID) (map[feed.PostID]feed.Post, error) {
+	c.postsMu.RLock()
+	defer c.postsMu.RUnlock()
+	out := make(map[feed.PostID]feed.Post, len(ids))
+	for _, id := range ids {
+		if p, ok := c.posts[id]; ok {
+			out[id] = p
+		}
+	}
+	return out, nil
+}
+
+// PutPosts implements cache.Posts. Past MaxPosts it evicts arbitrary posts.
+func (c *Cache) PutPosts(_ context.Context, posts []feed.Post) error {
+	c.postsMu.Lock()
+	defer c.postsMu.Unlock()
+	for _, p := range posts {
+		if _, ok := c.posts[p.ID]; !ok && len(c.posts) >= MaxPosts {
+			// Map iteration starts at a random place, so this evicts
+			// an arbitrary post in O(1).
+			for id := range c.posts {
+				delete(c.posts, id)
+				break
+			}
+		}
+		c.posts[p.ID] = p
+	}
+	return nil
+}
+
+// DeletePosts implements cache.Posts.
+func (c *Cache) DeletePosts(_ context.Context, ids []feed.PostID) error {
+	c.postsMu.Lock()
+	defer c.postsMu.Unlock()
+	for _, id := range ids {
+		delete(c.posts, id)
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package node
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// BindFlags defines the flags every Herald process shares on fs, with
+// defaults taken from HERALD_* variables through getenv. Call it from main;
+// parse fs; then call Finish.
+func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	c.defaults()
+	f := &Flags{c: c}
+	fs.StringVar(&c.ListenAddr, "addr", env("HERALD_ADDR", c.ListenAddr), "gRPC listen address (HERALD_ADDR)")
+	fs.StringVar(&c.AdvertiseAddr, "advertise", env("HERALD_ADVERTISE", ""), "address registered in etcd for other processes; default: the listen address (HERALD_ADVERTISE)")
+	fs.StringVar(&c.MetricsAddr, "metrics", env("HERALD_METRICS_ADDR", c.MetricsAddr), "HTTP address serving /metrics; empty disables it (HERALD_METRICS_ADDR)")
+	fs.StringVar(&c.DataDir, "data", env("HERALD_DATA", c.DataDir), "data directory for embedded servers and the Pebble store (HERALD_DATA)")
+	fs.StringVar(&f.etcd, "etcd", env("HERALD_ETCD_ENDPOINTS", ""), "comma-separated etcd endpoints (HERALD_ETCD_ENDPOINTS)")
+	fs.StringVar(&c.NATSURL, "nats", env("HERALD_NATS_URL", ""), "NATS server URL (HERALD_NATS_URL)")
+	fs.StringVar(&c.Store, "store", env("HERALD_STORE", c.Store), "durable store: pebble (HERALD_STORE)")
+	fs.StringVar(&c.Cache, "cache", env("HERALD_CACHE", c.Cache), "timeline cache: memory (HERALD_CACHE)")
+	fs.IntVar(&c.TimelineCap, "timeline-cap", c.TimelineCap, "most entries a cached home timeline keeps")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for in-flight RPCs")
+	fs.StringVar(&f.level, "log-level", env("HERALD_LOG_LEVEL", "info"), "log level: debug, info, warn or error (HERALD_LOG_LEVEL)")
+	fs.BoolVar(&f.json, "log-json", env("HERALD_LOG_JSON", "") != "", "log JSON instead of text (HERALD_LOG_JSON)")
+	return f
+}
+
+// Flags holds the flag values that need conversion after parsing.
+type Flags struct {
+	c     *Config
+	etcd  string
+	level string
+	json  bool
+}
+
+// Finish converts the parsed flags into the Config and sets its logger.
+func (f *Flags) Finish() error {
+	if f.etcd != "" {
+		f.c.EtcdEndpoints = strings.Split(f.etcd, ",")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if f.json {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	f.c.Log = slog.New(h)
+	if !f.c.Embedded && (len(f.c.EtcdEndpoints) == 0 || f.c.NATSURL == "") {
+		return fmt.Errorf("-etcd and -nats are required (or HERALD_ETCD_ENDPOINTS and HERALD_NATS_URL)")
+	}
+	if f.c.LeaseTTL < time.Second {
+		return fmt.Errorf("-lease-ttl must be at least 1s")
+	}
+	return nil
+}

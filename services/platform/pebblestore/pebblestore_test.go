@@ -1,0 +1,117 @@
+package pebblestore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/idgen"
+	"github.com/herald-feed/herald/services/platform/pebblestore"
+	"github.com/herald-feed/herald/services/platform/store/storetest"
+)
+
+func open(t *testing.T, dir string, opts pebblestore.Options) *pebblestore.Store {
+	t.Helper()
+	s, err := pebblestore.Open(dir, opts)
+	if err != nil {
+		t.Fatalf("Open(%q) error: %v", dir, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		return open(t, t.TempDir(), pebblestore.Options{})
+	})
+}
+
+func newPost(g *idgen.Generator, author, text string) feed.Post {
+	id := g.Next()
+	return feed.Post{ID: id, Author: author, Text: text, Created: idgen.Time(id)}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	g, _ := idgen.New(1, nil)
+	live, gone := newPost(g, "alice", "durable ✓"), newPost(g, "alice", "deleted")
+
+	s, err := pebblestore.Open(dir, pebblestore.Options{})
+	if err != nil {
+		t.Fatalf("Open error: %v", err)
+	}
+	for _, p := range []feed.Post{live, gone} {
+		if _, _, err := s.CreatePost(ctx, p, "key "+p.Text); err != nil {
+			t.Fatalf("CreatePost error: %v", err)
+		}
+	}
+	if _, err := s.DeletePost(ctx, gone.ID); err != nil {
+		t.Fatalf("DeletePost error: %v", err)
+	}
+	if _, err := s.Follow(ctx, "bob", "alice"); err != nil {
+		t.Fatalf("Follow error: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() error: %v", err)
+	}
+
+	s = open(t, dir, pebblestore.Options{})
+	if got, err := s.ListByAuthor(ctx, "alice", 0, 10); err != nil || len(got) != 1 || got[0].ID != live.ID || got[0].Text != live.Text || !got[0].Created.Equal(live.Created) {
+		t.Errorf("after reopen ListByAuthor(alice) = %v, %v; want [%v]", got, err, live)
+	}
+	if got, err := s.GetPosts(ctx, []feed.PostID{gone.ID}); err != nil || len(got) != 0 {
+		t.Errorf("after reopen GetPosts(deleted) = %v, %v; want []", got, err)
+	}
+	if got, err := s.ListUnpublished(ctx, 0, 10); err != nil || len(got) != 1 || got[0].ID != live.ID {
+		t.Errorf("after reopen ListUnpublished = %v, %v; want [%v]", got, err, live)
+	}
+	if got, err := s.FollowerCount(ctx, "alice"); err != nil || got != 1 {
+		t.Errorf("after reopen FollowerCount(alice) = %d, %v; want 1", got, err)
+	}
+	if got, err := s.Follow(ctx, "bob", "alice"); err != nil || got {
+		t.Errorf("after reopen Follow(bob, alice) = %v, %v; want false", got, err)
+	}
+	retry := newPost(g, "alice", "retry")
+	if got, created, err := s.CreatePost(ctx, retry, "key "+live.Text); err != nil || created || got.ID != live.ID {
+		t.Errorf("after reopen CreatePost(retry) = %d, %v, %v; want %d, false, nil", got.ID, created, err, live.ID)
+	}
+}
+
+func TestIdempotencyKeyExpires(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), pebblestore.Options{IdempotencyTTL: time.Hour})
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	pebblestore.SetClock(s, func() time.Time { return now })
+	g, _ := idgen.New(1, nil)
+	p := make([]feed.Post, 5)
+	for i := range p {
+		p[i] = newPost(g, "alice", fmt.Sprintf("attempt %d", i))
+	}
+
+	steps := []struct {
+		name        string
+		advance     time.Duration
+		post        feed.Post
+		wantCreated bool
+		want        feed.Post
+	}{
+		{"first", 0, p[0], true, p[0]},
+		{"replay at once", 0, p[1], false, p[0]},
+		{"replay just inside the TTL", time.Hour - time.Nanosecond, p[2], false, p[0]},
+		{"replay at the TTL", time.Nanosecond, p[3], true, p[3]},
+		{"replay after the new record", time.Minute, p[4], false, p[3]},
+	}
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		got, created, err := s.CreatePost(ctx, st.post, "k")
+		if err != nil || created != st.wantCreated || got.ID != st.want.ID {
+			t.Errorf("%s: CreatePost = %d, %v, %v; want %d, %v, nil", st.name, got.ID, created, err, st.want.ID, st.wantCreated)
+		}
+	}
+	if got, err := s.ListByAuthor(ctx, "alice", 0, 10); err != nil || len(got) != 2 {
+		t.Errorf("ListByAuthor(alice) = %v, %v; want 2 posts", got, err)
+	}
+}

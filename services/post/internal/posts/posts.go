@@ -1,0 +1,200 @@
+// Package posts is the post service's domain: it validates posts, mints
+// their IDs, stores them with an outbox marker and publishes their events.
+package posts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
+	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/idgen"
+	"github.com/herald-feed/herald/services/platform/pagetoken"
+)
+
+// Store is the part of the durable store the post service uses.
+type Store interface {
+	CreatePost(ctx context.Context, p feed.Post, key string) (feed.Post, bool, error)
+	GetPosts(ctx context.Context, ids []feed.PostID) ([]feed.Post, error)
+	DeletePost(ctx context.Context, id feed.PostID) (feed.Post, error)
+	ListByAuthor(ctx context.Context, author string, before feed.PostID, limit int) ([]feed.Post, error)
+	MarkPublished(ctx context.Context, id feed.PostID) error
+}
+
+// Cache is the post-body cache.
+type Cache interface {
+	GetPosts(ctx context.Context, ids []feed.PostID) (map[feed.PostID]feed.Post, error)
+	PutPosts(ctx context.Context, posts []feed.Post) error
+	DeletePosts(ctx context.Context, ids []feed.PostID) error
+}
+
+// Publisher appends events to the event log.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
+}
+
+// IDs mints post IDs.
+type IDs interface {
+	Next() (feed.PostID, error)
+}
+
+// Service implements the post operations.
+type Service struct {
+	store  Store
+	cache  Cache
+	bus    Publisher
+	ids    IDs
+	tokens *pagetoken.Codec
+	log    *slog.Logger
+}
+
+// New returns a Service.
+func New(s Store, c Cache, b Publisher, ids IDs, tokens *pagetoken.Codec, log *slog.Logger) *Service {
+	return &Service{store: s, cache: c, bus: b, ids: ids, tokens: tokens, log: log}
+}
+
+// Create validates and stores a post and publishes its PostCreated event.
+// Once the store has it, the post is accepted: if the publish fails, the
+// outbox marker stays set and the relay publishes it later.
+func (s *Service) Create(ctx context.Context, author, text, key string) (feed.Post, error) {
+	if err := errors.Join(
+		feed.ValidateUserID("author_id", author),
+		feed.ValidateText(text),
+		feed.ValidateIdempotencyKey(key),
+	); err != nil {
+		return feed.Post{}, firstInvalid(err)
+	}
+	id, err := s.ids.Next()
+	if err != nil {
+		return feed.Post{}, err
+	}
+	p := feed.Post{ID: id, Author: author, Text: text, Created: idgen.Time(id)}
+	stored, created, err := s.store.CreatePost(ctx, p, key)
+	if err != nil {
+		return feed.Post{}, err
+	}
+	if !created {
+		// A retry: the first call stored it and published it, or left its
+		// outbox marker for the relay.
+		return stored, nil
+	}
+	if err := s.cache.PutPosts(ctx, []feed.Post{stored}); err != nil {
+		s.log.Warn("cache post body", "post", stored.ID, "err", err)
+	}
+	if err := s.Publish(ctx, stored); err != nil {
+		s.log.Warn("publish failed; the outbox relay will retry", "post", stored.ID, "err", err)
+	}
+	return stored, nil
+}
+
+// Publish appends p's PostCreated event and clears its outbox marker. The
+// message ID is the post ID, so a republish by the relay is dropped by the
+// stream's dedupe window.
+func (s *Service) Publish(ctx context.Context, p feed.Post) error {
+	ev := &eventv1.PostCreated{PostId: uint64(p.ID), AuthorId: p.Author, CreateTime: timestamppb.New(p.Created)}
+	if err := s.bus.Publish(ctx, bus.SubjectPostCreated, "post-"+p.ID.String(), ev); err != nil {
+		return err
+	}
+	return s.store.MarkPublished(ctx, p.ID)
+}
+
+// Get returns one live post.
+func (s *Service) Get(ctx context.Context, id feed.PostID) (feed.Post, error) {
+	if hit, err := s.cache.GetPosts(ctx, []feed.PostID{id}); err == nil {
+		if p, ok := hit[id]; ok {
+			if p.Deleted {
+				return feed.Post{}, fmt.Errorf("post %s: %w", id, feed.ErrNotFound)
+			}
+			return p, nil
+		}
+	}
+	ps, err := s.store.GetPosts(ctx, []feed.PostID{id})
+	if err != nil {
+		return feed.Post{}, err
+	}
+	if len(ps) == 0 {
+		return feed.Post{}, fmt.Errorf("post %s: %w", id, feed.ErrNotFound)
+	}
+	return ps[0], nil
+}
+
+// Delete removes a post that author wrote. It is gone from reads when
+// Delete returns: the store drops it and the cache holds a tombstone. The
+// PostDeleted event then clears it from cached timelines.
+func (s *Service) Delete(ctx context.Context, id feed.PostID, author string) error {
+	if err := feed.ValidateUserID("author_id", author); err != nil {
+		return err
+	}
+	ps, err := s.store.GetPosts(ctx, []feed.PostID{id})
+	if err != nil {
+		return err
+	}
+	if len(ps) == 0 {
+		return fmt.Errorf("post %s: %w", id, feed.ErrNotFound)
+	}
+	if ps[0].Author != author {
+		return fmt.Errorf("post %s belongs to another author: %w", id, feed.ErrPermissionDenied)
+	}
+	if _, err := s.store.DeletePost(ctx, id); err != nil {
+		return err
+	}
+	if err := s.cache.DeletePosts(ctx, []feed.PostID{id}); err != nil {
+		// Reads check the cache first; a stale body there would resurrect
+		// the post, so this is an error the client must retry.
+		return err
+	}
+	ev := &eventv1.PostDeleted{PostId: uint64(id), AuthorId: author}
+	if err := s.bus.Publish(ctx, bus.SubjectPostDeleted, "delete-"+id.String(), ev); err != nil {
+		// Reads already filter the post out; only the cleanup of cached
+		// timelines is lost, and trimming ages those entries out.
+		s.log.Warn("publish PostDeleted", "post", id, "err", err)
+	}
+	return nil
+}
+
+// List returns a page of author's posts, newest first.
+func (s *Service) List(ctx context.Context, author string, pageSize int32, token string) ([]feed.Post, string, error) {
+	if err := feed.ValidateUserID("author_id", author); err != nil {
+		return nil, "", err
+	}
+	size, err := feed.PageSize(pageSize, feed.DefaultPageSize, feed.MaxPageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	scope := "posts:" + author
+	var before feed.PostID
+	if token != "" {
+		c, err := s.tokens.Decode(scope, token)
+		if err != nil {
+			return nil, "", err
+		}
+		before = feed.PostID(c.Last)
+	}
+	ps, err := s.store.ListByAuthor(ctx, author, before, size+1)
+	if err != nil {
+		return nil, "", err
+	}
+	var next string
+	if len(ps) > size {
+		ps = ps[:size]
+		next = s.tokens.Encode(scope, pagetoken.Cursor{Last: uint64(ps[size-1].ID)})
+	}
+	return ps, next, nil
+}
+
+// firstInvalid returns the first error of a joined set, so the status
+// names one field.
+func firstInvalid(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := j.Unwrap(); len(errs) > 0 {
+			return errs[0]
+		}
+	}
+	return err
+}

@@ -1,0 +1,37 @@
+// Package rpc serves feed.v1.TimelineService.
+package rpc
+
+import (
+	"context"
+
+	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/feedpb"
+	"github.com/herald-feed/herald/services/platform/rpcstatus"
+	"github.com/herald-feed/herald/services/timeline/internal/timeline"
+)
+
+// Server implements feedv1.TimelineServiceServer.
+type Server struct {
+	feedv1.UnimplementedTimelineServiceServer
+	svc *timeline.Service
+	hub *timeline.Hub
+}
+
+// New returns a Server for svc whose streams are fed by hub.
+func New(svc *timeline.Service, hub *timeline.Hub) *Server { return &Server{svc: svc, hub: hub} }
+
+func (s *Server) GetHomeTimeline(ctx context.Context, req *feedv1.GetHomeTimelineRequest) (*feedv1.GetHomeTimelineResponse, error) {
+	ps, next, err := s.svc.Home(ctx, req.GetUserId(), req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, rpcstatus.From(err)
+	}
+	return &feedv1.GetHomeTimelineResponse{Posts: feedpb.Posts(ps), NextPageToken: next}, nil
+}
+
+func (s *Server) StreamHomeTimeline(req *feedv1.StreamHomeTimelineRequest, stream feedv1.TimelineService_StreamHomeTimelineServer) error {
+	err := s.svc.Stream(stream.Context(), s.hub, req.GetUserId(), func(p feed.Post) error {
+		return stream.Send(&feedv1.StreamHomeTimelineResponse{Post: feedpb.Post(p)})
+	})
+	return rpcstatus.From(err)
+}

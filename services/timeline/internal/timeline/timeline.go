@@ -1,0 +1,255 @@
+// Package timeline is the timeline service's domain: it reads home
+// timelines from the cache, merges in the reader's own posts, hydrates post
+// bodies, rebuilds missing timelines from the durable store, and streams
+// new posts to connected readers.
+package timeline
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/pagetoken"
+)
+
+// Posts is the part of the durable store the timeline service reads.
+type Posts interface {
+	GetPosts(ctx context.Context, ids []feed.PostID) ([]feed.Post, error)
+	ListByAuthor(ctx context.Context, author string, before feed.PostID, limit int) ([]feed.Post, error)
+}
+
+// Following lists the accounts a user follows.
+type Following interface {
+	Following(ctx context.Context, user string, max int) ([]string, error)
+}
+
+// Config tunes the service.
+type Config struct {
+	// MaxFollowing bounds the accounts a rebuild merges. Default 5000.
+	MaxFollowing int
+	// RebuildConcurrency bounds parallel store reads in a rebuild.
+	// Default 16.
+	RebuildConcurrency int
+}
+
+// Service implements the timeline operations.
+type Service struct {
+	cfg       Config
+	timelines cache.Timelines
+	postCache cache.Posts
+	posts     Posts
+	following Following
+	tokens    *pagetoken.Codec
+	log       *slog.Logger
+	rebuilds  singleflight.Group
+
+	rebuildCount prometheus.Counter
+	lookups      *prometheus.CounterVec
+}
+
+// New returns a Service whose metrics register with reg.
+func New(cfg Config, t cache.Timelines, pc cache.Posts, p Posts, f Following, tokens *pagetoken.Codec, log *slog.Logger, reg prometheus.Registerer) *Service {
+	if cfg.MaxFollowing <= 0 {
+		cfg.MaxFollowing = 5000
+	}
+	if cfg.RebuildConcurrency <= 0 {
+		cfg.RebuildConcurrency = 16
+	}
+	s := &Service{
+		cfg: cfg, timelines: t, postCache: pc, posts: p, following: f, tokens: tokens, log: log,
+		rebuildCount: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_timeline_rebuilds_total",
+			Help: "Home timelines rebuilt from the durable store.",
+		}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_timeline_cache_lookups_total",
+			Help: "Home timeline cache lookups, by result (hit or miss).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(s.rebuildCount, s.lookups)
+	return s
+}
+
+// Home returns one page of user's home timeline, newest first, and the
+// token of the next page ("" after the last). The token holds the last
+// post ID returned, so the next page is strictly older whatever arrives in
+// between.
+func (s *Service) Home(ctx context.Context, user string, pageSize int32, token string) ([]feed.Post, string, error) {
+	if err := feed.ValidateUserID("user_id", user); err != nil {
+		return nil, "", err
+	}
+	size, err := feed.PageSize(pageSize, feed.DefaultPageSize, feed.MaxPageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	scope := "home:" + user
+	var before feed.PostID
+	if token != "" {
+		c, err := s.tokens.Decode(scope, token)
+		if err != nil {
+			return nil, "", err
+		}
+		before = feed.PostID(c.Last)
+	}
+
+	var out []feed.Post
+	for len(out) < size {
+		want := size - len(out)
+		ids, err := s.candidates(ctx, user, before, want)
+		if err != nil {
+			return nil, "", err
+		}
+		if len(ids) == 0 {
+			break
+		}
+		posts, err := s.hydrate(ctx, ids)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, posts...)
+		if len(ids) < want {
+			break // the timeline ended
+		}
+		// Some candidates were deleted; read on below the last one.
+		before = ids[len(ids)-1]
+	}
+	if len(out) < size {
+		return out, "", nil
+	}
+	out = out[:size]
+	return out, s.tokens.Encode(scope, pagetoken.Cursor{Last: uint64(out[size-1].ID)}), nil
+}
+
+// candidates returns up to n post IDs below before from user's cached
+// timeline merged with user's own posts, so an author always reads their
+// own writes.
+func (s *Service) candidates(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
+	var cached, own []feed.PostID
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		cached, err = s.cached(gctx, user, before, n)
+		return err
+	})
+	g.Go(func() error {
+		ps, err := s.posts.ListByAuthor(gctx, user, before, n)
+		own = postIDs(ps)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// TODO(fanout engine): pages past the cache cap fall back to the
+	// durable store, and celebrity posts are merged in here.
+	return Merge(n, cached, own), nil
+}
+
+// cached reads the cached timeline, rebuilding it first if it is missing.
+func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
+	ids, ok, err := s.timelines.Range(ctx, user, before, n)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		s.lookups.WithLabelValues("hit").Inc()
+		return ids, nil
+	}
+	s.lookups.WithLabelValues("miss").Inc()
+	// Concurrent readers of one missing timeline share one rebuild.
+	_, err, _ = s.rebuilds.Do(user, func() (any, error) { return nil, s.rebuild(context.WithoutCancel(ctx), user) })
+	if err != nil {
+		return nil, err
+	}
+	ids, _, err = s.timelines.Range(ctx, user, before, n)
+	return ids, err
+}
+
+// rebuild refills user's timeline from the durable store: a k-way merge of
+// the recent posts of every account user follows, capped to the cache cap.
+func (s *Service) rebuild(ctx context.Context, user string) error {
+	followees, err := s.following.Following(ctx, user, s.cfg.MaxFollowing)
+	if err != nil {
+		return err
+	}
+	limit := s.timelines.Cap()
+	lists := make([][]feed.PostID, len(followees))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.RebuildConcurrency)
+	for i, f := range followees {
+		g.Go(func() error {
+			ps, err := s.posts.ListByAuthor(gctx, f, 0, limit)
+			lists[i] = postIDs(ps)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	ids := Merge(limit, lists...)
+	s.rebuildCount.Inc()
+	s.log.Debug("rebuilt timeline", "user", user, "followees", len(followees), "entries", len(ids))
+	return s.timelines.Store(ctx, user, ids)
+}
+
+// hydrate returns the live posts among ids, in the order of ids. Bodies
+// come from the post cache, then the store; deleted posts are dropped.
+func (s *Service) hydrate(ctx context.Context, ids []feed.PostID) ([]feed.Post, error) {
+	hit, err := s.postCache.GetPosts(ctx, ids)
+	if err != nil {
+		s.log.Warn("post cache read failed; reading the store", "err", err)
+		hit = nil
+	}
+	var miss []feed.PostID
+	for _, id := range ids {
+		if _, ok := hit[id]; !ok {
+			miss = append(miss, id)
+		}
+	}
+	if len(miss) > 0 {
+		found, err := s.posts.GetPosts(ctx, miss)
+		if err != nil {
+			return nil, err
+		}
+		if hit == nil {
+			hit = make(map[feed.PostID]feed.Post, len(found))
+		}
+		for _, p := range found {
+			hit[p.ID] = p
+		}
+		if err := s.postCache.PutPosts(ctx, found); err != nil {
+			s.log.Warn("post cache fill failed", "err", err)
+		}
+	}
+	out := make([]feed.Post, 0, len(ids))
+	for _, id := range ids {
+		if p, ok := hit[id]; ok && !p.Deleted {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Post returns one live post, or feed.ErrNotFound.
+func (s *Service) Post(ctx context.Context, id feed.PostID) (feed.Post, error) {
+	ps, err := s.hydrate(ctx, []feed.PostID{id})
+	if err != nil {
+		return feed.Post{}, err
+	}
+	if len(ps) == 0 {
+		return feed.Post{}, feed.ErrNotFound
+	}
+	return ps[0], nil
+}
+
+func postIDs(ps []feed.Post) []feed.PostID {
+	ids := make([]feed.PostID, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return slices.Clip(ids)
+}
