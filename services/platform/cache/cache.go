@@ -43,12 +43,14 @@ type Timelines interface {
 	Cap() int
 }
 
-// Posts caches post bodies by ID.
+// Posts caches post bodies by ID, and tombstones of deleted posts.
 type Posts interface {
-	// GetPosts returns the cached posts among ids; misses are left out.
+	// GetPosts returns the cached posts among ids, tombstones included
+	// (as feed.Post{ID: id, Deleted: true}); misses are left out.
 	GetPosts(ctx context.Context, ids []feed.PostID) (map[feed.PostID]feed.Post, error)
-	// PutPosts caches posts.
+	// PutPosts caches posts, except over a tombstone: a reader that loaded
+	// a post from the store just before its deletion cannot bring it back.
 	PutPosts(ctx context.Context, posts []feed.Post) error
-	// DeletePosts drops ids from the cache.
+	// DeletePosts replaces ids with tombstones.
 	DeletePosts(ctx context.Context, ids []feed.PostID) error
 }

@@ -216,25 +216,33 @@ func (c *Cache) PutPosts(_ context.Context, posts []feed.Post) error {
 	c.postsMu.Lock()
 	defer c.postsMu.Unlock()
 	for _, p := range posts {
-		if _, ok := c.posts[p.ID]; !ok && len(c.posts) >= MaxPosts {
-			// Map iteration starts at a random place, so this evicts
-			// an arbitrary post in O(1).
-			for id := range c.posts {
-				delete(c.posts, id)
-				break
-			}
+		if old, ok := c.posts[p.ID]; ok && old.Deleted {
+			continue
 		}
-		c.posts[p.ID] = p
+		c.setPostLocked(p)
 	}
 	return nil
 }
 
-// DeletePosts implements cache.Posts.
+func (c *Cache) setPostLocked(p feed.Post) {
+	if _, ok := c.posts[p.ID]; !ok && len(c.posts) >= MaxPosts {
+		// Map iteration starts at a random place, so this evicts an
+		// arbitrary post in O(1).
+		for id := range c.posts {
+			delete(c.posts, id)
+			break
+		}
+	}
+	c.posts[p.ID] = p
+}
+
+// DeletePosts implements cache.Posts. Tombstones count toward MaxPosts
+// and are evicted like posts; the store has the final word after that.
 func (c *Cache) DeletePosts(_ context.Context, ids []feed.PostID) error {
 	c.postsMu.Lock()
 	defer c.postsMu.Unlock()
 	for _, id := range ids {
-		delete(c.posts, id)
+		c.setPostLocked(feed.Post{ID: id, Deleted: true})
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -73,7 +74,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.IdempotencyTTL <= 0 {
 		opts.IdempotencyTTL = DefaultIdempotencyTTL
 	}
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, feed.Unavailable("pebble", fmt.Errorf("open %s: %w", dir, err))
 	}
@@ -413,4 +414,16 @@ func del(b *pebble.Batch, k []byte) {
 	if err := b.Delete(k, nil); err != nil {
 		panic(err)
 	}
+}
+
+// quietLogger drops Pebble's routine info lines ("Found 0 WALs") and
+// reports its errors through slog.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	slog.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic("pebble: " + fmt.Sprintf(format, args...))
 }

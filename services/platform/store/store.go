@@ -27,8 +27,11 @@ type Posts interface {
 	// Missing and deleted posts are left out.
 	GetPosts(ctx context.Context, ids []feed.PostID) ([]feed.Post, error)
 
-	// DeletePost marks the post deleted, removes it from its author's list
-	// and returns it. A missing or already deleted post is feed.ErrNotFound.
+	// DeletePost marks the post deleted, removes it from its author's list,
+	// clears its outbox marker (so the relay never republishes a deleted
+	// post) and returns it. A missing or already deleted post is
+	// feed.ErrNotFound. An idempotent CreatePost replay of a deleted post's
+	// key still returns that post, with created == false.
 	DeletePost(ctx context.Context, id feed.PostID) (feed.Post, error)
 
 	// ListByAuthor returns up to limit of author's live posts with an ID

@@ -63,6 +63,7 @@ func RunPosts(t *testing.T, open func(t *testing.T) cache.Posts) {
 		{"MissesLeftOut", testMisses},
 		{"PutOverwrites", testPutOverwrites},
 		{"Delete", testDeletePosts},
+		{"TombstoneBlocksRefill", testTombstoneBlocksRefill},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -194,10 +195,13 @@ func testAddAfterStore(t *testing.T, open func(*testing.T, int) cache.Timelines)
 func testIdempotentAdd(t *testing.T, open func(*testing.T, int) cache.Timelines) {
 	c := open(t, 10)
 	store(t, c, "alice", []feed.PostID{base + 5})
+	want := []feed.PostID{base + 7, base + 5}
 	add(t, c, entries("alice", base+7, base+7))
+	wantRange(t, c, "alice", 0, 100, want)
 	add(t, c, entries("alice", base+7, base+5))
+	wantRange(t, c, "alice", 0, 100, want)
 	store(t, c, "alice", []feed.PostID{base + 5, base + 7, base + 5})
-	wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 7, base + 5})
+	wantRange(t, c, "alice", 0, 100, want)
 }
 
 func testOrderIndependent(t *testing.T, open func(*testing.T, int) cache.Timelines) {
@@ -528,11 +532,25 @@ func testDeletePosts(t *testing.T, c cache.Posts) {
 	if err := c.DeletePosts(context.Background(), []feed.PostID{a.ID, d.ID, base + 99}); err != nil {
 		t.Fatalf("DeletePosts error: %v", err)
 	}
-	wantPosts(t, "GetPosts after delete", getPosts(t, c, a.ID, b.ID, d.ID), b)
+	ta, td := feed.Post{ID: a.ID, Deleted: true}, feed.Post{ID: d.ID, Deleted: true}
+	tx := feed.Post{ID: base + 99, Deleted: true}
+	wantPosts(t, "GetPosts after delete", getPosts(t, c, a.ID, b.ID, d.ID, base+99), ta, b, td, tx)
 	if err := c.DeletePosts(context.Background(), []feed.PostID{a.ID}); err != nil {
 		t.Errorf("DeletePosts(already deleted) error: %v", err)
 	}
 	if err := c.DeletePosts(context.Background(), nil); err != nil {
 		t.Errorf("DeletePosts(nil) error: %v", err)
 	}
+}
+
+// testTombstoneBlocksRefill: a reader that loaded a post from the store
+// just before it was deleted must not put it back into the cache.
+func testTombstoneBlocksRefill(t *testing.T, c cache.Posts) {
+	a := post(base+1, "alice", "a")
+	putPosts(t, c, a)
+	if err := c.DeletePosts(context.Background(), []feed.PostID{a.ID}); err != nil {
+		t.Fatalf("DeletePosts error: %v", err)
+	}
+	putPosts(t, c, a) // the racing refill
+	wantPosts(t, "GetPosts after delete then refill", getPosts(t, c, a.ID), feed.Post{ID: a.ID, Deleted: true})
 }
