@@ -111,3 +111,5 @@ replace (
 	github.com/herald-feed/herald/services/post => ../post
 	github.com/herald-feed/herald/services/timeline => ../timeline
 )
+
+replace google.golang.org/genproto => google.golang.org/genproto v0.0.0-20261026165753-2ffab32bce7e

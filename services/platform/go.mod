@@ -97,3 +97,5 @@ require (
 )
 
 replace github.com/herald-feed/herald/proto => ../../proto
+
+replace google.golang.org/genproto => google.golang.org/genproto v0.0.0-20261026165753-2ffab32bce7e

@@ -101,3 +101,5 @@ replace (
 	github.com/herald-feed/herald/proto => ../../proto
 	github.com/herald-feed/herald/services/platform => ../platform
 )
+
+replace google.golang.org/genproto => google.golang.org/genproto v0.0.0-20261026165753-2ffab32bce7e

@@ -119,7 +119,11 @@ func (c *client) printPost(p *feedv1.Post) {
 
 func (c *client) printNext(cmd *cobra.Command, next string) {
 	if next != "" {
-		fmt.Fprintf(c.out, "-- more: feedctl %s --page-token %s\n", strings.Join(append([]string{cmd.Name()}, cmd.Flags().Args()...), " "), next)
+		args := append([]string{cmd.Name()}, cmd.Flags().Args()...)
+		if f := cmd.Flags().Lookup("page-size"); f != nil && f.Changed {
+			args = append(args, "--page-size", f.Value.String())
+		}
+		fmt.Fprintf(c.out, "-- more: feedctl %s --page-token %s\n", strings.Join(args, " "), next)
 	}
 }
 
