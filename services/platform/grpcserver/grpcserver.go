@@ -12,11 +12,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Server is a gRPC server with its health service.
@@ -35,6 +41,7 @@ func New(log *slog.Logger, reg prometheus.Registerer) *Server {
 	reg.MustRegister(latency)
 	o := &observer{log: log, latency: latency}
 	s := grpc.NewServer(
+		grpc.ForceServerCodecV2(lenientCodec{encoding.GetCodecV2(protocodec.Name)}),
 		grpc.ChainUnaryInterceptor(o.unary),
 		grpc.ChainStreamInterceptor(o.stream),
 		// Clients that stream timelines hold connections open for long;
@@ -94,4 +101,50 @@ func (o *observer) done(ctx context.Context, method string, start time.Time, err
 	default:
 		o.log.InfoContext(ctx, "rpc", "method", method, "code", code, "dur", d, "err", err)
 	}
+}
+
+// lenientCodec is the proto codec, except that a request whose string
+// fields hold invalid UTF-8 still decodes. proto3 rejects such a string
+// while unmarshalling, which grpc-go reports as INTERNAL before any handler
+// runs; decoded as is, the string reaches the service's validation, which
+// rejects it as INVALID_ARGUMENT naming the field.
+type lenientCodec struct{ encoding.CodecV2 }
+
+func (c lenientCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.CodecV2.Unmarshal(data, v)
+	if m, ok := v.(proto.Message); ok && err != nil {
+		if unmarshalLenient(data.Materialize(), m) == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// unmarshalLenient decodes b into m, setting singular string fields without
+// checking their UTF-8 and decoding every other field the usual way.
+func unmarshalLenient(b []byte, m proto.Message) error {
+	proto.Reset(m)
+	r := m.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		vn := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if vn < 0 {
+			return protowire.ParseError(vn)
+		}
+		field := b[:n+vn]
+		b = b[n+vn:]
+		if fd := fields.ByNumber(num); fd != nil && fd.Kind() == protoreflect.StringKind && fd.Cardinality() != protoreflect.Repeated && typ == protowire.BytesType {
+			s, _ := protowire.ConsumeBytes(field[n:])
+			r.Set(fd, protoreflect.ValueOfString(string(s)))
+			continue
+		}
+		if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(field, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

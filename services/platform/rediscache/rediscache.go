@@ -1,0 +1,345 @@
+// Package rediscache is the Redis adapter for Herald's timeline and post
+// caches. It runs on a single node, Sentinel or Redis Cluster through
+// go-redis's UniversalClient.
+//
+// Keys are per user or per post, with the user in a hash tag, so every
+// operation touches one key and one cluster slot:
+//
+//	tl:{alice}   ZSET: alice's home timeline
+//	post:{<id>}  STRING: a post body, or a one-byte tombstone
+//
+// A timeline member is the post ID as 8 big-endian bytes, and every score
+// is 0. Redis orders equal-score members by their bytes, and big-endian
+// bytes order like the numbers, so the set is ordered by post ID exactly.
+// A score cannot carry a 64-bit ID: a float64 is exact only to 2^53. Equal
+// scores also keep the small-set listpack encoding compact (see
+// docs/benchmarks.md for the measured bytes per entry). The empty member
+// "" sorts below every ID and marks a timeline complete.
+package rediscache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+// Options tunes the cache.
+type Options struct {
+	// Cap is the most entries a timeline keeps. Default 800.
+	Cap int
+	// TimelineTTL expires a timeline this long after it was created or
+	// rebuilt; the next read rebuilds it. Default 7 days.
+	TimelineTTL time.Duration
+	// PostTTL expires cached post bodies and tombstones. Default 24h.
+	PostTTL time.Duration
+	// Prefix goes before every key, so that several deployments, or
+	// tests, can share one Redis.
+	Prefix string
+}
+
+// Cache implements cache.Timelines and cache.Posts on Redis.
+type Cache struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+var (
+	_ cache.Timelines = (*Cache)(nil)
+	_ cache.Posts     = (*Cache)(nil)
+)
+
+// New returns a Cache on rdb.
+func New(rdb redis.UniversalClient, opts Options) *Cache {
+	if opts.Cap <= 0 {
+		opts.Cap = 800
+	}
+	if opts.TimelineTTL <= 0 {
+		opts.TimelineTTL = 7 * 24 * time.Hour
+	}
+	if opts.PostTTL <= 0 {
+		opts.PostTTL = 24 * time.Hour
+	}
+	return &Cache{rdb: rdb, opts: opts}
+}
+
+// Cap implements cache.Timelines.
+func (c *Cache) Cap() int { return c.opts.Cap }
+
+func (c *Cache) timelineKey(user string) string { return c.opts.Prefix + "tl:{" + user + "}" }
+func (c *Cache) postKey(id feed.PostID) string  { return c.opts.Prefix + "post:{" + id.String() + "}" }
+
+// complete is the member that marks a timeline complete.
+const complete = ""
+
+func member(id feed.PostID) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(id))
+	return string(b[:])
+}
+
+func unavailable(err error) error { return feed.Unavailable("redis", err) }
+
+// insert adds members with score 0 and trims the set to the newest cap
+// IDs, in one atomic step. Rank 0 is spared: on a complete timeline it is
+// the marker. (On an incomplete one it is the oldest ID, which makes such a
+// timeline keep cap+1 entries until it is completed.) ARGV[1] is the cap,
+// ARGV[2] the TTL in seconds, ARGV[3] "1" to mark the timeline complete
+// and reset the TTL; the rest are members.
+var insert = redis.NewScript(`
+local key = KEYS[1]
+local args = {}
+for i = 4, #ARGV do
+  args[#args + 1] = 0
+  args[#args + 1] = ARGV[i]
+end
+if ARGV[3] == "1" then
+  args[#args + 1] = 0
+  args[#args + 1] = ""
+end
+if #args > 0 then
+  redis.call("ZADD", key, unpack(args))
+end
+redis.call("ZREMRANGEBYRANK", key, 1, -(tonumber(ARGV[1]) + 1))
+if ARGV[3] == "1" then
+  redis.call("EXPIRE", key, ARGV[2])
+else
+  redis.call("EXPIRE", key, ARGV[2], "NX")
+end
+return 0
+`)
+
+// Add implements cache.Timelines. The batch is one pipeline: one script
+// call per touched timeline, one round trip per Redis node.
+func (c *Cache) Add(ctx context.Context, entries []cache.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	byUser := make(map[string][]any, len(entries))
+	order := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if _, ok := byUser[e.User]; !ok {
+			order = append(order, e.User)
+		}
+		byUser[e.User] = append(byUser[e.User], member(e.Post))
+	}
+	return c.execScript(ctx, func(pipe redis.Pipeliner) {
+		for _, u := range order {
+			c.insertCmd(ctx, pipe, u, false, byUser[u])
+		}
+	})
+}
+
+// execScript runs a pipeline of insert calls by script hash. A server that
+// has not seen the script (first use, a restart, a failover) answers
+// NOSCRIPT; then the script is loaded on every node and the pipeline runs
+// once more, which is safe because inserts are idempotent.
+func (c *Cache) execScript(ctx context.Context, build func(redis.Pipeliner)) error {
+	pipe := c.rdb.Pipeline()
+	build(pipe)
+	err := c.exec(ctx, pipe)
+	if err == nil || !strings.Contains(err.Error(), "NOSCRIPT") {
+		return err
+	}
+	load := func(ctx context.Context, client *redis.Client) error { return insert.Load(ctx, client).Err() }
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachShard(ctx, load)
+	} else {
+		err = insert.Load(ctx, c.rdb).Err()
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	pipe = c.rdb.Pipeline()
+	build(pipe)
+	return c.exec(ctx, pipe)
+}
+
+func (c *Cache) insertCmd(ctx context.Context, pipe redis.Pipeliner, user string, markComplete bool, members []any) {
+	flag := "0"
+	if markComplete {
+		flag = "1"
+	}
+	args := append([]any{c.opts.Cap, int64(c.opts.TimelineTTL / time.Second), flag}, members...)
+	// EvalSha in a pipeline cannot fall back to EVAL per command, so the
+	// pipeline carries the script body; Redis caches it by hash anyway.
+	insert.Eval(ctx, pipe, []string{c.timelineKey(user)}, args...)
+}
+
+func (c *Cache) exec(ctx context.Context, pipe redis.Pipeliner) error {
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		return unavailable(err)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable(err)
+		}
+	}
+	return nil
+}
+
+// Remove implements cache.Timelines.
+func (c *Cache) Remove(ctx context.Context, entries []cache.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	pipe := c.rdb.Pipeline()
+	for _, e := range entries {
+		pipe.ZRem(ctx, c.timelineKey(e.User), member(e.Post))
+	}
+	return c.exec(ctx, pipe)
+}
+
+// Range implements cache.Timelines: one round trip for the completeness
+// check and the page.
+func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limit int) ([]feed.PostID, bool, error) {
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	key := c.timelineKey(user)
+	max := "+"
+	if before != 0 {
+		max = "(" + member(before)
+	}
+	pipe := c.rdb.Pipeline()
+	marker := pipe.ZScore(ctx, key, complete)
+	// The marker is the lowest member, so limit+1 leaves room for it.
+	page := pipe.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit + 1)})
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, unavailable(err)
+	}
+	if err := marker.Err(); errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, unavailable(err)
+	}
+	members, err := page.Result()
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	ids := make([]feed.PostID, 0, len(members))
+	for _, m := range members {
+		if len(m) == 8 && len(ids) < limit {
+			ids = append(ids, feed.PostID(binary.BigEndian.Uint64([]byte(m))))
+		}
+	}
+	return ids, true, nil
+}
+
+// Store implements cache.Timelines.
+func (c *Cache) Store(ctx context.Context, user string, ids []feed.PostID) error {
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = member(id)
+	}
+	return c.execScript(ctx, func(pipe redis.Pipeliner) { c.insertCmd(ctx, pipe, user, true, members) })
+}
+
+// Post bodies: a tombstone is one zero byte; a post is a version byte (1),
+// then the creation time in Unix milliseconds, the author and the text.
+const tombstone = "\x00"
+
+func encodePost(p feed.Post) string {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64*2+len(p.Author)+len(p.Text))
+	b = append(b, 1)
+	b = binary.AppendVarint(b, p.Created.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(len(p.Author)))
+	b = append(b, p.Author...)
+	b = append(b, p.Text...)
+	return string(b)
+}
+
+func decodePost(id feed.PostID, s string) (feed.Post, error) {
+	if s == tombstone {
+		return feed.Post{ID: id, Deleted: true}, nil
+	}
+	b := []byte(s)
+	if len(b) < 1 || b[0] != 1 {
+		return feed.Post{}, fmt.Errorf("post %d: unknown cache encoding", id)
+	}
+	b = b[1:]
+	ms, n := binary.Varint(b)
+	if n <= 0 {
+		return feed.Post{}, fmt.Errorf("post %d: bad cached time", id)
+	}
+	b = b[n:]
+	al, n := binary.Uvarint(b)
+	if n <= 0 || uint64(len(b)-n) < al {
+		return feed.Post{}, fmt.Errorf("post %d: bad cached author", id)
+	}
+	b = b[n:]
+	return feed.Post{ID: id, Created: time.UnixMilli(ms).UTC(), Author: string(b[:al]), Text: string(b[al:])}, nil
+}
+
+// GetPosts implements cache.Posts with one pipelined round trip.
+func (c *Cache) GetPosts(ctx context.Context, ids []feed.PostID) (map[feed.PostID]feed.Post, error) {
+	out := make(map[feed.PostID]feed.Post, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := c.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		gets[i] = pipe.Get(ctx, c.postKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable(err)
+	}
+	for i, g := range gets {
+		s, err := g.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		p, err := decodePost(ids[i], s)
+		if err != nil {
+			continue // an unreadable entry is a miss; the store has the post
+		}
+		out[ids[i]] = p
+	}
+	return out, nil
+}
+
+// PutPosts implements cache.Posts. SET NX never overwrites, so neither a
+// tombstone nor a newer copy is replaced by a racing refill.
+func (c *Cache) PutPosts(ctx context.Context, posts []feed.Post) error {
+	if len(posts) == 0 {
+		return nil
+	}
+	pipe := c.rdb.Pipeline()
+	for _, p := range posts {
+		pipe.SetNX(ctx, c.postKey(p.ID), encodePost(p), c.opts.PostTTL)
+	}
+	return c.exec(ctx, pipe)
+}
+
+// DeletePosts implements cache.Posts.
+func (c *Cache) DeletePosts(ctx context.Context, ids []feed.PostID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	pipe := c.rdb.Pipeline()
+	for _, id := range ids {
+		pipe.Set(ctx, c.postKey(id), tombstone, c.opts.PostTTL)
+	}
+	return c.exec(ctx, pipe)
+}
+
+// MemoryUsage returns Redis's MEMORY USAGE of user's timeline key, in bytes.
+func (c *Cache) MemoryUsage(ctx context.Context, user string) (int64, error) {
+	n, err := c.rdb.MemoryUsage(ctx, c.timelineKey(user)).Result()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return n, nil
+}

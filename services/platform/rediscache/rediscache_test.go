@@ -1,0 +1,125 @@
+package rediscache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/cache/cachetest"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/rediscache"
+	"github.com/herald-feed/herald/services/platform/testenv"
+)
+
+var run = rand.Uint64()
+var seq atomic.Int64
+
+// open returns a cache on the test Redis under a key prefix of its own, so
+// tests never see each other's keys (or a cluster's sharing the server),
+// and deletes its keys afterwards.
+func open(t testing.TB, cap int) *rediscache.Cache {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.Redis(t)}})
+	prefix := fmt.Sprintf("test:%x:%d:", run, seq.Add(1))
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		rdb.Close()
+	})
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("redis %s: %v", testenv.Redis(t), err)
+	}
+	return rediscache.New(rdb, rediscache.Options{Cap: cap, Prefix: prefix})
+}
+
+func TestTimelines(t *testing.T) {
+	cachetest.RunTimelines(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
+}
+
+func TestPosts(t *testing.T) {
+	cachetest.RunPosts(t, func(t *testing.T) cache.Posts { return open(t, 10) })
+}
+
+// TestUnavailable: a Redis that cannot be reached is feed.ErrUnavailable.
+func TestUnavailable(t *testing.T) {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}, MaxRetries: -1})
+	defer rdb.Close()
+	c := rediscache.New(rdb, rediscache.Options{})
+	ctx := context.Background()
+	checks := map[string]error{
+		"Add":      c.Add(ctx, []cache.Entry{{User: "a", Post: 1}}),
+		"Store":    c.Store(ctx, "a", []feed.PostID{1}),
+		"PutPosts": c.PutPosts(ctx, []feed.Post{{ID: 1}}),
+	}
+	_, _, checks["Range"] = c.Range(ctx, "a", 0, 10)
+	_, checks["GetPosts"] = c.GetPosts(ctx, []feed.PostID{1})
+	for name, err := range checks {
+		if !errorsIsUnavailable(err) {
+			t.Errorf("%s on a dead Redis = %v; want feed.ErrUnavailable", name, err)
+		}
+	}
+}
+
+// TestMemoryPerEntry reports MEMORY USAGE of a full timeline. It asserts
+// only that the figure is sane; docs/benchmarks.md records the number.
+func TestMemoryPerEntry(t *testing.T) {
+	c := open(t, 800)
+	ctx := context.Background()
+	ids := make([]feed.PostID, 800)
+	for i := range ids {
+		ids[i] = feed.PostID(1<<60 + uint64(i)*4096)
+	}
+	if err := c.Store(ctx, "mem", ids); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.MemoryUsage(ctx, "mem")
+	if err != nil || n <= 800*8 {
+		t.Fatalf("MemoryUsage(800-entry timeline) = %d, %v; want more than the 6400 bytes of raw members", n, err)
+	}
+	t.Logf("MEMORY USAGE of an 800-entry timeline: %d bytes, %.1f bytes/entry", n, float64(n)/800)
+}
+
+func BenchmarkAddBatch(b *testing.B) {
+	c := open(b, 800)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(1, 2))
+	const users, batch = 100_000, 1000
+	next := feed.PostID(1 << 60)
+	entries := make([]cache.Entry, batch)
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range entries {
+			next++
+			entries[i] = cache.Entry{User: fmt.Sprintf("u%d", r.IntN(users)), Post: next}
+		}
+		if err := c.Add(ctx, entries); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "inserts/s")
+}
+
+func BenchmarkRange(b *testing.B) {
+	c := open(b, 800)
+	ctx := context.Background()
+	ids := make([]feed.PostID, 800)
+	for i := range ids {
+		ids[i] = feed.PostID(1<<60 + uint64(i))
+	}
+	c.Store(ctx, "reader", ids)
+	for b.Loop() {
+		if _, ok, err := c.Range(ctx, "reader", 0, 20); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func errorsIsUnavailable(err error) bool { return errors.Is(err, feed.ErrUnavailable) }
