@@ -78,11 +78,13 @@ JAVA=$(java_bin)
 check_java
 install_cassandra
 write_config
+mkdir -p "$(datadir "$NAME")/triggers"
 
 # shellcheck disable=SC2206 # HERALD_CASSANDRA_JVM_OPTS is split on purpose
 jvm_opts=(
   -Xms"${HERALD_CASSANDRA_HEAP_MIN:-512m}" -Xmx"${HERALD_CASSANDRA_HEAP_MAX:-1g}" -Xss256k
   -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxGCPauseMillis=300 -XX:+PerfDisableSharedMem
+  -XX:+ExitOnOutOfMemoryError
   -Djava.net.preferIPv4Stack=true
   # From Cassandra 5.0's conf/jvm17-server.options (JPMS section; without them it dies).
   -Djdk.attach.allowAttachSelf=true
@@ -115,6 +117,7 @@ jvm_opts=(
   # Config, storage, logging.
   -Dcassandra.config="file://$CONF_DIR/cassandra.yaml"
   -Dcassandra.storagedir="$(datadir "$NAME")"
+  -Dcassandra.triggers_dir="$(datadir "$NAME")/triggers"
   -Dcassandra.logdir="$LOG_DIR"
   -Dlogback.configurationFile="file://$TEMPLATES/logback.xml"
   -Dcassandra-foreground=yes

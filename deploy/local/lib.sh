@@ -143,21 +143,28 @@ reuse_if_running() {
 # stdout+stderr to logs/NAME.log) and record its pid in run/NAME.pid.
 # The previous run's log is kept as logs/NAME.log.1.
 launch() {
-  local name=$1 pf lf i
+  local name=$1 pf lf i cmdline
   shift
   pf=$(pidfile "$name")
   lf=$(logfile "$name")
-  [[ -f $lf ]] && mv -f "$lf" "$lf.1"
+  if [[ -f $lf ]]; then mv -f "$lf" "$lf.1"; fi
   rm -f "$pf"
   mkdir -p "$(datadir "$name")"
   chmod 700 "$(datadir "$name")"
-  say "starting $name: $(printf '%q ' "$@")"
+  cmdline=$(printf '%q ' "$@")
+  printf '# %s: started by %s: %s\n' "$(date -Is)" "$LOCAL_SCRIPTS" "$cmdline" >"$lf"
+  if ((${#cmdline} > 240)); then
+    cmdline="${cmdline:0:240}... (full command at the top of $lf)"
+  fi
+  say "starting $name: $cmdline"
   # The inner bash writes its own pid, then execs the server, so the pid is the server's
   # even if setsid had to fork.
-  # It runs in the data dir, which is how server_pid recognises it later.
-  (cd "$(datadir "$name")" &&
-    nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
-      >>"$lf" 2>&1 </dev/null &)
+  # It runs in the data dir, which is how server_pid recognises it later. Every step execs,
+  # so no shell is left behind holding the caller's stdout/stderr open.
+  (
+    cd "$(datadir "$name")"
+    exec nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pf" "$@"
+  ) >>"$lf" 2>&1 </dev/null &
   for ((i = 0; i < 50; i++)); do
     [[ -s $pf ]] && return 0
     sleep 0.1

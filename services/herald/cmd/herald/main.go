@@ -25,8 +25,12 @@ func main() {
 			if err := allinone.Register(ctx, n, cfg); err != nil {
 				return err
 			}
+			metrics := "off"
+			if n.MetricsAddr() != "" {
+				metrics = "http://" + n.MetricsAddr() + "/metrics"
+			}
 			fmt.Fprintf(os.Stderr, `
-Herald is up: gRPC on %[1]s, metrics on http://%[2]s/metrics.
+Herald is up: gRPC on %[1]s, metrics %[2]s.
 Try, in another terminal:
   bin/feedctl follow bob alice
   bin/feedctl post alice "hello, world"
@@ -34,7 +38,7 @@ Try, in another terminal:
   bin/feedctl watch bob
 Press Ctrl-C to stop.
 
-`, n.Addr(), n.MetricsAddr())
+`, n.Addr(), metrics)
 			return nil
 		})
 }
