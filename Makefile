@@ -12,7 +12,12 @@ PKGS     = $(addsuffix /...,$(MODULES))
 BUF      := GOWORK=off $(GO) tool -modfile=$(CURDIR)/tools/go.mod buf
 FUZZTIME ?= 10s
 
-.PHONY: all build run test unit vet lint proto check-proto fuzz bench clean tidy
+# The real servers the adapter tests need, started (or reused) as local
+# processes by deploy/local; see deploy/local/README.md.
+TEST_SERVERS ?= redis
+WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
+
+.PHONY: all build run test unit vet lint proto check-proto fuzz bench clean tidy servers servers-down
 
 all: build
 
@@ -30,8 +35,15 @@ run: build
 ## test: the whole suite: generated code check, vet, unit, contract and system tests
 test: check-proto vet unit
 
-unit:
-	$(GO) test -count=1 $(PKGS)
+unit: servers
+	$(WITH_SERVERS) $(GO) test -count=1 $(PKGS)
+
+## servers: start (or reuse) the local servers the tests use; servers-down stops them
+servers:
+	deploy/local/up.sh $(TEST_SERVERS)
+
+servers-down:
+	deploy/local/stop.sh all
 
 vet:
 	$(GO) vet $(PKGS)
@@ -60,8 +72,8 @@ fuzz:
 	$(GO) test ./services/platform/feed -run '^$$' -fuzz '^FuzzParsePostID$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go benchmarks of the hot paths
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+bench: servers
+	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 ## tidy: go mod tidy in every module
 tidy:

@@ -23,11 +23,12 @@ TEMPLATES="$LOCAL_SCRIPTS/cassandra"
 # response header = version 0x84, flags 0, stream 1, opcode 0x06.
 cql_ready() {
   local hdr
+  # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
   hdr=$(timeout 3 bash -c '
     exec 3<>"/dev/tcp/$0/$1" || exit 1
     printf "\x04\x00\x00\x01\x05\x00\x00\x00\x00" >&3
     head -c 5 <&3 | od -An -tx1' "$HOST" "$PORT" 2>/dev/null) || return 1
-  [[ $(echo $hdr) == "84 00 00 01 06" ]]
+  [[ ${hdr//[[:space:]]/} == 8400000106 ]]
 }
 
 java_bin() {
@@ -64,7 +65,7 @@ install_cassandra() {
   rm -rf "$LIB"
   mv "$LIB.tmp" "$LIB"
   touch "$CASS_HOME/.installed"
-  say "  fetched $(ls "$LIB" | wc -l) jars ($(du -sh "$LIB" | cut -f1)) in $(( ($(now_ms) - start) / 1000 )) s"
+  say "  fetched $(find "$LIB" -name '*.jar' | wc -l) jars ($(du -sh "$LIB" | cut -f1)) in $(( ($(now_ms) - start) / 1000 )) s"
 }
 
 write_config() {

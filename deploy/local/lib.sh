@@ -9,9 +9,9 @@
 #   conf/              generated config files (cassandra.yaml)
 #   build/             scratch Go modules used to build binaries
 #
-# A pidfile only counts if its pid is alive AND that process's command line contains the
-# server's data dir: a stale pidfile whose pid was reused by an unrelated process is ignored
-# (and never killed).
+# A pidfile only counts if its pid is alive AND that process runs in the server's data dir
+# (or names it on its command line): a stale pidfile whose pid was reused by an unrelated
+# process is ignored, and that process is never signalled.
 
 set -euo pipefail
 
@@ -65,6 +65,19 @@ server_pid() {
   fi
   [[ $args == *"$dir"* ]] || return 1
   printf '%s\n' "$pid"
+}
+
+# pid_exited PID: the process has fully exited (gone, or a zombie with no live threads left).
+# A multi-threaded server's main thread can exit before its other threads (which still hold
+# its sockets), so "main thread gone" is not enough.
+pid_exited() {
+  local pid=$1 state tasks
+  kill -0 "$pid" 2>/dev/null || return 0
+  [[ -r /proc/$pid/stat ]] || return 1
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 0
+  [[ $state == [ZX] ]] || return 1
+  tasks=("/proc/$pid/task/"*)
+  ((${#tasks[@]} <= 1))
 }
 
 # port_open PORT: something accepts TCP connections on $HOST:PORT.
@@ -163,6 +176,7 @@ launch() {
   # so no shell is left behind holding the caller's stdout/stderr open.
   (
     cd "$(datadir "$name")"
+    # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash
     exec nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pf" "$@"
   ) >>"$lf" 2>&1 </dev/null &
   for ((i = 0; i < 50; i++)); do
@@ -184,19 +198,17 @@ stop_server() {
   say "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < timeout * 10; i++)); do
-    server_pid "$name" >/dev/null || break
+    pid_exited "$pid" && break
     sleep 0.1
   done
-  if server_pid "$name" >/dev/null; then
+  if ! pid_exited "$pid"; then
     warn "$name (pid $pid) still alive after ${timeout}s; sending KILL"
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      server_pid "$name" >/dev/null || break
+    for ((i = 0; i < 100; i++)); do
+      pid_exited "$pid" && break
       sleep 0.1
     done
-  fi
-  if server_pid "$name" >/dev/null; then
-    die "$name (pid $pid) did not exit"
+    pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
   fi
   rm -f "$(pidfile "$name")"
   say "$name stopped (pid $pid gone)"

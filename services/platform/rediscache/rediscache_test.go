@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync/atomic"
 	"testing"
 
@@ -16,6 +17,17 @@ import (
 	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
+
+func TestMain(m *testing.M) {
+	// TestUnavailable dials a dead port on purpose; go-redis would log
+	// every failed dial.
+	redis.SetLogger(quiet{})
+	os.Exit(m.Run())
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 var run = rand.Uint64()
 var seq atomic.Int64

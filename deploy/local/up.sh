@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Start (or reuse) all local servers in sequence: redis, nats, etcd, cassandra.
+# Pass names to start only some of them: up.sh redis nats
+# Then: eval "$(deploy/local/env.sh)"  — and stop them with: deploy/local/stop.sh all
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+servers=("$@")
+((${#servers[@]} > 0)) || servers=(redis nats etcd cassandra)
+for s in "${servers[@]}"; do
+  case $s in
+    redis | nats | etcd | cassandra) "$here/$s.sh" ;;
+    *) echo "usage: $0 [redis|nats|etcd|cassandra ...]" >&2; exit 1 ;;
+  esac
+done
+echo "all started; use them with: eval \"\$($here/env.sh)\""
