@@ -28,7 +28,8 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 	fs.StringVar(&f.etcd, "etcd", env("HERALD_ETCD_ENDPOINTS", ""), "comma-separated etcd endpoints (HERALD_ETCD_ENDPOINTS)")
 	fs.StringVar(&c.NATSURL, "nats", env("HERALD_NATS_URL", ""), "NATS server URL (HERALD_NATS_URL)")
 	fs.StringVar(&c.Store, "store", env("HERALD_STORE", c.Store), "durable store: pebble (HERALD_STORE)")
-	fs.StringVar(&c.Cache, "cache", env("HERALD_CACHE", c.Cache), "timeline cache: memory (HERALD_CACHE)")
+	fs.StringVar(&c.Cache, "cache", env("HERALD_CACHE", c.Cache), "timeline cache: memory or redis (HERALD_CACHE)")
+	fs.StringVar(&f.redis, "redis", env("HERALD_REDIS_ADDR", ""), "comma-separated Redis addresses, for -cache redis (HERALD_REDIS_ADDR)")
 	fs.IntVar(&c.TimelineCap, "timeline-cap", c.TimelineCap, "most entries a cached home timeline keeps")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for in-flight RPCs")
@@ -41,6 +42,7 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 type Flags struct {
 	c     *Config
 	etcd  string
+	redis string
 	level string
 	json  bool
 }
@@ -49,6 +51,9 @@ type Flags struct {
 func (f *Flags) Finish() error {
 	if f.etcd != "" {
 		f.c.EtcdEndpoints = strings.Split(f.etcd, ",")
+	}
+	if f.redis != "" {
+		f.c.RedisAddrs = strings.Split(f.redis, ",")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.level)); err != nil {

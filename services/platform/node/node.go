@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,6 +40,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
 	"github.com/herald-feed/herald/services/platform/pebblestore"
+	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/store"
 )
 
@@ -67,8 +69,12 @@ type Config struct {
 
 	// Store picks the durable store: "pebble" (default).
 	Store string
-	// Cache picks the timeline and post cache: "memory" (default).
+	// Cache picks the timeline and post cache: "memory" (default) or
+	// "redis".
 	Cache string
+	// RedisAddrs are the Redis addresses (host:port): one for a single
+	// node, several for a Redis Cluster.
+	RedisAddrs []string
 	// TimelineCap is the most entries a cached timeline keeps. Default 800.
 	TimelineCap int
 
@@ -210,7 +216,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.openStore(); err != nil {
 		return nil, err
 	}
-	if err := n.openCache(); err != nil {
+	if err := n.openCache(sctx); err != nil {
 		return nil, err
 	}
 
@@ -239,14 +245,28 @@ func (n *Node) openStore() error {
 	return fmt.Errorf("unknown store %q (want pebble)", n.cfg.Store)
 }
 
-func (n *Node) openCache() error {
+func (n *Node) openCache(ctx context.Context) error {
 	switch n.cfg.Cache {
 	case "memory":
 		c := memcache.New(n.cfg.TimelineCap)
 		n.Timelines, n.PostCache = c, c
 		return nil
+	case "redis":
+		if len(n.cfg.RedisAddrs) == 0 {
+			return errors.New("cache redis needs Redis addresses (-redis)")
+		}
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: n.cfg.RedisAddrs})
+		n.onClose(func() { rdb.Close() })
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			// Not fatal: Redis is a cache, and reads fall back to the
+			// store while it is away.
+			n.Log.Warn("redis not reachable at start", "addrs", n.cfg.RedisAddrs, "err", err)
+		}
+		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap})
+		n.Timelines, n.PostCache = c, c
+		return nil
 	}
-	return fmt.Errorf("unknown cache %q (want memory)", n.cfg.Cache)
+	return fmt.Errorf("unknown cache %q (want memory or redis)", n.cfg.Cache)
 }
 
 // Addr returns the address other processes should dial.

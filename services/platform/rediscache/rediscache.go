@@ -279,27 +279,44 @@ func decodePost(id feed.PostID, s string) (feed.Post, error) {
 	return feed.Post{ID: id, Created: time.UnixMilli(ms).UTC(), Author: string(b[:al]), Text: string(b[al:])}, nil
 }
 
-// GetPosts implements cache.Posts with one pipelined round trip.
+// GetPosts implements cache.Posts in one round trip: one MGET on a single
+// node; on Redis Cluster, whose MGET cannot span slots, one pipeline of
+// GETs, which go-redis splits by node.
 func (c *Cache) GetPosts(ctx context.Context, ids []feed.PostID) (map[feed.PostID]feed.Post, error) {
 	out := make(map[feed.PostID]feed.Post, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	pipe := c.rdb.Pipeline()
-	gets := make([]*redis.StringCmd, len(ids))
+	keys := make([]string, len(ids))
 	for i, id := range ids {
-		gets[i] = pipe.Get(ctx, c.postKey(id))
+		keys[i] = c.postKey(id)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable(err)
-	}
-	for i, g := range gets {
-		s, err := g.Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
+	vals := make([]any, len(ids))
+	if _, cluster := c.rdb.(*redis.ClusterClient); !cluster {
+		v, err := c.rdb.MGet(ctx, keys...).Result()
 		if err != nil {
 			return nil, unavailable(err)
+		}
+		vals = v
+	} else {
+		pipe := c.rdb.Pipeline()
+		gets := make([]*redis.StringCmd, len(ids))
+		for i, k := range keys {
+			gets[i] = pipe.Get(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, unavailable(err)
+		}
+		for i, g := range gets {
+			if s, err := g.Result(); err == nil {
+				vals[i] = s
+			}
+		}
+	}
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // a miss
 		}
 		p, err := decodePost(ids[i], s)
 		if err != nil {
