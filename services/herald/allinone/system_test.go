@@ -140,7 +140,7 @@ func startNode(t *testing.T, dir string, services []string, register func(contex
 			return false
 		}
 		for _, s := range services {
-			addrs, err := discovery.Endpoints(cctx, n.Etcd, s)
+			addrs, err := discovery.Endpoints(cctx, n.Etcd, n.Namespace(), s)
 			if err != nil || !slices.Contains(addrs, n.Addr()) {
 				return false
 			}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,17 +19,23 @@ import (
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
-// Subjects. Each carries one message type from proto/herald/event/v1.
+// Subjects, relative to the deployment's namespace: "post.created" is
+// published as "herald.post.created". Each carries one message type from
+// proto/herald/event/v1.
 const (
-	SubjectPostCreated = "herald.post.created"
-	SubjectPostDeleted = "herald.post.deleted"
-	SubjectFollowed    = "herald.graph.followed"
-	SubjectUnfollowed  = "herald.graph.unfollowed"
+	SubjectPostCreated = "post.created"
+	SubjectPostDeleted = "post.deleted"
+	SubjectFollowed    = "graph.followed"
+	SubjectUnfollowed  = "graph.unfollowed"
 )
 
 // Config describes the event stream.
 type Config struct {
-	// Stream is the JetStream stream name. Default "HERALD_EVENTS".
+	// Namespace prefixes every subject and names the stream, so that
+	// deployments can share one NATS. Default "herald".
+	Namespace string
+	// Stream is the JetStream stream name. Default: the namespace in upper
+	// case, then "_EVENTS".
 	Stream string
 	// Replicas is the stream's replication factor: 1 on one server, 3 on a
 	// NATS cluster.
@@ -43,8 +50,11 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
+	if c.Namespace == "" {
+		c.Namespace = "herald"
+	}
 	if c.Stream == "" {
-		c.Stream = "HERALD_EVENTS"
+		c.Stream = strings.ToUpper(c.Namespace) + "_EVENTS"
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -74,7 +84,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Stream,
-		Subjects:   []string{"herald.post.>", "herald.graph.>"},
+		Subjects:   []string{cfg.Namespace + ".post.>", cfg.Namespace + ".graph.>"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
 		Replicas:   cfg.Replicas,
@@ -105,7 +115,7 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, m proto.Messag
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	if _, err := b.js.Publish(ctx, subject, data, opts...); err != nil {
+	if _, err := b.js.Publish(ctx, b.abs(subject), data, opts...); err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("publish %s: %w", subject, err))
 	}
 	return nil
@@ -144,7 +154,7 @@ type ConsumerConfig struct {
 func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        cc.Durable,
-		FilterSubjects: cc.Subjects,
+		FilterSubjects: b.absAll(cc.Subjects),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        cc.AckWait,
@@ -162,7 +172,7 @@ func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 		backoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 	}
 	return b.run(ctx, cons, func(ctx context.Context, m jetstream.Msg) {
-		err := h(ctx, m.Subject(), m.Data())
+		err := h(ctx, b.rel(m.Subject()), m.Data())
 		switch {
 		case err == nil:
 			if err := m.Ack(); err != nil {
@@ -189,7 +199,7 @@ func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 // for readers that only care about the live edge.
 func (b *Bus) Tail(ctx context.Context, subjects []string, h func(subject string, data []byte)) error {
 	cons, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects,
+		FilterSubjects: b.absAll(subjects),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if ctx.Err() != nil {
@@ -198,8 +208,22 @@ func (b *Bus) Tail(ctx context.Context, subjects []string, h func(subject string
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create ordered consumer: %w", err))
 	}
-	return b.run(ctx, cons, func(_ context.Context, m jetstream.Msg) { h(m.Subject(), m.Data()) })
+	return b.run(ctx, cons, func(_ context.Context, m jetstream.Msg) { h(b.rel(m.Subject()), m.Data()) })
 }
+
+// abs returns the absolute NATS subject of a relative one.
+func (b *Bus) abs(subject string) string { return b.cfg.Namespace + "." + subject }
+
+func (b *Bus) absAll(subjects []string) []string {
+	out := make([]string, len(subjects))
+	for i, s := range subjects {
+		out[i] = b.abs(s)
+	}
+	return out
+}
+
+// rel strips the namespace from a NATS subject.
+func (b *Bus) rel(subject string) string { return strings.TrimPrefix(subject, b.cfg.Namespace+".") }
 
 func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
 	// A handler's context outlives ctx briefly, so that a shutdown lets an

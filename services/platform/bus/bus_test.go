@@ -68,7 +68,7 @@ func TestConsumeRedeliversUntilAck(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- b.Consume(cctx, ConsumerConfig{
-			Durable: "test", Subjects: []string{"herald.post.>"}, AckWait: 5 * time.Second, MaxDeliver: 5,
+			Durable: "test", Subjects: []string{"post.>"}, AckWait: 5 * time.Second, MaxDeliver: 5,
 			BackOff: []time.Duration{50 * time.Millisecond},
 		}, func(_ context.Context, subject string, data []byte) error {
 			mu.Lock()

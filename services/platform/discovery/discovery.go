@@ -1,10 +1,11 @@
 // Package discovery registers Herald service instances in etcd and finds
 // them through etcd's gRPC naming resolver.
 //
-// An instance puts herald/<service>/<host:port> under a lease that it keeps
-// alive. When the process dies, the lease expires after its TTL and the key
-// goes with it, so callers stop sending it traffic. Callers dial
-// etcd:///herald/<service> and balance round-robin over what is there.
+// An instance puts <namespace>/<service>/<host:port> under a lease that it
+// keeps alive. When the process dies, the lease expires after its TTL and
+// the key goes with it, so callers stop sending it traffic. Callers dial
+// etcd:///<namespace>/<service> and balance round-robin over what is there.
+// The namespace (default "herald") separates deployments sharing one etcd.
 package discovery
 
 import (
@@ -21,22 +22,19 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// Prefix is the etcd key prefix for service endpoints.
-const Prefix = "herald/"
-
 // target is the endpoint-manager target of service. The resolver watches
 // target + "/", so "herald/post" never matches "herald/posts/...".
-func target(service string) string { return Prefix + service }
+func target(ns, service string) string { return ns + "/" + service }
 
 // Register adds addr as an endpoint of service, bound to the session's
 // lease: it disappears when the session ends or its lease expires.
-func Register(ctx context.Context, s *concurrency.Session, service, addr string) error {
-	em, err := endpoints.NewManager(s.Client(), target(service))
+func Register(ctx context.Context, s *concurrency.Session, ns, service, addr string) error {
+	em, err := endpoints.NewManager(s.Client(), target(ns, service))
 	if err != nil {
 		return err
 	}
 	// Metadata stays nil: newer grpc-go rejects a map there.
-	key := target(service) + "/" + addr
+	key := target(ns, service) + "/" + addr
 	if err := em.AddEndpoint(ctx, key, endpoints.Endpoint{Addr: addr}, clientv3.WithLease(s.Lease())); err != nil {
 		return fmt.Errorf("register %s at %s: %w", service, addr, err)
 	}
@@ -45,17 +43,17 @@ func Register(ctx context.Context, s *concurrency.Session, service, addr string)
 
 // Deregister removes addr from service's endpoints at once, ahead of the
 // lease expiry, so a graceful shutdown sends no caller to a closing server.
-func Deregister(ctx context.Context, cli *clientv3.Client, service, addr string) error {
-	em, err := endpoints.NewManager(cli, target(service))
+func Deregister(ctx context.Context, cli *clientv3.Client, ns, service, addr string) error {
+	em, err := endpoints.NewManager(cli, target(ns, service))
 	if err != nil {
 		return err
 	}
-	return em.DeleteEndpoint(ctx, target(service)+"/"+addr)
+	return em.DeleteEndpoint(ctx, target(ns, service)+"/"+addr)
 }
 
 // Endpoints lists service's registered addresses.
-func Endpoints(ctx context.Context, cli *clientv3.Client, service string) ([]string, error) {
-	em, err := endpoints.NewManager(cli, target(service))
+func Endpoints(ctx context.Context, cli *clientv3.Client, ns, service string) ([]string, error) {
+	em, err := endpoints.NewManager(cli, target(ns, service))
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +70,7 @@ func Endpoints(ctx context.Context, cli *clientv3.Client, service string) ([]str
 
 // Dial returns a client connection to service that resolves through etcd
 // and balances round-robin over its live instances.
-func Dial(cli *clientv3.Client, service string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+func Dial(cli *clientv3.Client, ns, service string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	b, err := resolver.NewBuilder(cli)
 	if err != nil {
 		return nil, err
@@ -82,19 +80,16 @@ func Dial(cli *clientv3.Client, service string, opts ...grpc.DialOption) (*grpc.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}, opts...)
-	return grpc.NewClient("etcd:///"+target(service), opts...)
+	return grpc.NewClient("etcd:///"+target(ns, service), opts...)
 }
-
-// workerPrefix holds one key per leased worker ID.
-const workerPrefix = "herald/workers/"
 
 // AcquireWorkerID claims the lowest free worker ID in [0, max] under the
 // session's lease. While the lease lives no other process can claim the
 // same ID, so two live post instances never mint the same post ID.
-func AcquireWorkerID(ctx context.Context, s *concurrency.Session, max int, owner string) (int, error) {
+func AcquireWorkerID(ctx context.Context, s *concurrency.Session, ns string, max int, owner string) (int, error) {
 	cli := s.Client()
 	for id := 0; id <= max; id++ {
-		key := workerPrefix + strconv.Itoa(id)
+		key := ns + "/workers/" + strconv.Itoa(id)
 		resp, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, owner, clientv3.WithLease(s.Lease()))).

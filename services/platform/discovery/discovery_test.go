@@ -54,21 +54,21 @@ func TestRegisterResolveAndExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Register(ctx, s, "timeline", addr); err != nil {
+	if err := Register(ctx, s, "herald", "timeline", addr); err != nil {
 		t.Fatal(err)
 	}
 	// A service whose name extends this one must not be matched.
 	other, _ := NewSession(ctx, cli, 60*time.Second)
-	if err := Register(ctx, other, "timelinex", "127.0.0.1:1"); err != nil {
+	if err := Register(ctx, other, "herald", "timelinex", "127.0.0.1:1"); err != nil {
 		t.Fatal(err)
 	}
 
-	got, err := Endpoints(ctx, cli, "timeline")
+	got, err := Endpoints(ctx, cli, "herald", "timeline")
 	if err != nil || !slices.Equal(got, []string{addr}) {
 		t.Fatalf("Endpoints(timeline) = %v, %v; want [%s]", got, err, addr)
 	}
 
-	conn, err := Dial(cli, "timeline")
+	conn, err := Dial(cli, "herald", "timeline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestRegisterResolveAndExpire(t *testing.T) {
 	s.Orphan()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := Endpoints(ctx, cli, "timeline")
+		got, err := Endpoints(ctx, cli, "herald", "timeline")
 		if err == nil && len(got) == 0 {
 			break
 		}
@@ -98,11 +98,11 @@ func TestDeregister(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, _ := NewSession(ctx, cli, 30*time.Second)
-	Register(ctx, s, "post", "127.0.0.1:9")
-	if err := Deregister(ctx, cli, "post", "127.0.0.1:9"); err != nil {
+	Register(ctx, s, "herald", "post", "127.0.0.1:9")
+	if err := Deregister(ctx, cli, "herald", "post", "127.0.0.1:9"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := Endpoints(ctx, cli, "post"); len(got) != 0 {
+	if got, _ := Endpoints(ctx, cli, "herald", "post"); len(got) != 0 {
 		t.Errorf("Endpoints(post) after Deregister = %v; want none", got)
 	}
 }
@@ -118,7 +118,7 @@ func TestAcquireWorkerIDIsExclusive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, err := AcquireWorkerID(ctx, s, 2, "test")
+		id, err := AcquireWorkerID(ctx, s, "herald", 2, "test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestAcquireWorkerIDIsExclusive(t *testing.T) {
 		}
 	}
 	s, _ := NewSession(ctx, cli, 30*time.Second)
-	if id, err := AcquireWorkerID(ctx, s, 2, "test"); err == nil {
+	if id, err := AcquireWorkerID(ctx, s, "herald", 2, "test"); err == nil {
 		t.Fatalf("AcquireWorkerID with all IDs leased = %d; want an error", id)
 	}
 	_ = sessions

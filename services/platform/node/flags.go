@@ -21,6 +21,7 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 	}
 	c.defaults()
 	f := &Flags{c: c}
+	fs.StringVar(&c.Namespace, "namespace", env("HERALD_NAMESPACE", c.Namespace), "deployment name: prefixes etcd keys, NATS subjects and Redis keys (HERALD_NAMESPACE)")
 	fs.StringVar(&c.ListenAddr, "addr", env("HERALD_ADDR", c.ListenAddr), "gRPC listen address (HERALD_ADDR)")
 	fs.StringVar(&c.AdvertiseAddr, "advertise", env("HERALD_ADVERTISE", ""), "address registered in etcd for other processes; default: the listen address (HERALD_ADVERTISE)")
 	fs.StringVar(&c.MetricsAddr, "metrics", env("HERALD_METRICS_ADDR", c.MetricsAddr), "HTTP address serving /metrics; empty disables it (HERALD_METRICS_ADDR)")

@@ -36,6 +36,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/embedded"
+	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/grpcserver"
 	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
@@ -49,6 +50,10 @@ import (
 type Config struct {
 	// Name names this process in logs.
 	Name string
+	// Namespace names the deployment, so several can share the same etcd,
+	// NATS and Redis: it prefixes etcd keys, NATS subjects and Redis keys.
+	// Default "herald".
+	Namespace string
 	// ListenAddr is the gRPC listen address. Default "localhost:7070".
 	ListenAddr string
 	// AdvertiseAddr is the address registered in etcd for other processes
@@ -90,6 +95,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Name == "" {
 		c.Name = "herald"
+	}
+	if c.Namespace == "" {
+		c.Namespace = "herald"
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = "localhost:7070"
@@ -151,6 +159,9 @@ type Node struct {
 // New connects everything and listens, but serves nothing until Run.
 func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	cfg.defaults()
+	if err := feed.ValidateUserID("namespace", cfg.Namespace); err != nil {
+		return nil, err
+	}
 	n = &Node{cfg: cfg, Log: cfg.Log.With("node", cfg.Name), conns: make(map[string]*grpc.ClientConn)}
 	defer func() {
 		if err != nil {
@@ -193,7 +204,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("etcd %v: %w", etcdEndpoints, err)
 	}
 	n.onClose(func() { n.Session.Close() })
-	key, err := sharedTokenKey(sctx, n.Etcd)
+	key, err := sharedTokenKey(sctx, n.Etcd, cfg.Namespace+"/config/page-token-key")
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +220,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("nats %s: %w", natsURL, err)
 	}
 	n.onClose(func() { n.NATS.Close() })
-	if n.Bus, err = bus.New(sctx, n.NATS, bus.Config{}, n.Log); err != nil {
+	if n.Bus, err = bus.New(sctx, n.NATS, bus.Config{Namespace: cfg.Namespace}, n.Log); err != nil {
 		return nil, err
 	}
 
@@ -262,7 +273,11 @@ func (n *Node) openCache(ctx context.Context) error {
 			// store while it is away.
 			n.Log.Warn("redis not reachable at start", "addrs", n.cfg.RedisAddrs, "err", err)
 		}
-		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap})
+		prefix := ""
+		if n.cfg.Namespace != "herald" {
+			prefix = n.cfg.Namespace + ":"
+		}
+		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix})
 		n.Timelines, n.PostCache = c, c
 		return nil
 	}
@@ -301,7 +316,7 @@ func (n *Node) Dial(service string) (*grpc.ClientConn, error) {
 	if c, ok := n.conns[service]; ok {
 		return c, nil
 	}
-	c, err := discovery.Dial(n.Etcd, service)
+	c, err := discovery.Dial(n.Etcd, n.cfg.Namespace, service)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +346,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	for _, s := range n.services {
-		if err := discovery.Register(ctx, n.Session, s, n.Addr()); err != nil {
+		if err := discovery.Register(ctx, n.Session, n.cfg.Namespace, s, n.Addr()); err != nil {
 			n.GRPC.Stop()
 			return err
 		}
@@ -358,7 +373,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.GRPC.Health.Shutdown()
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	for _, s := range n.services {
-		if err := discovery.Deregister(dctx, n.Etcd, s, n.Addr()); err != nil {
+		if err := discovery.Deregister(dctx, n.Etcd, n.cfg.Namespace, s, n.Addr()); err != nil {
 			n.Log.Warn("deregister", "service", s, "err", err)
 		}
 	}
@@ -400,12 +415,10 @@ func (n *Node) Close() {
 
 func (n *Node) onClose(f func()) { n.closers = append(n.closers, f) }
 
-const tokenKeyName = "herald/config/page-token-key"
-
 // sharedTokenKey returns the deployment's page-token key from etcd,
 // creating it on first use, so every instance signs and checks tokens with
 // the same key and a token survives a hop between instances or a restart.
-func sharedTokenKey(ctx context.Context, cli *clientv3.Client) ([]byte, error) {
+func sharedTokenKey(ctx context.Context, cli *clientv3.Client, tokenKeyName string) ([]byte, error) {
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
 	resp, err := cli.Txn(ctx).
@@ -421,6 +434,9 @@ func sharedTokenKey(ctx context.Context, cli *clientv3.Client) ([]byte, error) {
 	}
 	return resp.Responses[0].GetResponseRange().Kvs[0].Value, nil
 }
+
+// Namespace returns the deployment's namespace.
+func (n *Node) Namespace() string { return n.cfg.Namespace }
 
 // MetricsAddr returns the address serving /metrics, or "".
 func (n *Node) MetricsAddr() string { return n.cfg.MetricsAddr }

@@ -39,7 +39,7 @@ func Register(ctx context.Context, n *node.Node, cfg Config) error {
 		cfg.RelayInterval = time.Second
 	}
 	host, _ := os.Hostname()
-	worker, err := discovery.AcquireWorkerID(ctx, n.Session, idgen.MaxWorker, fmt.Sprintf("%s/%d", host, os.Getpid()))
+	worker, err := discovery.AcquireWorkerID(ctx, n.Session, n.Namespace(), idgen.MaxWorker, fmt.Sprintf("%s/%d", host, os.Getpid()))
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func Register(ctx context.Context, n *node.Node, cfg Config) error {
 // live process in the deployment does. If the leader dies, its lease
 // expires and another candidate's Campaign returns.
 func lead(ctx context.Context, n *node.Node, name string, job func(context.Context) error) error {
-	e := concurrency.NewElection(n.Session, "herald/election/"+name)
+	e := concurrency.NewElection(n.Session, n.Namespace()+"/election/"+name)
 	if err := e.Campaign(ctx, n.Addr()); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -42,6 +42,7 @@ func main() {
 }
 
 type client struct {
+	ns      string
 	addr    string
 	etcd    string
 	timeout time.Duration
@@ -63,6 +64,11 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "gRPC address of a Herald process (HERALD_ADDR)")
 	root.PersistentFlags().StringVar(&c.etcd, "etcd", os.Getenv("HERALD_ETCD_ENDPOINTS"), "etcd endpoints; if set, find each service through etcd instead of --addr (HERALD_ETCD_ENDPOINTS)")
+	ns := os.Getenv("HERALD_NAMESPACE")
+	if ns == "" {
+		ns = "herald"
+	}
+	root.PersistentFlags().StringVar(&c.ns, "namespace", ns, "deployment name, for --etcd discovery (HERALD_NAMESPACE)")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of each call")
 	root.AddCommand(c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
 		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
@@ -83,7 +89,7 @@ func (c *client) conn(service string) (*grpc.ClientConn, error) {
 		if cerr != nil {
 			return nil, fmt.Errorf("etcd %s: %w", c.etcd, cerr)
 		}
-		cc, err = discovery.Dial(cli, service)
+		cc, err = discovery.Dial(cli, c.ns, service)
 	} else {
 		cc, err = grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
