@@ -17,7 +17,7 @@ FUZZTIME ?= 10s
 TEST_SERVERS ?= redis
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
 
-.PHONY: all build run test unit vet lint proto check-proto fuzz bench clean tidy servers servers-down
+.PHONY: all build run test unit vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis
 
 all: build
 
@@ -44,6 +44,14 @@ servers:
 
 servers-down:
 	deploy/local/stop.sh all
+
+## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes
+cluster:
+	deploy/local/cluster.sh up
+
+## cluster-down: stop everything `make cluster` started
+cluster-down:
+	deploy/local/cluster.sh down
 
 vet:
 	$(GO) vet $(PKGS)
@@ -74,6 +82,10 @@ fuzz:
 ## bench: Go benchmarks of the hot paths
 bench: servers
 	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## bench-redis: Redis timeline inserts through the adapter vs redis-benchmark ZADD, same run
+bench-redis:
+	deploy/local/bench-redis.sh
 
 ## tidy: go mod tidy in every module
 tidy:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -99,23 +100,30 @@ func TestMemoryPerEntry(t *testing.T) {
 	t.Logf("MEMORY USAGE of an 800-entry timeline: %d bytes, %.1f bytes/entry", n, float64(n)/800)
 }
 
+// BenchmarkAddBatch measures fan-out inserts: batches of 1,000 entries
+// for random users among 100,000, four batches in flight at once as
+// several fan-out workers would have them.
 func BenchmarkAddBatch(b *testing.B) {
 	c := open(b, 800)
-	ctx := context.Background()
-	r := rand.New(rand.NewPCG(1, 2))
 	const users, batch = 100_000, 1000
-	next := feed.PostID(1 << 60)
-	entries := make([]cache.Entry, batch)
+	var next atomic.Uint64
+	next.Store(1 << 60)
+	b.SetParallelism(2) // 2 × GOMAXPROCS(2) = 4 concurrent batches
 	b.ResetTimer()
-	for b.Loop() {
-		for i := range entries {
-			next++
-			entries[i] = cache.Entry{User: fmt.Sprintf("u%d", r.IntN(users)), Post: next}
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		r := rand.New(rand.NewPCG(next.Load(), 7))
+		entries := make([]cache.Entry, batch)
+		for pb.Next() {
+			for i := range entries {
+				entries[i] = cache.Entry{User: "u" + strconv.Itoa(r.IntN(users)), Post: feed.PostID(next.Add(1))}
+			}
+			if err := c.Add(ctx, entries); err != nil {
+				b.Error(err)
+				return
+			}
 		}
-		if err := c.Add(ctx, entries); err != nil {
-			b.Fatal(err)
-		}
-	}
+	})
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "inserts/s")
 }
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Redis timeline-insert throughput through Herald's adapter, side by side with
+# redis-benchmark's pipelined ZADD on the same Redis in the same run: the
+# adapter's ceiling. Prints both figures and their ratio.
+#
+#   deploy/local/bench-redis.sh            (BENCHTIME=5s, USERS=100000)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+"$LOCAL_SCRIPTS/redis.sh" >/dev/null
+eval "$("$LOCAL_SCRIPTS/env.sh")"
+port=${HERALD_REDIS_ADDR##*:}
+users=${USERS:-100000}
+n=${ZADD_REQUESTS:-1000000}
+
+say "redis-benchmark: $n ZADDs to random keys among $users, pipelined 64 deep ..."
+zadd=$(redis-benchmark -h "$HOST" -p "$port" -P 64 -n "$n" -r "$users" -q \
+  zadd "bench:{__rand_int__}" 0 __rand_int__ | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
+redis-cli -h "$HOST" -p "$port" --scan --pattern 'bench:*' | xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" del >/dev/null
+
+say "Herald adapter: Add batches of 1,000 entries over $users users (BenchmarkAddBatch) ..."
+out=$(cd "$REPO/services/platform" && env -u GOWORK go test ./rediscache -run '^$' -bench '^BenchmarkAddBatch$' \
+  -benchtime "${BENCHTIME:-5s}" -count 1)
+printf '%s\n' "$out" | grep Benchmark
+herald=$(printf '%s\n' "$out" | grep -o '[0-9.]* inserts/s' | cut -d' ' -f1)
+
+printf '\n%-44s %12.0f /s\n' "redis-benchmark -P 64 ZADD (ceiling)" "$zadd"
+printf '%-44s %12.0f /s\n' "Herald rediscache.Add (insert + trim)" "$herald"
+awk -v h="$herald" -v z="$zadd" 'BEGIN { printf "%-44s %12.1f %%\n", "ratio", 100 * h / z }'

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# A multi-process Herald cluster on this machine: real etcd, NATS JetStream,
+# Redis and Cassandra (via the scripts beside this one) plus two instances of
+# every Herald service, each a separate process that registers in etcd under
+# a lease and finds the others through etcd's gRPC resolver.
+#
+#   cluster.sh up       start (or reuse) everything; prints the addresses
+#   cluster.sh down     stop the instances, then the servers
+#   cluster.sh status   show what runs
+#
+# Instances: post 127.0.0.1:7171-7172, graph :7181-7182, fanout :7191-7192,
+# timeline :7201-7202; each serves /metrics on its port + 2000.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SERVICES=(graph post fanout timeline)
+INSTANCES=${HERALD_CLUSTER_INSTANCES:-2}
+HBIN="$BIN_DIR/herald"
+NS=${HERALD_NAMESPACE:-herald}
+declare -A BASE=([post]=7170 [graph]=7180 [fanout]=7190 [timeline]=7200)
+
+eval "$("$LOCAL_SCRIPTS/env.sh")"
+
+port_of() { echo $((BASE[$1] + $2)); }
+
+# registered: the instance in $CUR_SVC/$CUR_PORT is in etcd, i.e. up and serving.
+registered() {
+  "$BIN_DIR/etcdctl" --endpoints "$HERALD_ETCD_ENDPOINTS" get --keys-only \
+    "$NS/$CUR_SVC/$HOST:$CUR_PORT" 2>/dev/null | grep -q .
+}
+
+build() {
+  say "building Herald services into $HBIN ..."
+  mkdir -p "$HBIN"
+  (cd "$REPO" && env -u GOWORK go build -o "$HBIN/" ./services/post/cmd/post ./services/graph/cmd/graph \
+    ./services/fanout/cmd/fanout ./services/timeline/cmd/timeline ./services/herald/cmd/feedctl)
+}
+
+start_instance() {
+  local svc=$1 i=$2 name port
+  name="$svc-$i"
+  port=$(port_of "$svc" "$i")
+  CUR_SVC=$svc CUR_PORT=$port
+  if pid=$(server_pid "$name"); then
+    say "$name already running (pid $pid) at $HOST:$port"
+    return 0
+  fi
+  port_open "$port" && die "$name: port $HOST:$port is in use by a process these scripts did not start"
+  launch "$name" "$HBIN/$svc" \
+    -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" -data "$(datadir "$name")" \
+    -etcd "$HERALD_ETCD_ENDPOINTS" -nats "$HERALD_NATS_URL" \
+    -store cassandra -cassandra "$HERALD_CASSANDRA_HOSTS" \
+    -cache redis -redis "$HERALD_REDIS_ADDR"
+  wait_ready "$name" "$HOST:$port" registered "${HERALD_INSTANCE_START_TIMEOUT:-60}"
+}
+
+up() {
+  "$LOCAL_SCRIPTS/up.sh"
+  build
+  # graph first: the others dial it.
+  for svc in "${SERVICES[@]}"; do
+    for ((i = 1; i <= INSTANCES; i++)); do start_instance "$svc" "$i"; done
+  done
+  cat <<MSG
+
+Herald cluster is up (namespace $NS).
+  etcd       $HERALD_ETCD_ENDPOINTS     NATS $HERALD_NATS_URL
+  Redis      $HERALD_REDIS_ADDR     Cassandra $HERALD_CASSANDRA_HOSTS
+MSG
+  for svc in "${SERVICES[@]}"; do
+    printf '  %-9s' "$svc"
+    for ((i = 1; i <= INSTANCES; i++)); do printf ' %s:%s' "$HOST" "$(port_of "$svc" "$i")"; done
+    printf '   (metrics on port + 2000)\n'
+  done
+  cat <<MSG
+
+Clients find the services through etcd:
+  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS follow bob alice
+  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS post alice "hello, cluster"
+  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS timeline bob
+or dial one instance directly: $HBIN/feedctl --addr $HOST:$(port_of timeline 1) timeline bob
+Logs: $LOG_DIR/<service>-<n>.log. Stop everything with: make cluster-down
+MSG
+}
+
+down() {
+  local svc i
+  for ((k = ${#SERVICES[@]} - 1; k >= 0; k--)); do
+    svc=${SERVICES[k]}
+    for ((i = INSTANCES; i >= 1; i--)); do stop_server "$svc-$i" "${HERALD_STOP_TIMEOUT:-30}"; done
+  done
+  "$LOCAL_SCRIPTS/stop.sh" all
+}
+
+status() {
+  local name
+  for name in redis nats etcd cassandra; do
+    if pid=$(server_pid "$name"); then say "$name: running (pid $pid)"; else say "$name: stopped"; fi
+  done
+  for svc in "${SERVICES[@]}"; do
+    for ((i = 1; i <= INSTANCES; i++)); do
+      name="$svc-$i"
+      if pid=$(server_pid "$name"); then say "$name: running (pid $pid) at $HOST:$(port_of "$svc" "$i")"; else say "$name: stopped"; fi
+    done
+  done
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) die "usage: $0 up|down|status" ;;
+esac
