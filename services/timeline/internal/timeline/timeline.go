@@ -6,6 +6,7 @@ package timeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 
@@ -69,7 +70,7 @@ func New(cfg Config, t cache.Timelines, pc cache.Posts, p Posts, f Following, to
 		}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_timeline_cache_lookups_total",
-			Help: "Home timeline cache lookups, by result (hit or miss).",
+			Help: "Home timeline cache lookups, by result (hit, miss, or error when the cache was unavailable).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(s.rebuildCount, s.lookups)
@@ -150,8 +151,15 @@ func (s *Service) candidates(ctx context.Context, user string, before feed.PostI
 }
 
 // cached reads the cached timeline, rebuilding it first if it is missing.
+// If the cache is down, it reads the durable store instead: slower, but
+// the cache is only a cache.
 func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
 	ids, ok, err := s.timelines.Range(ctx, user, before, n)
+	if errors.Is(err, feed.ErrUnavailable) {
+		s.lookups.WithLabelValues("error").Inc()
+		s.log.Warn("timeline cache unavailable; reading the durable store", "user", user, "err", err)
+		return s.durable(ctx, user, before, n)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -169,31 +177,40 @@ func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n
 	return ids, err
 }
 
-// rebuild refills user's timeline from the durable store: a k-way merge of
-// the recent posts of every account user follows, capped to the cache cap.
+// rebuild refills user's timeline from the durable store, capped to the
+// cache cap.
 func (s *Service) rebuild(ctx context.Context, user string) error {
-	followees, err := s.following.Following(ctx, user, s.cfg.MaxFollowing)
+	ids, err := s.durable(ctx, user, 0, s.timelines.Cap())
 	if err != nil {
 		return err
 	}
-	limit := s.timelines.Cap()
+	s.rebuildCount.Inc()
+	s.log.Debug("rebuilt timeline", "user", user, "entries", len(ids))
+	return s.timelines.Store(ctx, user, ids)
+}
+
+// durable computes up to n entries of user's home timeline below before
+// from the durable store: a k-way merge of the posts of every account user
+// follows.
+func (s *Service) durable(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
+	followees, err := s.following.Following(ctx, user, s.cfg.MaxFollowing)
+	if err != nil {
+		return nil, err
+	}
 	lists := make([][]feed.PostID, len(followees))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.RebuildConcurrency)
 	for i, f := range followees {
 		g.Go(func() error {
-			ps, err := s.posts.ListByAuthor(gctx, f, 0, limit)
+			ps, err := s.posts.ListByAuthor(gctx, f, before, n)
 			lists[i] = postIDs(ps)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
-	ids := Merge(limit, lists...)
-	s.rebuildCount.Inc()
-	s.log.Debug("rebuilt timeline", "user", user, "followees", len(followees), "entries", len(ids))
-	return s.timelines.Store(ctx, user, ids)
+	return Merge(n, lists...), nil
 }
 
 // hydrate returns the live posts among ids, in the order of ids. Bodies
