@@ -1,0 +1,452 @@
+package clustertest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/testenv"
+)
+
+const (
+	// leaseTTL is every instance's etcd lease TTL: how long a killed
+	// instance may stay registered.
+	leaseTTL = 3 * time.Second
+	// startTimeout bounds an instance's start: connect to the servers,
+	// migrate the keyspace, listen and register.
+	startTimeout = 60 * time.Second
+	// stopTimeout is how long a SIGTERMed instance gets before SIGKILL.
+	stopTimeout = 10 * time.Second
+	// instancesPerService is how many processes run each service.
+	instancesPerService = 2
+)
+
+// servers are the addresses of the real servers a cluster runs on.
+type servers struct {
+	etcd      []string
+	nats      string
+	redis     string
+	cassandra []string
+}
+
+func serversFromEnv(t *testing.T) servers {
+	t.Helper()
+	return servers{
+		etcd:      testenv.Etcd(t),
+		nats:      testenv.NATS(t),
+		redis:     testenv.Redis(t),
+		cassandra: testenv.Cassandra(t),
+	}
+}
+
+// Cluster is one deployment of Herald: two processes of each service on
+// the real servers, under a namespace and Cassandra keyspace of its own.
+type Cluster struct {
+	// NS is the deployment's namespace and Cassandra keyspace.
+	NS string
+	// Etcd is a client of the cluster's etcd, for discovery.
+	Etcd *clientv3.Client
+	// Instances holds each service's processes, by service name.
+	Instances map[string][]*Instance
+
+	srv servers
+	dir string
+}
+
+// startCluster starts a fresh deployment and waits until every instance
+// is registered in etcd. At cleanup it stops the instances and removes the
+// deployment's state from the servers.
+func startCluster(t *testing.T) *Cluster {
+	t.Helper()
+	srv := serversFromEnv(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client for %v: %v", srv.etcd, err)
+	}
+	c := &Cluster{NS: newNamespace(t), Etcd: cli, Instances: map[string][]*Instance{}, srv: srv, dir: t.TempDir()}
+	t.Cleanup(func() {
+		c.stop(t)
+		c.dropState(t)
+		cli.Close()
+	})
+	t.Logf("cluster namespace and keyspace %s; instance logs in %s", c.NS, c.dir)
+
+	start := time.Now()
+	for _, svc := range services {
+		for i := range instancesPerService {
+			c.Instances[svc] = append(c.Instances[svc], &Instance{
+				Service: svc,
+				Name:    fmt.Sprintf("%s-%d", svc, i+1),
+				c:       c,
+			})
+		}
+	}
+	// The first instance creates and migrates the keyspace alone; then
+	// each service's instances start together, in service order.
+	first := c.Instances[services[0]][0]
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range services {
+		var wg sync.WaitGroup
+		errs := make([]error, len(c.Instances[svc]))
+		for i, in := range c.Instances[svc] {
+			if in == first {
+				continue
+			}
+			wg.Go(func() { errs[i] = in.Start() })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d instances registered in %v", len(services)*instancesPerService, time.Since(start).Round(time.Millisecond))
+	return c
+}
+
+// newNamespace returns "ct" and 12 random hex digits: a valid namespace
+// and Cassandra keyspace name.
+func newNamespace(t *testing.T) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "ct" + hex.EncodeToString(b)
+}
+
+// Client returns an API client whose calls go through one etcd resolver
+// connection per service, balanced round-robin over its live instances.
+func (c *Cluster) Client(t *testing.T) *systemtest.Client {
+	t.Helper()
+	return systemtest.NewClient(c.Dial(t, "post"), c.Dial(t, "graph"), c.Dial(t, "timeline"))
+}
+
+// Dial returns a resolver connection to service, closed at cleanup.
+func (c *Cluster) Dial(t *testing.T, service string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := discovery.Dial(c.Etcd, c.NS, service)
+	if err != nil {
+		t.Fatalf("discovery.Dial(%s): %v", service, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// Endpoints lists service's addresses registered in etcd.
+func (c *Cluster) Endpoints(service string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return discovery.Endpoints(ctx, c.Etcd, c.NS, service)
+}
+
+// CheckAlive fails t if any instance the test did not stop has exited,
+// with the tail of its log.
+func (c *Cluster) CheckAlive(t *testing.T) {
+	t.Helper()
+	for _, svc := range services {
+		for _, in := range c.Instances[svc] {
+			if err := in.unexpectedExit(); err != nil {
+				t.Errorf("%v\n%s", err, in.logTail(40))
+			}
+		}
+	}
+}
+
+// stop SIGTERMs every running instance, and SIGKILLs those still running
+// after stopTimeout. An instance that died on its own fails t.
+func (c *Cluster) stop(t *testing.T) {
+	c.CheckAlive(t)
+	var wg sync.WaitGroup
+	for _, svc := range services {
+		for _, in := range c.Instances[svc] {
+			wg.Go(in.Stop)
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		for _, svc := range services {
+			for _, in := range c.Instances[svc] {
+				t.Logf("%s", in.logTail(15))
+			}
+		}
+	}
+}
+
+// dropState removes what the deployment left on the shared servers: its
+// keyspace, its etcd keys, its event stream and its Redis keys.
+func (c *Cluster) dropState(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	cc := gocql.NewCluster(c.srv.cassandra...)
+	cc.Timeout = 30 * time.Second
+	cc.ConnectTimeout = 10 * time.Second
+	if s, err := cc.CreateSession(); err != nil {
+		t.Errorf("drop keyspace %s: connect to %v: %v", c.NS, c.srv.cassandra, err)
+	} else {
+		if err := s.Query("DROP KEYSPACE IF EXISTS " + c.NS).WithContext(ctx).Exec(); err != nil {
+			t.Errorf("drop keyspace %s: %v", c.NS, err)
+		}
+		s.Close()
+	}
+
+	if _, err := c.Etcd.Delete(ctx, c.NS+"/", clientv3.WithPrefix()); err != nil {
+		t.Errorf("delete etcd keys under %s/: %v", c.NS, err)
+	}
+
+	if nc, err := nats.Connect(c.srv.nats); err != nil {
+		t.Errorf("delete event stream: connect to %s: %v", c.srv.nats, err)
+	} else {
+		stream := strings.ToUpper(c.NS) + "_EVENTS"
+		if js, err := jetstream.New(nc); err != nil {
+			t.Errorf("delete event stream %s: %v", stream, err)
+		} else if err := js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Errorf("delete event stream %s: %v", stream, err)
+		}
+		nc.Close()
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: c.srv.redis})
+	defer rdb.Close()
+	iter := rdb.Scan(ctx, 0, c.NS+":*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("list Redis keys %s:*: %v", c.NS, err)
+	}
+	for chunk := range slices.Chunk(keys, 500) {
+		if err := rdb.Del(ctx, chunk...).Err(); err != nil {
+			t.Errorf("delete Redis keys %s:*: %v", c.NS, err)
+			break
+		}
+	}
+}
+
+// Instance is one service process. Start runs a new process; Kill and Stop
+// end it. A restarted instance listens on a new port.
+type Instance struct {
+	Service string
+	Name    string
+
+	c *Cluster
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed once cmd has been waited for
+	exitErr  error
+	expected bool // the test ended it
+	addr     string
+	log      string
+	starts   int
+}
+
+// servingLine is the node's log line once it serves and is registered.
+var servingLine = regexp.MustCompile(`msg=serving .*\baddr=(\S+)`)
+
+// Start runs a new process of the instance and waits until it logs that
+// it serves and its address is registered in etcd.
+func (in *Instance) Start() error {
+	c := in.c
+	in.mu.Lock()
+	in.starts++
+	logPath := filepath.Join(c.dir, fmt.Sprintf("%s.%d.log", in.Name, in.starts))
+	dataDir := filepath.Join(c.dir, in.Name)
+	in.mu.Unlock()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child holds its own copy
+	cmd := exec.Command(filepath.Join(binDir, in.Service),
+		"-namespace", c.NS,
+		"-addr", "127.0.0.1:0",
+		"-metrics", "",
+		"-lease-ttl", leaseTTL.String(),
+		"-data", dataDir,
+		"-etcd", strings.Join(c.srv.etcd, ","),
+		"-nats", c.srv.nats,
+		"-cache", "redis", "-redis", c.srv.redis,
+		"-store", "cassandra", "-cassandra", strings.Join(c.srv.cassandra, ","),
+		"-cassandra-keyspace", c.NS,
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", in.Name, err)
+	}
+	exited := make(chan struct{})
+	in.mu.Lock()
+	in.cmd, in.exited, in.exitErr, in.expected, in.addr, in.log = cmd, exited, nil, false, "", logPath
+	in.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		in.mu.Lock()
+		in.exitErr = err
+		in.mu.Unlock()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited during start: %v\n%s", in.Name, in.exitError(), in.logTail(40))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if addr := servingAddr(logPath); addr != "" {
+			if eps, err := c.Endpoints(in.Service); err == nil && slices.Contains(eps, addr) {
+				in.mu.Lock()
+				in.addr = addr
+				in.mu.Unlock()
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			in.Kill()
+			return fmt.Errorf("%s not registered in etcd within %v\n%s", in.Name, startTimeout, in.logTail(40))
+		}
+	}
+}
+
+// servingAddr returns the address in the log's serving line, or "".
+func servingAddr(logPath string) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	if m := servingLine.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// Addr returns the address the running process registered.
+func (in *Instance) Addr() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.addr
+}
+
+// PID returns the running process's ID.
+func (in *Instance) PID() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.cmd.Process.Pid
+}
+
+// Kill sends SIGKILL, as a crash would, and waits for the process to go.
+func (in *Instance) Kill() {
+	in.signal(syscall.SIGKILL, time.Minute)
+}
+
+// Stop sends SIGTERM, and SIGKILL if the process has not exited after
+// stopTimeout.
+func (in *Instance) Stop() {
+	if !in.signal(syscall.SIGTERM, stopTimeout) {
+		in.signal(syscall.SIGKILL, time.Minute)
+	}
+}
+
+// signal sends sig to the process and reports whether it exited within d.
+func (in *Instance) signal(sig syscall.Signal, d time.Duration) bool {
+	in.mu.Lock()
+	cmd, exited := in.cmd, in.exited
+	if cmd == nil {
+		in.mu.Unlock()
+		return true
+	}
+	select {
+	case <-exited:
+	default:
+		in.expected = true
+	}
+	in.mu.Unlock()
+	cmd.Process.Signal(sig) // fails only if it is gone already
+	select {
+	case <-exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (in *Instance) exitError() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.exitErr
+}
+
+// unexpectedExit returns an error if the process exited without the test
+// ending it.
+func (in *Instance) unexpectedExit() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cmd == nil || in.expected {
+		return nil
+	}
+	select {
+	case <-in.exited:
+		return fmt.Errorf("%s (pid %d, %s) exited on its own: %v", in.Name, in.cmd.Process.Pid, in.addr, in.exitErr)
+	default:
+		return nil
+	}
+}
+
+// logTail returns the last n lines of the current process's log, framed.
+func (in *Instance) logTail(n int) string {
+	in.mu.Lock()
+	path := in.log
+	in.mu.Unlock()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log for %s: %v)", in.Name, err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	lines = lines[max(0, len(lines)-n):]
+	return fmt.Sprintf("----- last %d lines of %s -----\n%s\n-----", len(lines), path, strings.Join(lines, "\n"))
+}
+
+// runScript runs one of the deploy/local scripts and logs its output.
+func runScript(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "local", name), args...)
+	cmd.Dir = repoRoot
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	line := strings.Join(append([]string{"deploy/local/" + name}, args...), " ")
+	t.Logf("%s (%v):\n%s", line, time.Since(start).Round(time.Millisecond), strings.TrimRight(string(out), "\n"))
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+}
