@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/herald-feed/herald/services/platform/cassandrastore"
 )
 
 // BindFlags defines the flags every Herald process shares on fs, with
@@ -28,7 +30,11 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 	fs.StringVar(&c.DataDir, "data", env("HERALD_DATA", c.DataDir), "data directory for embedded servers and the Pebble store (HERALD_DATA)")
 	fs.StringVar(&f.etcd, "etcd", env("HERALD_ETCD_ENDPOINTS", ""), "comma-separated etcd endpoints (HERALD_ETCD_ENDPOINTS)")
 	fs.StringVar(&c.NATSURL, "nats", env("HERALD_NATS_URL", ""), "NATS server URL (HERALD_NATS_URL)")
-	fs.StringVar(&c.Store, "store", env("HERALD_STORE", c.Store), "durable store: pebble (HERALD_STORE)")
+	fs.StringVar(&c.Store, "store", env("HERALD_STORE", c.Store), "durable store: pebble or cassandra (HERALD_STORE)")
+	fs.StringVar(&f.cassandra, "cassandra", env("HERALD_CASSANDRA_HOSTS", ""), "comma-separated Cassandra hosts (host:port), for -store cassandra (HERALD_CASSANDRA_HOSTS)")
+	fs.StringVar(&c.CassandraKeyspace, "cassandra-keyspace", env("HERALD_CASSANDRA_KEYSPACE", cassandrastore.DefaultKeyspace), "Cassandra keyspace, created and migrated at start (HERALD_CASSANDRA_KEYSPACE)")
+	fs.StringVar(&c.CassandraConsistency, "cassandra-consistency", env("HERALD_CASSANDRA_CONSISTENCY", cassandrastore.DefaultConsistency), "Cassandra consistency level for reads and writes (HERALD_CASSANDRA_CONSISTENCY)")
+	fs.StringVar(&c.CassandraReplication, "cassandra-replication", env("HERALD_CASSANDRA_REPLICATION", cassandrastore.DefaultReplication), "CQL replication map for a new keyspace (HERALD_CASSANDRA_REPLICATION)")
 	fs.StringVar(&c.Cache, "cache", env("HERALD_CACHE", c.Cache), "timeline cache: memory or redis (HERALD_CACHE)")
 	fs.StringVar(&f.redis, "redis", env("HERALD_REDIS_ADDR", ""), "comma-separated Redis addresses, for -cache redis (HERALD_REDIS_ADDR)")
 	fs.IntVar(&c.TimelineCap, "timeline-cap", c.TimelineCap, "most entries a cached home timeline keeps")
@@ -41,11 +47,12 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 
 // Flags holds the flag values that need conversion after parsing.
 type Flags struct {
-	c     *Config
-	etcd  string
-	redis string
-	level string
-	json  bool
+	c         *Config
+	etcd      string
+	redis     string
+	cassandra string
+	level     string
+	json      bool
 }
 
 // Finish converts the parsed flags into the Config and sets its logger.
@@ -55,6 +62,9 @@ func (f *Flags) Finish() error {
 	}
 	if f.redis != "" {
 		f.c.RedisAddrs = strings.Split(f.redis, ",")
+	}
+	if f.cassandra != "" {
+		f.c.CassandraHosts = strings.Split(f.cassandra, ",")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.level)); err != nil {

@@ -22,10 +22,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/sync/errgroup"
@@ -34,6 +34,7 @@ import (
 
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/cassandrastore"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/embedded"
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -72,8 +73,19 @@ type Config struct {
 	// NATSURL is the NATS server URL.
 	NATSURL string
 
-	// Store picks the durable store: "pebble" (default).
+	// Store picks the durable store: "pebble" (default) or "cassandra".
 	Store string
+	// CassandraHosts are the Cassandra contact points (host or host:port).
+	CassandraHosts []string
+	// CassandraKeyspace holds Herald's tables; Open creates and migrates
+	// it. Default "herald".
+	CassandraKeyspace string
+	// CassandraConsistency is the consistency level of every store read and
+	// write. Default LOCAL_QUORUM.
+	CassandraConsistency string
+	// CassandraReplication is the CQL replication map for a keyspace that
+	// does not exist yet. Default SimpleStrategy with one replica.
+	CassandraReplication string
 	// Cache picks the timeline and post cache: "memory" (default) or
 	// "redis".
 	Cache string
@@ -224,7 +236,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 
-	if err := n.openStore(); err != nil {
+	if err := n.openStore(sctx); err != nil {
 		return nil, err
 	}
 	if err := n.openCache(sctx); err != nil {
@@ -242,7 +254,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
-func (n *Node) openStore() error {
+func (n *Node) openStore(ctx context.Context) error {
 	switch n.cfg.Store {
 	case "pebble":
 		s, err := pebblestore.Open(filepath.Join(n.cfg.DataDir, "store"), pebblestore.Options{})
@@ -252,8 +264,25 @@ func (n *Node) openStore() error {
 		n.onClose(func() { s.Close() })
 		n.Posts, n.Graph = s, s
 		return nil
+	case "cassandra":
+		if len(n.cfg.CassandraHosts) == 0 {
+			return errors.New("store cassandra needs Cassandra hosts (-cassandra)")
+		}
+		s, err := cassandrastore.Open(ctx, cassandrastore.Config{
+			Hosts:       n.cfg.CassandraHosts,
+			Keyspace:    n.cfg.CassandraKeyspace,
+			Consistency: n.cfg.CassandraConsistency,
+			Replication: n.cfg.CassandraReplication,
+			Log:         n.Log,
+		})
+		if err != nil {
+			return fmt.Errorf("open cassandra store: %w", err)
+		}
+		n.onClose(s.Close)
+		n.Posts, n.Graph = s, s
+		return nil
 	}
-	return fmt.Errorf("unknown store %q (want pebble)", n.cfg.Store)
+	return fmt.Errorf("unknown store %q (want pebble or cassandra)", n.cfg.Store)
 }
 
 func (n *Node) openCache(ctx context.Context) error {
