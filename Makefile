@@ -9,15 +9,19 @@ BIN   := bin
 # go.work root that is not itself a module matches nothing.
 MODULES  = $(shell $(GO) list -m -f '{{.Dir}}')
 PKGS     = $(addsuffix /...,$(MODULES))
+# The cluster tests restart the shared Redis and Cassandra, so they run on
+# their own, after every other package.
+CLUSTER_PKG = github.com/herald-feed/herald/services/herald/clustertest
+UNIT_PKGS   = $(filter-out $(CLUSTER_PKG),$(shell $(GO) list $(PKGS)))
 BUF      := GOWORK=off $(GO) tool -modfile=$(CURDIR)/tools/go.mod buf
 FUZZTIME ?= 10s
 
 # The real servers the adapter tests need, started (or reused) as local
 # processes by deploy/local; see deploy/local/README.md.
-TEST_SERVERS ?= redis
+TEST_SERVERS ?= redis nats etcd cassandra
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
 
-.PHONY: all build run test unit vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis
+.PHONY: all build run test unit cluster-test vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis
 
 all: build
 
@@ -32,11 +36,16 @@ build:
 run: build
 	$(BIN)/herald $(ARGS)
 
-## test: the whole suite: generated code check, vet, unit, contract and system tests
-test: check-proto vet unit
+## test: the whole suite: generated code check, vet, unit, contract, system and cluster tests
+test: check-proto vet unit cluster-test
 
+## unit: every package but the cluster tests (unit, contract and in-process system tests)
 unit: servers
-	$(WITH_SERVERS) $(GO) test -count=1 $(PKGS)
+	$(WITH_SERVERS) $(GO) test -count=1 $(UNIT_PKGS)
+
+## cluster-test: multi-process tests on the real servers, including outage drills
+cluster-test: servers
+	$(WITH_SERVERS) $(GO) test -count=1 -timeout 15m $(CLUSTER_PKG)
 
 ## servers: start (or reuse) the local servers the tests use; servers-down stops them
 servers:
