@@ -21,7 +21,7 @@ FUZZTIME ?= 10s
 TEST_SERVERS ?= redis nats etcd cassandra
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
 
-.PHONY: all build run test unit cluster-test vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis
+.PHONY: all build run test unit cluster-test vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster
 
 all: build
 
@@ -90,11 +90,15 @@ fuzz:
 
 ## bench: Go benchmarks of the hot paths
 bench: servers
-	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
 
 ## bench-redis: Redis timeline inserts through the adapter vs redis-benchmark ZADD, same run
 bench-redis:
 	deploy/local/bench-redis.sh
+
+## bench-cluster: GetHomeTimeline (warm) and CreatePost latency through a real cluster
+bench-cluster: servers
+	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -benchtime 500x $(CLUSTER_PKG)
 
 ## tidy: go mod tidy in every module
 tidy:

@@ -53,7 +53,7 @@ type servers struct {
 	cassandra []string
 }
 
-func serversFromEnv(t *testing.T) servers {
+func serversFromEnv(t testing.TB) servers {
 	t.Helper()
 	return servers{
 		etcd:      testenv.Etcd(t),
@@ -80,7 +80,7 @@ type Cluster struct {
 // startCluster starts a fresh deployment and waits until every instance
 // is registered in etcd. At cleanup it stops the instances and removes the
 // deployment's state from the servers.
-func startCluster(t *testing.T) *Cluster {
+func startCluster(t testing.TB) *Cluster {
 	t.Helper()
 	srv := serversFromEnv(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -131,7 +131,7 @@ func startCluster(t *testing.T) *Cluster {
 
 // newNamespace returns "ct" and 12 random hex digits: a valid namespace
 // and Cassandra keyspace name.
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return "ct" + hex.EncodeToString(b)
@@ -139,13 +139,13 @@ func newNamespace(t *testing.T) string {
 
 // Client returns an API client whose calls go through one etcd resolver
 // connection per service, balanced round-robin over its live instances.
-func (c *Cluster) Client(t *testing.T) *systemtest.Client {
+func (c *Cluster) Client(t testing.TB) *systemtest.Client {
 	t.Helper()
 	return systemtest.NewClient(c.Dial(t, "post"), c.Dial(t, "graph"), c.Dial(t, "timeline"))
 }
 
 // Dial returns a resolver connection to service, closed at cleanup.
-func (c *Cluster) Dial(t *testing.T, service string) *grpc.ClientConn {
+func (c *Cluster) Dial(t testing.TB, service string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := discovery.Dial(c.Etcd, c.NS, service)
 	if err != nil {
@@ -164,7 +164,7 @@ func (c *Cluster) Endpoints(service string) ([]string, error) {
 
 // CheckAlive fails t if any instance the test did not stop has exited,
 // with the tail of its log.
-func (c *Cluster) CheckAlive(t *testing.T) {
+func (c *Cluster) CheckAlive(t testing.TB) {
 	t.Helper()
 	for _, svc := range services {
 		for _, in := range c.Instances[svc] {
@@ -177,7 +177,7 @@ func (c *Cluster) CheckAlive(t *testing.T) {
 
 // stop SIGTERMs every running instance, and SIGKILLs those still running
 // after stopTimeout. An instance that died on its own fails t.
-func (c *Cluster) stop(t *testing.T) {
+func (c *Cluster) stop(t testing.TB) {
 	c.CheckAlive(t)
 	var wg sync.WaitGroup
 	for _, svc := range services {
@@ -197,7 +197,7 @@ func (c *Cluster) stop(t *testing.T) {
 
 // dropState removes what the deployment left on the shared servers: its
 // keyspace, its etcd keys, its event stream and its Redis keys.
-func (c *Cluster) dropState(t *testing.T) {
+func (c *Cluster) dropState(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -437,7 +437,7 @@ func (in *Instance) logTail(n int) string {
 }
 
 // runScript runs one of the deploy/local scripts and logs its output.
-func runScript(t *testing.T, name string, args ...string) {
+func runScript(t testing.TB, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "local", name), args...)
 	cmd.Dir = repoRoot
