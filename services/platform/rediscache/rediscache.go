@@ -19,6 +19,7 @@ package rediscache
 
 import (
 	"context"
+	_ "embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -93,28 +94,14 @@ func unavailable(err error) error { return feed.Unavailable("redis", err) }
 // timeline keep cap+1 entries until it is completed.) ARGV[1] is the cap,
 // ARGV[2] the TTL in seconds, ARGV[3] "1" to mark the timeline complete
 // and reset the TTL; the rest are members.
-var insert = redis.NewScript(`
-local key = KEYS[1]
-local args = {}
-for i = 4, #ARGV do
-  args[#args + 1] = 0
-  args[#args + 1] = ARGV[i]
-end
-if ARGV[3] == "1" then
-  args[#args + 1] = 0
-  args[#args + 1] = ""
-end
-if #args > 0 then
-  redis.call("ZADD", key, unpack(args))
-end
-redis.call("ZREMRANGEBYRANK", key, 1, -(tonumber(ARGV[1]) + 1))
-if ARGV[3] == "1" then
-  redis.call("EXPIRE", key, ARGV[2])
-else
-  redis.call("EXPIRE", key, ARGV[2], "NX")
-end
-return 0
-`)
+//
+// The script lives in insert.lua so that deploy/local/bench-redis.sh can
+// measure the very same script with redis-benchmark.
+//
+//go:embed insert.lua
+var insertLua string
+
+var insert = redis.NewScript(insertLua)
 
 // Add implements cache.Timelines. The batch is one pipeline: one script
 // call per touched timeline, one round trip per Redis node.
