@@ -453,6 +453,26 @@ func TestCassandraDown(t *testing.T) {
 	t.Logf("CreatePost succeeded %v after Cassandra was ready (%v after the restart began), attempt %d",
 		time.Since(ready).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond), attempts)
 
+	// Each instance's driver reconnects on its own, within its reconnect
+	// interval (2 s), so the instance that served the post may be back
+	// before the others. Wait, boundedly, until reads through every
+	// timeline instance succeed: 8 in a row spread round-robin over two.
+	readsBack := time.Now()
+	ok := 0
+	if !systemtest.Eventually(t, 15*time.Second, func() bool {
+		ctx, cancel := systemtest.RPCContext()
+		defer cancel()
+		if _, err := api.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: b}); err != nil {
+			ok = 0
+			return false
+		}
+		ok++
+		return ok >= 8
+	}) {
+		t.Fatalf("GetHomeTimeline still failing 15s after CreatePost recovered")
+	}
+	t.Logf("reads through every timeline instance succeeded %v after the first successful CreatePost", time.Since(readsBack).Round(time.Millisecond))
+
 	for name, pid := range pids {
 		for _, in := range slices.Concat(c.Instances["graph"], c.Instances["post"], c.Instances["fanout"], c.Instances["timeline"]) {
 			if in.Name == name && in.PID() != pid {
