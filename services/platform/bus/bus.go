@@ -83,6 +83,17 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 		return nil, feed.Unavailable("nats", err)
 	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:      cfg.Stream + "_DEAD",
+		Subjects:  []string{cfg.Namespace + ".dead.>"},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		Replicas:  cfg.Replicas,
+		MaxAge:    7 * 24 * time.Hour,
+	})
+	if err != nil {
+		return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s_DEAD: %w", cfg.Stream, err))
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Stream,
 		Subjects:   []string{cfg.Namespace + ".post.>", cfg.Namespace + ".graph.>"},
 		Storage:    jetstream.FileStorage,
@@ -179,13 +190,17 @@ func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 				b.log.Warn("ack failed; the message will be redelivered", "subject", m.Subject(), "err", err)
 			}
 		case errors.Is(err, ErrPermanent):
-			b.log.Error("terminating message", "subject", m.Subject(), "err", err)
-			_ = m.Term()
+			b.deadLetter(ctx, cc.Durable, m, err)
 		default:
+			md, mderr := m.Metadata()
+			if mderr == nil && cc.MaxDeliver > 0 && int(md.NumDelivered) >= cc.MaxDeliver {
+				b.deadLetter(ctx, cc.Durable, m, fmt.Errorf("failed %d deliveries, the last with: %w", md.NumDelivered, err))
+				return
+			}
 			// The delay is the client's: a Nak with a delay keeps a failing
 			// message from spinning while the backend it needs is down.
 			delay := backoff[len(backoff)-1]
-			if md, mderr := m.Metadata(); mderr == nil && int(md.NumDelivered) <= len(backoff) {
+			if mderr == nil && int(md.NumDelivered) <= len(backoff) {
 				delay = backoff[md.NumDelivered-1]
 			}
 			b.log.Warn("message failed; it will be redelivered", "subject", m.Subject(), "delay", delay, "err", err)

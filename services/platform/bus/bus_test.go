@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
 	"github.com/herald-feed/herald/services/platform/embedded"
+	"github.com/herald-feed/herald/services/platform/feed"
 )
 
 func newBus(t *testing.T) *Bus {
@@ -102,5 +104,89 @@ func TestConsumeRedeliversUntilAck(t *testing.T) {
 	defer mu.Unlock()
 	if attempts[SubjectPostCreated] != 3 || attempts[SubjectPostDeleted] != 1 {
 		t.Errorf("attempts = %v; want 3 for the failing-then-acked message and 1 for the terminated one", attempts)
+	}
+}
+
+// TestDeadLetterAndReplay: a message that fails MaxDeliver times, and one
+// rejected as permanent, land in the dead-letter stream with their
+// reasons; a replay sends one back to its consumer and removes it.
+func TestDeadLetterAndReplay(t *testing.T) {
+	b := newBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b.Publish(ctx, SubjectPostCreated, "a", &eventv1.PostCreated{PostId: 1})
+	b.Publish(ctx, SubjectPostDeleted, "b", &eventv1.PostDeleted{PostId: 2})
+
+	var mu sync.Mutex
+	healthy := false
+	seen := map[string]int{}
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() {
+		done <- b.Consume(cctx, ConsumerConfig{
+			Durable: "dlq", Subjects: []string{"post.>"}, AckWait: 5 * time.Second, MaxDeliver: 2,
+			BackOff: []time.Duration{20 * time.Millisecond},
+		}, func(_ context.Context, subject string, _ []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[subject]++
+			switch {
+			case subject == SubjectPostDeleted:
+				return errors.Join(errors.New("undecodable"), ErrPermanent)
+			case !healthy:
+				return errors.New("cache down")
+			}
+			return nil
+		})
+	}()
+	defer func() { stop(); <-done }()
+
+	var dead []DeadLetter
+	for deadline := time.Now().Add(10 * time.Second); len(dead) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("DeadLetters = %+v after 10s; want 2", dead)
+		}
+		var err error
+		if dead, err = b.DeadLetters(ctx, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bySubject := map[string]DeadLetter{}
+	for _, d := range dead {
+		bySubject[d.Subject] = d
+	}
+	if d := bySubject[SubjectPostCreated]; d.Consumer != "dlq" || !strings.Contains(d.Reason, "failed 2 deliveries") || !strings.Contains(d.Reason, "cache down") {
+		t.Errorf("dead letter for %s = %+v; want consumer dlq and a reason naming 2 deliveries and the cause", SubjectPostCreated, d)
+	}
+	if d := bySubject[SubjectPostDeleted]; !strings.Contains(d.Reason, "undecodable") {
+		t.Errorf("dead letter for %s = %+v; want the permanent reason", SubjectPostDeleted, d)
+	}
+	mu.Lock()
+	if seen[SubjectPostCreated] != 2 || seen[SubjectPostDeleted] != 1 {
+		t.Errorf("deliveries = %v; want 2 (MaxDeliver) and 1 (permanent)", seen)
+	}
+	healthy = true
+	mu.Unlock()
+
+	if err := b.Replay(ctx, bySubject[SubjectPostCreated].Seq); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := seen[SubjectPostCreated]
+		mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replayed message was delivered %d times in all; want 3", n)
+		}
+	}
+	left, err := b.DeadLetters(ctx, 10)
+	if err != nil || len(left) != 1 || left[0].Subject != SubjectPostDeleted {
+		t.Errorf("DeadLetters after the replay = %+v, %v; want only the %s one", left, err, SubjectPostDeleted)
+	}
+	if err := b.Replay(ctx, bySubject[SubjectPostCreated].Seq); !errors.Is(err, feed.ErrNotFound) {
+		t.Errorf("Replay of a replayed dead letter = %v; want feed.ErrNotFound", err)
 	}
 }

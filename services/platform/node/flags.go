@@ -29,7 +29,11 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 	fs.StringVar(&c.MetricsAddr, "metrics", env("HERALD_METRICS_ADDR", c.MetricsAddr), "HTTP address serving /metrics; empty disables it (HERALD_METRICS_ADDR)")
 	fs.StringVar(&c.DataDir, "data", env("HERALD_DATA", c.DataDir), "data directory for embedded servers and the Pebble store (HERALD_DATA)")
 	fs.StringVar(&f.etcd, "etcd", env("HERALD_ETCD_ENDPOINTS", ""), "comma-separated etcd endpoints (HERALD_ETCD_ENDPOINTS)")
-	fs.StringVar(&c.NATSURL, "nats", env("HERALD_NATS_URL", ""), "NATS server URL (HERALD_NATS_URL)")
+	if c.Embedded {
+		fs.StringVar(&c.EmbeddedNATSAddr, "nats-listen", "", "also serve the embedded NATS on this host:port, for tools such as feedctl deadletters")
+	} else {
+		fs.StringVar(&c.NATSURL, "nats", env("HERALD_NATS_URL", ""), "NATS server URL (HERALD_NATS_URL)")
+	}
 	fs.StringVar(&c.Store, "store", env("HERALD_STORE", c.Store), "durable store: pebble or cassandra (HERALD_STORE)")
 	fs.StringVar(&f.cassandra, "cassandra", env("HERALD_CASSANDRA_HOSTS", ""), "comma-separated Cassandra hosts (host:port), for -store cassandra (HERALD_CASSANDRA_HOSTS)")
 	fs.StringVar(&c.CassandraKeyspace, "cassandra-keyspace", env("HERALD_CASSANDRA_KEYSPACE", cassandrastore.DefaultKeyspace), "Cassandra keyspace, created and migrated at start (HERALD_CASSANDRA_KEYSPACE)")

@@ -72,6 +72,10 @@ type Config struct {
 	EtcdEndpoints []string
 	// NATSURL is the NATS server URL.
 	NATSURL string
+	// EmbeddedNATSAddr, with Embedded, makes the embedded NATS server also
+	// listen on this host:port, for tools such as feedctl's dead-letter
+	// commands. Empty: in-process connections only.
+	EmbeddedNATSAddr string
 
 	// Store picks the durable store: "pebble" (default) or "cassandra".
 	Store string
@@ -190,7 +194,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 		n.onClose(e.Close)
 		etcdEndpoints = []string{e.Endpoint()}
-		if ns, err = embedded.StartNATS(cfg.DataDir, ""); err != nil {
+		if ns, err = embedded.StartNATS(cfg.DataDir, cfg.EmbeddedNATSAddr); err != nil {
 			return nil, err
 		}
 		n.onClose(ns.Close)

@@ -10,12 +10,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -24,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/discovery"
 )
 
@@ -43,6 +47,7 @@ func main() {
 
 type client struct {
 	ns      string
+	nats    string
 	addr    string
 	etcd    string
 	timeout time.Duration
@@ -70,9 +75,10 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.ns, "namespace", ns, "deployment name, for --etcd discovery (HERALD_NAMESPACE)")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of each call")
+	root.PersistentFlags().StringVar(&c.nats, "nats", os.Getenv("HERALD_NATS_URL"), "NATS URL, for the dead-letter commands (HERALD_NATS_URL)")
 	root.AddCommand(c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
 		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
-		c.timelineCmd(), c.watchCmd())
+		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd())
 	return root
 }
 
@@ -361,4 +367,98 @@ func (c *client) watchCmd() *cobra.Command {
 			}
 		},
 	}
+}
+
+// bus connects to the deployment's event log, for the dead-letter commands.
+func (c *client) bus(ctx context.Context) (*bus.Bus, func(), error) {
+	if c.nats == "" {
+		return nil, nil, fmt.Errorf("--nats (or HERALD_NATS_URL) is required: dead letters live in NATS JetStream")
+	}
+	nc, err := nats.Connect(c.nats, nats.Name("feedctl"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats %s: %w", c.nats, err)
+	}
+	b, err := bus.New(ctx, nc, bus.Config{Namespace: c.ns}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return b, nc.Close, nil
+}
+
+func (c *client) deadLettersCmd() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "deadletters",
+		Short: "List events that the fan-out gave up on, with the reason",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			b, done, err := c.bus(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			dead, err := b.DeadLetters(ctx, limit)
+			if err != nil {
+				return err
+			}
+			if len(dead) == 0 {
+				fmt.Fprintln(c.out, "(no dead letters)")
+			}
+			for _, d := range dead {
+				fmt.Fprintf(c.out, "%d  %s  %s  consumer=%s  %s\n", d.Seq, d.Time.Local().Format("2006-01-02 15:04:05"), d.Subject, d.Consumer, d.Reason)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 100, "most dead letters to list")
+	return cmd
+}
+
+func (c *client) replayCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "replay [SEQ...]",
+		Short: "Send dead letters back to their consumer (by sequence, or --all)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			b, done, err := c.bus(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			var seqs []uint64
+			if all {
+				dead, err := b.DeadLetters(ctx, 1<<20)
+				if err != nil {
+					return err
+				}
+				for _, d := range dead {
+					seqs = append(seqs, d.Seq)
+				}
+			}
+			for _, a := range args {
+				seq, err := strconv.ParseUint(a, 10, 64)
+				if err != nil {
+					return fmt.Errorf("bad sequence %q: %w", a, err)
+				}
+				seqs = append(seqs, seq)
+			}
+			if len(seqs) == 0 {
+				return fmt.Errorf("name the dead letters to replay, or pass --all")
+			}
+			for _, seq := range seqs {
+				if err := b.Replay(ctx, seq); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "replayed %d\n", seq)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "replay every dead letter")
+	return cmd
 }
