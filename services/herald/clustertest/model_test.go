@@ -1,0 +1,41 @@
+package clustertest
+
+import (
+	"flag"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herald-feed/herald/services/herald/modelcheck"
+)
+
+var modelSeed = flag.Uint64("modelcheck.seed", 0, "seed of TestClusterModelCheck's generator; 0 runs the fixed seeds")
+
+// clusterModelSeeds are the seeds TestClusterModelCheck runs by default,
+// each under its own user prefix on one cluster.
+var clusterModelSeeds = []uint64{1, 2}
+
+// TestClusterModelCheck runs the fan-out model check on the real servers:
+// two instances of each service, so events of one post, follow or
+// unfollow are handled by either fan-out instance in parallel, over Redis
+// and Cassandra.
+func TestClusterModelCheck(t *testing.T) {
+	c := startCluster(t)
+	api := c.Client(t)
+	seeds := clusterModelSeeds
+	if *modelSeed != 0 {
+		seeds = []uint64{*modelSeed}
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			modelcheck.Run(t, api, modelcheck.Config{
+				Seed:   seed,
+				Users:  40,
+				Ops:    300,
+				Prefix: fmt.Sprintf("mc%d_", seed),
+				Settle: 20 * time.Second,
+			})
+		})
+	}
+	c.CheckAlive(t)
+}
