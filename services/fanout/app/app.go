@@ -23,7 +23,8 @@ func Register(n *node.Node, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	e := fanout.New(cfg.Config, graphclient.New(conn), n.Timelines, n.Posts, n.Metrics)
+	cfg.Strategy, cfg.Threshold = n.Strategy()
+	e := fanout.New(cfg.Config, graphclient.New(conn), n.Timelines, n.Recent, n.Posts, n.Graph, n.Metrics)
 	n.Serve("fanout")
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Consume(ctx, bus.ConsumerConfig{

@@ -68,15 +68,29 @@ func startSystem(t *testing.T, dir string) (*grpc.ClientConn, func()) {
 // names the ones to wait for in etcd.
 func startNode(t *testing.T, dir string, services []string, register func(context.Context, *node.Node) error) (*grpc.ClientConn, func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, node.Config{
+	conn, _, stop := startNodeWith(t, testConfig(t, dir), services, register)
+	return conn, stop
+}
+
+// testConfig is the node configuration of the tests: embedded servers
+// under dir, a loopback port of the kernel's choosing.
+func testConfig(t *testing.T, dir string) node.Config {
+	return node.Config{
 		Name:       "test",
 		Embedded:   true,
 		DataDir:    dir,
 		ListenAddr: "127.0.0.1:0",
 		LeaseTTL:   5 * time.Second,
 		Log:        testLog(t),
-	})
+	}
+}
+
+// startNodeWith is startNode with a configuration of the caller's, and it
+// also returns the node.
+func startNodeWith(t *testing.T, cfg node.Config, services []string, register func(context.Context, *node.Node) error) (*grpc.ClientConn, *node.Node, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := node.New(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatalf("node.New: %v", err)
@@ -144,7 +158,7 @@ func startNode(t *testing.T, dir string, services []string, register func(contex
 		stop()
 		t.Fatalf("node at %s not serving %v within 20s", n.Addr(), services)
 	}
-	return conn, stop
+	return conn, n, stop
 }
 
 // TestSystem runs the API behaviour suite against one shared all-in-one

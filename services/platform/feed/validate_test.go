@@ -129,3 +129,27 @@ func FuzzParsePostID(f *testing.F) {
 		}
 	})
 }
+
+func TestStrategyPulled(t *testing.T) {
+	tests := []struct {
+		s         Strategy
+		followers int64
+		want      bool
+	}{
+		{Push, 1 << 40, false}, {Pull, 0, true},
+		{Hybrid, 9_999, false}, {Hybrid, 10_000, true}, {Hybrid, 0, false},
+	}
+	for _, tt := range tests {
+		if got := tt.s.Pulled(tt.followers, DefaultCelebrityThreshold); got != tt.want {
+			t.Errorf("%s.Pulled(%d) = %v; want %v", tt.s, tt.followers, got, tt.want)
+		}
+	}
+	for _, s := range []string{"push", "pull", "hybrid"} {
+		if st, err := ParseStrategy(s); err != nil || string(st) != s {
+			t.Errorf("ParseStrategy(%q) = %q, %v", s, st, err)
+		}
+	}
+	if _, err := ParseStrategy("broadcast"); err == nil {
+		t.Error(`ParseStrategy("broadcast") succeeded; want an error`)
+	}
+}

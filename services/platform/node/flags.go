@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-feed/herald/services/platform/cassandrastore"
+	"github.com/herald-feed/herald/services/platform/feed"
 )
 
 // BindFlags defines the flags every Herald process shares on fs, with
@@ -42,6 +43,8 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 	fs.StringVar(&c.Cache, "cache", env("HERALD_CACHE", c.Cache), "timeline cache: memory or redis (HERALD_CACHE)")
 	fs.StringVar(&f.redis, "redis", env("HERALD_REDIS_ADDR", ""), "comma-separated Redis addresses, for -cache redis (HERALD_REDIS_ADDR)")
 	fs.IntVar(&c.TimelineCap, "timeline-cap", c.TimelineCap, "most entries a cached home timeline keeps")
+	fs.StringVar(&f.strategy, "strategy", env("HERALD_STRATEGY", string(c.Strategy)), "fan-out strategy: push, pull or hybrid; fan-out and timeline services must agree (HERALD_STRATEGY)")
+	fs.Int64Var(&c.CelebrityThreshold, "celebrity-threshold", c.CelebrityThreshold, "follower count from which hybrid pulls an author at read time instead of pushing")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for in-flight RPCs")
 	fs.StringVar(&f.level, "log-level", env("HERALD_LOG_LEVEL", "info"), "log level: debug, info, warn or error (HERALD_LOG_LEVEL)")
@@ -55,6 +58,7 @@ type Flags struct {
 	etcd      string
 	redis     string
 	cassandra string
+	strategy  string
 	level     string
 	json      bool
 }
@@ -66,6 +70,14 @@ func (f *Flags) Finish() error {
 	}
 	if f.redis != "" {
 		f.c.RedisAddrs = strings.Split(f.redis, ",")
+	}
+	st, err := feed.ParseStrategy(f.strategy)
+	if err != nil {
+		return fmt.Errorf("-strategy: %w", err)
+	}
+	f.c.Strategy = st
+	if f.c.CelebrityThreshold < 1 {
+		return fmt.Errorf("-celebrity-threshold must be at least 1")
 	}
 	if f.cassandra != "" {
 		f.c.CassandraHosts = strings.Split(f.cassandra, ",")

@@ -98,6 +98,12 @@ type Config struct {
 	RedisAddrs []string
 	// TimelineCap is the most entries a cached timeline keeps. Default 800.
 	TimelineCap int
+	// Strategy is the fan-out strategy: push, pull or hybrid (default).
+	// The fan-out and timeline services of a deployment must agree on it.
+	Strategy feed.Strategy
+	// CelebrityThreshold is the follower count from which hybrid pulls an
+	// author instead of pushing. Default 10,000.
+	CelebrityThreshold int64
 
 	// LeaseTTL is the etcd lease TTL behind registrations and worker IDs:
 	// how long a dead instance stays in rotation. Default 10s.
@@ -130,6 +136,12 @@ func (c *Config) defaults() {
 	if c.TimelineCap == 0 {
 		c.TimelineCap = 800
 	}
+	if c.Strategy == "" {
+		c.Strategy = feed.Hybrid
+	}
+	if c.CelebrityThreshold == 0 {
+		c.CelebrityThreshold = feed.DefaultCelebrityThreshold
+	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 10 * time.Second
 	}
@@ -154,6 +166,9 @@ type Node struct {
 	Posts     store.Posts
 	Graph     store.Graph
 	Timelines cache.Timelines
+	// Recent holds each author's recent posts, in the same shape as a
+	// timeline: pulled into readers' timelines at read time.
+	Recent    cache.Timelines
 	PostCache cache.Posts
 
 	// Tokens signs page tokens with a key shared by every process of the
@@ -294,6 +309,7 @@ func (n *Node) openCache(ctx context.Context) error {
 	case "memory":
 		c := memcache.New(n.cfg.TimelineCap)
 		n.Timelines, n.PostCache = c, c
+		n.Recent = memcache.New(n.cfg.TimelineCap)
 		return nil
 	case "redis":
 		if len(n.cfg.RedisAddrs) == 0 {
@@ -312,6 +328,7 @@ func (n *Node) openCache(ctx context.Context) error {
 		}
 		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix})
 		n.Timelines, n.PostCache = c, c
+		n.Recent = rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, Kind: "recent"})
 		return nil
 	}
 	return fmt.Errorf("unknown cache %q (want memory or redis)", n.cfg.Cache)
@@ -467,6 +484,10 @@ func sharedTokenKey(ctx context.Context, cli *clientv3.Client, tokenKeyName stri
 	}
 	return resp.Responses[0].GetResponseRange().Kvs[0].Value, nil
 }
+
+// Strategy returns the deployment's fan-out strategy and celebrity
+// threshold.
+func (n *Node) Strategy() (feed.Strategy, int64) { return n.cfg.Strategy, n.cfg.CelebrityThreshold }
 
 // Namespace returns the deployment's namespace.
 func (n *Node) Namespace() string { return n.cfg.Namespace }

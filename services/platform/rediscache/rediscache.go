@@ -5,8 +5,9 @@
 // Keys are per user or per post, with the user in a hash tag, so every
 // operation touches one key and one cluster slot:
 //
-//	tl:{alice}   ZSET: alice's home timeline
-//	post:{<id>}  STRING: a post body, or a one-byte tombstone
+//	tl:{alice}      ZSET: alice's home timeline
+//	recent:{alice}  ZSET: alice's own recent posts (a Cache of Kind "recent")
+//	post:{<id>}     STRING: a post body, or a one-byte tombstone
 //
 // A timeline member is the post ID as 8 big-endian bytes, and every score
 // is 0. Redis orders equal-score members by their bytes, and big-endian
@@ -44,6 +45,10 @@ type Options struct {
 	// Prefix goes before every key, so that several deployments, or
 	// tests, can share one Redis.
 	Prefix string
+	// Kind names the sorted sets this Cache keeps: "tl" (default) for home
+	// timelines, "recent" for authors' recent-post lists, which have the
+	// same shape and operations.
+	Kind string
 }
 
 // Cache implements cache.Timelines and cache.Posts on Redis.
@@ -68,13 +73,16 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 	if opts.PostTTL <= 0 {
 		opts.PostTTL = 24 * time.Hour
 	}
+	if opts.Kind == "" {
+		opts.Kind = "tl"
+	}
 	return &Cache{rdb: rdb, opts: opts}
 }
 
 // Cap implements cache.Timelines.
 func (c *Cache) Cap() int { return c.opts.Cap }
 
-func (c *Cache) timelineKey(user string) string { return c.opts.Prefix + "tl:{" + user + "}" }
+func (c *Cache) timelineKey(user string) string { return c.opts.Prefix + c.opts.Kind + ":{" + user + "}" }
 func (c *Cache) postKey(id feed.PostID) string  { return c.opts.Prefix + "post:{" + id.String() + "}" }
 
 // complete is the member that marks a timeline complete.

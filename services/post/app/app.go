@@ -50,7 +50,7 @@ func Register(ctx context.Context, n *node.Node, cfg Config) error {
 	ids := &leasedIDs{gen: gen, session: n.Session}
 	n.Log.Info("post ids", "worker", worker)
 
-	svc := posts.New(n.Posts, n.PostCache, n.Bus, ids, n.Tokens, n.Log.With("service", "post"))
+	svc := posts.New(n.Posts, n.PostCache, n.Recent, n.Bus, ids, n.Tokens, n.Log.With("service", "post"))
 	feedv1.RegisterPostServiceServer(n.GRPC, rpc.New(svc))
 	n.Serve("post", feedv1.PostService_ServiceDesc.ServiceName)
 

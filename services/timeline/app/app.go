@@ -29,7 +29,11 @@ func Register(n *node.Node, cfg Config) error {
 		return err
 	}
 	log := n.Log.With("service", "timeline")
-	svc := timeline.New(cfg.Config, n.Timelines, n.PostCache, n.Posts, graphclient.New(conn), n.Tokens, log, n.Metrics)
+	cfg.Strategy, cfg.Threshold = n.Strategy()
+	svc := timeline.New(cfg.Config, timeline.Deps{
+		Timelines: n.Timelines, Recent: n.Recent, PostCache: n.PostCache, Posts: n.Posts,
+		Following: graphclient.New(conn), Counter: n.Graph, Tokens: n.Tokens, Log: log,
+	}, n.Metrics)
 	hub := timeline.NewHub()
 	feedv1.RegisterTimelineServiceServer(n.GRPC, rpc.New(svc, hub))
 	n.Serve("timeline", feedv1.TimelineService_ServiceDesc.ServiceName)
@@ -52,11 +56,13 @@ func Register(n *node.Node, cfg Config) error {
 				case bus.SubjectFollowed:
 					var ev eventv1.Followed
 					if proto.Unmarshal(data, &ev) == nil {
+						svc.FollowsChanged(ev.FollowerId)
 						hub.Followed(ev.FollowerId, ev.FolloweeId)
 					}
 				case bus.SubjectUnfollowed:
 					var ev eventv1.Unfollowed
 					if proto.Unmarshal(data, &ev) == nil {
+						svc.FollowsChanged(ev.FollowerId)
 						hub.Unfollowed(ev.FollowerId, ev.FolloweeId)
 					}
 				}

@@ -38,6 +38,11 @@ type Posts interface {
 	ListByAuthor(ctx context.Context, author string, before feed.PostID, limit int) ([]feed.Post, error)
 }
 
+// Counter counts an author's followers, to pick push or pull.
+type Counter interface {
+	FollowerCount(ctx context.Context, user string) (int64, error)
+}
+
 // Config tunes the engine.
 type Config struct {
 	// ChunkSize is how many followers one batched timeline write covers.
@@ -47,6 +52,10 @@ type Config struct {
 	// into the follower's timeline, and an unfollow removes. Default 800,
 	// the default timeline cap.
 	Backfill int
+	// Strategy and Threshold pick, per author, push at write time or pull
+	// at read time (see feed.Strategy). Default hybrid at 10,000.
+	Strategy  feed.Strategy
+	Threshold int64
 }
 
 // Engine applies events to timelines.
@@ -54,24 +63,38 @@ type Engine struct {
 	cfg       Config
 	followers Followers
 	timelines Timelines
+	recent    Timelines
 	posts     Posts
+	counter   Counter
 	now       func() time.Time
 
 	lag        prometheus.Histogram
 	deliveries prometheus.Counter
 	chunkTime  prometheus.Histogram
+	posted     *prometheus.CounterVec
 }
 
-// New returns an Engine whose metrics register with reg.
-func New(cfg Config, f Followers, t Timelines, p Posts, reg prometheus.Registerer) *Engine {
+// New returns an Engine whose metrics register with reg. t holds home
+// timelines and recent each author's recent posts.
+func New(cfg Config, f Followers, t, recent Timelines, p Posts, c Counter, reg prometheus.Registerer) *Engine {
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 1000
 	}
 	if cfg.Backfill <= 0 {
 		cfg.Backfill = 800
 	}
+	if cfg.Strategy == "" {
+		cfg.Strategy = feed.Hybrid
+	}
+	if cfg.Threshold <= 0 {
+		cfg.Threshold = feed.DefaultCelebrityThreshold
+	}
 	e := &Engine{
-		cfg: cfg, followers: f, timelines: t, posts: p, now: time.Now,
+		cfg: cfg, followers: f, timelines: t, recent: recent, posts: p, counter: c, now: time.Now,
+		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_fanout_posts_total",
+			Help: "New posts handled by the fan-out, by how they reach followers: push (written now) or pull (merged at read time).",
+		}, []string{"mode"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_fanout_lag_seconds",
 			Help:    "Time from a post's creation to its write into a follower chunk's timelines.",
@@ -87,7 +110,7 @@ func New(cfg Config, f Followers, t Timelines, p Posts, reg prometheus.Registere
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	reg.MustRegister(e.lag, e.deliveries, e.chunkTime)
+	reg.MustRegister(e.lag, e.deliveries, e.chunkTime, e.posted)
 	return e
 }
 
@@ -133,9 +156,34 @@ func unmarshal(data []byte, m proto.Message) error {
 	return nil
 }
 
-// push writes post id into the timeline of each of author's followers, one
-// pipelined batch per chunk of followers.
+// pulled reports whether author's posts reach followers at read time.
+func (e *Engine) pulled(ctx context.Context, author string) (bool, error) {
+	if e.cfg.Strategy != feed.Hybrid {
+		return e.cfg.Strategy.Pulled(0, e.cfg.Threshold), nil
+	}
+	n, err := e.counter.FollowerCount(ctx, author)
+	if err != nil {
+		return false, err
+	}
+	return e.cfg.Strategy.Pulled(n, e.cfg.Threshold), nil
+}
+
+// push adds post id to its author's recent-post list, which readers pull
+// from, and, unless the author is pulled, writes it into the timeline of
+// each of the author's followers, one pipelined batch per chunk.
 func (e *Engine) push(ctx context.Context, author string, id feed.PostID, created time.Time) error {
+	if err := e.recent.Add(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
+		return err
+	}
+	pulled, err := e.pulled(ctx, author)
+	if err != nil {
+		return err
+	}
+	if pulled {
+		e.posted.WithLabelValues("pull").Inc()
+		return nil
+	}
+	e.posted.WithLabelValues("push").Inc()
 	return e.followers.EachFollowerPage(ctx, author, e.cfg.ChunkSize, func(users []string) error {
 		start := e.now()
 		entries := make([]cache.Entry, len(users))
@@ -153,9 +201,14 @@ func (e *Engine) push(ctx context.Context, author string, id feed.PostID, create
 	})
 }
 
-// pull removes a deleted post from followers' timelines. Reads already
-// filter it out; this frees the cache slots.
+// pull removes a deleted post from its author's recent list and from
+// followers' timelines, where a push, or a backfill from before the author
+// became pulled, may have put it. Reads already filter it out; this frees
+// the cache slots.
 func (e *Engine) pull(ctx context.Context, author string, id feed.PostID) error {
+	if err := e.recent.Remove(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
+		return err
+	}
 	return e.followers.EachFollowerPage(ctx, author, e.cfg.ChunkSize, func(users []string) error {
 		entries := make([]cache.Entry, len(users))
 		for i, u := range users {
@@ -165,8 +218,13 @@ func (e *Engine) pull(ctx context.Context, author string, id feed.PostID) error 
 	})
 }
 
+// backfill copies a new followee's recent posts into the follower's
+// timeline, unless the followee is pulled: then reads merge them anyway.
 func (e *Engine) backfill(ctx context.Context, follower, followee string) error {
-	entries, err := e.recent(ctx, follower, followee)
+	if pulled, err := e.pulled(ctx, followee); err != nil || pulled {
+		return err
+	}
+	entries, err := e.recentEntries(ctx, follower, followee)
 	if err != nil || len(entries) == 0 {
 		return err
 	}
@@ -174,16 +232,16 @@ func (e *Engine) backfill(ctx context.Context, follower, followee string) error 
 }
 
 func (e *Engine) purge(ctx context.Context, follower, followee string) error {
-	entries, err := e.recent(ctx, follower, followee)
+	entries, err := e.recentEntries(ctx, follower, followee)
 	if err != nil || len(entries) == 0 {
 		return err
 	}
 	return e.timelines.Remove(ctx, entries)
 }
 
-// recent returns entries putting followee's recent posts in follower's
-// timeline.
-func (e *Engine) recent(ctx context.Context, follower, followee string) ([]cache.Entry, error) {
+// recentEntries returns entries putting followee's recent posts in
+// follower's timeline.
+func (e *Engine) recentEntries(ctx context.Context, follower, followee string) ([]cache.Entry, error) {
 	ps, err := e.posts.ListByAuthor(ctx, followee, 0, e.cfg.Backfill)
 	if err != nil {
 		return nil, err

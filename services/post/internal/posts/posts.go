@@ -13,6 +13,7 @@ import (
 
 	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
 	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/idgen"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
@@ -34,6 +35,14 @@ type Cache interface {
 	DeletePosts(ctx context.Context, ids []feed.PostID) error
 }
 
+// Recent is the cache of authors' recent-post lists. The post service
+// writes it itself, before CreatePost returns, so that an author reads
+// their own post at once, whatever the fan-out's lag.
+type Recent interface {
+	Add(ctx context.Context, entries []cache.Entry) error
+	Remove(ctx context.Context, entries []cache.Entry) error
+}
+
 // Publisher appends events to the event log.
 type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
@@ -48,6 +57,7 @@ type IDs interface {
 type Service struct {
 	store  Store
 	cache  Cache
+	recent Recent
 	bus    Publisher
 	ids    IDs
 	tokens *pagetoken.Codec
@@ -55,8 +65,8 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(s Store, c Cache, b Publisher, ids IDs, tokens *pagetoken.Codec, log *slog.Logger) *Service {
-	return &Service{store: s, cache: c, bus: b, ids: ids, tokens: tokens, log: log}
+func New(s Store, c Cache, r Recent, b Publisher, ids IDs, tokens *pagetoken.Codec, log *slog.Logger) *Service {
+	return &Service{store: s, cache: c, recent: r, bus: b, ids: ids, tokens: tokens, log: log}
 }
 
 // Create validates and stores a post and publishes its PostCreated event.
@@ -86,6 +96,11 @@ func (s *Service) Create(ctx context.Context, author, text, key string) (feed.Po
 	}
 	if err := s.cache.PutPosts(ctx, []feed.Post{stored}); err != nil {
 		s.log.Warn("cache post body", "post", stored.ID, "err", err)
+	}
+	// If this fails, reads find the list missing or the cache down, and
+	// read the author's posts from the store, which has the post.
+	if err := s.recent.Add(ctx, []cache.Entry{{User: author, Post: stored.ID}}); err != nil {
+		s.log.Warn("add to recent posts", "post", stored.ID, "err", err)
 	}
 	if err := s.Publish(ctx, stored); err != nil {
 		s.log.Warn("publish failed; the outbox relay will retry", "post", stored.ID, "err", err)
@@ -148,6 +163,9 @@ func (s *Service) Delete(ctx context.Context, id feed.PostID, author string) err
 		// Reads check the cache first; a stale body there would resurrect
 		// the post, so this is an error the client must retry.
 		return err
+	}
+	if err := s.recent.Remove(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
+		s.log.Warn("remove from recent posts", "post", id, "err", err)
 	}
 	ev := &eventv1.PostDeleted{PostId: uint64(id), AuthorId: author}
 	if err := s.bus.Publish(ctx, bus.SubjectPostDeleted, "delete-"+id.String(), ev); err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -34,15 +35,25 @@ type Following interface {
 type Config struct {
 	// MaxFollowing bounds the accounts a rebuild merges. Default 5000.
 	MaxFollowing int
-	// RebuildConcurrency bounds parallel store reads in a rebuild.
-	// Default 16.
+	// RebuildConcurrency bounds parallel store reads in a rebuild or a
+	// pull. Default 16.
 	RebuildConcurrency int
+	// Strategy and Threshold must match the fan-out service's: they say
+	// whose posts are pulled at read time (see feed.Strategy).
+	Strategy  feed.Strategy
+	Threshold int64
+	// MemoTTL bounds how long an instance reuses a following list or a
+	// follower count it looked up. Follow events clear the list at once.
+	// Default 30s.
+	MemoTTL time.Duration
 }
 
 // Service implements the timeline operations.
 type Service struct {
 	cfg       Config
 	timelines cache.Timelines
+	recent    cache.Timelines
+	counter   Counter
 	postCache cache.Posts
 	posts     Posts
 	following Following
@@ -50,20 +61,47 @@ type Service struct {
 	log       *slog.Logger
 	rebuilds  singleflight.Group
 
+	followingMemo *memo[[]string]
+	countMemo     *memo[int64]
+
 	rebuildCount prometheus.Counter
 	lookups      *prometheus.CounterVec
 }
 
+// Deps are the Service's collaborators.
+type Deps struct {
+	Timelines cache.Timelines // home timelines
+	Recent    cache.Timelines // authors' recent posts
+	PostCache cache.Posts
+	Posts     Posts
+	Following Following
+	Counter   Counter
+	Tokens    *pagetoken.Codec
+	Log       *slog.Logger
+}
+
 // New returns a Service whose metrics register with reg.
-func New(cfg Config, t cache.Timelines, pc cache.Posts, p Posts, f Following, tokens *pagetoken.Codec, log *slog.Logger, reg prometheus.Registerer) *Service {
+func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 	if cfg.MaxFollowing <= 0 {
 		cfg.MaxFollowing = 5000
 	}
 	if cfg.RebuildConcurrency <= 0 {
 		cfg.RebuildConcurrency = 16
 	}
+	if cfg.Strategy == "" {
+		cfg.Strategy = feed.Hybrid
+	}
+	if cfg.Threshold <= 0 {
+		cfg.Threshold = feed.DefaultCelebrityThreshold
+	}
+	if cfg.MemoTTL <= 0 {
+		cfg.MemoTTL = 30 * time.Second
+	}
 	s := &Service{
-		cfg: cfg, timelines: t, postCache: pc, posts: p, following: f, tokens: tokens, log: log,
+		cfg: cfg, timelines: d.Timelines, recent: d.Recent, counter: d.Counter, postCache: d.PostCache,
+		posts: d.Posts, following: d.Following, tokens: d.Tokens, log: d.Log,
+		followingMemo: newMemo[[]string](cfg.MemoTTL),
+		countMemo:     newMemo[int64](cfg.MemoTTL),
 		rebuildCount: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_timeline_rebuilds_total",
 			Help: "Home timelines rebuilt from the durable store.",
@@ -127,27 +165,28 @@ func (s *Service) Home(ctx context.Context, user string, pageSize int32, token s
 	return out, s.tokens.Encode(scope, pagetoken.Cursor{Last: uint64(out[size-1].ID)}), nil
 }
 
-// candidates returns up to n post IDs below before from user's cached
-// timeline merged with user's own posts, so an author always reads their
-// own writes.
+// candidates returns up to n post IDs below before: user's cached
+// timeline (what fan-out pushed) merged with the recent posts of user
+// (an author always reads their own writes) and of every author user
+// pulls. Merging sets ordered by ID keeps pages exact: no duplicates
+// where an author was both pushed and pulled, no gaps between pages.
 func (s *Service) candidates(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
-	var cached, own []feed.PostID
+	var cached, pulled []feed.PostID
 	g, gctx := errgroup.WithContext(ctx)
+	if s.cfg.Strategy != feed.Pull { // under pull nothing is pushed
+		g.Go(func() (err error) {
+			cached, err = s.cached(gctx, user, before, n)
+			return err
+		})
+	}
 	g.Go(func() (err error) {
-		cached, err = s.cached(gctx, user, before, n)
-		return err
-	})
-	g.Go(func() error {
-		ps, err := s.posts.ListByAuthor(gctx, user, before, n)
-		own = postIDs(ps)
+		pulled, err = s.pulledPosts(gctx, user, before, n)
 		return err
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	// TODO(fanout engine): pages past the cache cap fall back to the
-	// durable store, and celebrity posts are merged in here.
-	return Merge(n, cached, own), nil
+	return Merge(n, cached, pulled), nil
 }
 
 // cached reads the cached timeline, rebuilding it first if it is missing.

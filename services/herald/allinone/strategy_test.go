@@ -1,0 +1,99 @@
+package allinone_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/herald/allinone"
+	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/node"
+)
+
+var allServices = []string{"graph", "post", "fanout", "timeline"}
+
+func startStrategy(t *testing.T, s feed.Strategy, threshold int64) (*systemtest.Client, *node.Node) {
+	t.Helper()
+	cfg := testConfig(t, t.TempDir())
+	cfg.Strategy, cfg.CelebrityThreshold = s, threshold
+	conn, n, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
+		return allinone.Register(ctx, n, allinone.Config{})
+	})
+	t.Cleanup(stop)
+	return systemtest.NewClient(conn, conn, conn), n
+}
+
+// TestStrategies runs the whole behaviour suite under each fan-out
+// strategy: what a client sees must not depend on it. Under hybrid the
+// threshold is 2, so the suite's users are a mix of pushed and pulled
+// authors, and some cross the threshold while it runs.
+func TestStrategies(t *testing.T) {
+	for _, s := range []feed.Strategy{feed.Push, feed.Pull, feed.Hybrid} {
+		t.Run(string(s), func(t *testing.T) {
+			c, _ := startStrategy(t, s, 2)
+			systemtest.Run(t, c)
+		})
+	}
+}
+
+// pushed returns how many posts the fan-out pushed and pulled so far.
+func pushed(t *testing.T, n *node.Node) (push, pull float64) {
+	t.Helper()
+	mfs, err := n.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "herald_fanout_posts_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch m.GetLabel()[0].GetValue() {
+			case "push":
+				push = m.GetCounter().GetValue()
+			case "pull":
+				pull = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return push, pull
+}
+
+// TestCelebrity: a new follower of an author at the threshold sees the
+// author's latest post on the first read, and the post was never fanned
+// out: it was merged in at read time.
+func TestCelebrity(t *testing.T) {
+	c, n := startStrategy(t, feed.Hybrid, 3)
+	const celeb = "celeb"
+	for _, f := range []string{"fan_1", "fan_2", "fan_3"} {
+		c.Follow(t, f, celeb)
+	}
+	p := c.CreatePost(t, celeb, "to all my fans", "")
+	// Wait until the fan-out has handled the post, as a pull.
+	if !systemtest.Eventually(t, 5*time.Second, func() bool { _, pull := pushed(t, n); return pull == 1 }) {
+		push, pull := pushed(t, n)
+		t.Fatalf("herald_fanout_posts_total = push %v, pull %v; want the celebrity's post pulled", push, pull)
+	}
+	if push, _ := pushed(t, n); push != 0 {
+		t.Errorf("herald_fanout_posts_total{mode=push} = %v; want 0: nothing was pushed", push)
+	}
+
+	c.Follow(t, "new_fan", celeb)
+	ctx, cancel := systemtest.RPCContext()
+	defer cancel()
+	resp, err := c.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: "new_fan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := systemtest.IDs(resp.GetPosts()); len(got) != 1 || got[0] != p.GetPostId() {
+		t.Errorf("first read of new_fan's home timeline = %v; want [%s], the celebrity's post", got, p.GetPostId())
+	}
+	// Existing followers see it too, merged at read time.
+	for _, f := range []string{"fan_1", "fan_2", "fan_3"} {
+		if got := c.Home(t, f); len(got) != 1 || got[0] != p.GetPostId() {
+			t.Errorf("home timeline of %s = %v; want [%s]", f, got, p.GetPostId())
+		}
+	}
+}

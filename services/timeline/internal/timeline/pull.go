@@ -1,0 +1,141 @@
+package timeline
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-feed/herald/services/platform/feed"
+)
+
+// Counter counts an author's followers, to tell celebrities (pulled at
+// read time under the hybrid strategy) from everyone else.
+type Counter interface {
+	FollowerCount(ctx context.Context, user string) (int64, error)
+}
+
+// memo caches values per key for a while, in this instance only.
+type memo[V any] struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu sync.Mutex
+	m  map[string]memoEntry[V]
+}
+
+type memoEntry[V any] struct {
+	v  V
+	at time.Time
+}
+
+func newMemo[V any](ttl time.Duration) *memo[V] {
+	return &memo[V]{ttl: ttl, now: time.Now, m: make(map[string]memoEntry[V])}
+}
+
+func (m *memo[V]) get(ctx context.Context, key string, load func(context.Context, string) (V, error)) (V, error) {
+	m.mu.Lock()
+	e, ok := m.m[key]
+	m.mu.Unlock()
+	if ok && m.now().Sub(e.at) < m.ttl {
+		return e.v, nil
+	}
+	v, err := load(ctx, key)
+	if err != nil {
+		return v, err
+	}
+	m.mu.Lock()
+	if len(m.m) > 100_000 { // bound memory; a miss only costs a reload
+		clear(m.m)
+	}
+	m.m[key] = memoEntry[V]{v: v, at: m.now()}
+	m.mu.Unlock()
+	return v, nil
+}
+
+func (m *memo[V]) forget(key string) {
+	m.mu.Lock()
+	delete(m.m, key)
+	m.mu.Unlock()
+}
+
+// FollowsChanged drops what this instance remembers of follower's
+// following list; the timeline app calls it on every Followed and
+// Unfollowed event, so a follow shows up in pulls at once.
+func (s *Service) FollowsChanged(follower string) { s.followingMemo.forget(follower) }
+
+// pulledAuthors returns the accounts user follows whose posts are merged at
+// read time: none under push, all under pull, celebrities under hybrid.
+func (s *Service) pulledAuthors(ctx context.Context, user string) ([]string, error) {
+	if s.cfg.Strategy == feed.Push {
+		return nil, nil
+	}
+	followees, err := s.followingMemo.get(ctx, user, func(ctx context.Context, u string) ([]string, error) {
+		return s.following.Following(ctx, u, s.cfg.MaxFollowing)
+	})
+	if err != nil || s.cfg.Strategy == feed.Pull {
+		return followees, err
+	}
+	var pulled []string
+	for _, f := range followees {
+		n, err := s.countMemo.get(ctx, f, s.counter.FollowerCount)
+		if err != nil {
+			return nil, err
+		}
+		if s.cfg.Strategy.Pulled(n, s.cfg.Threshold) {
+			pulled = append(pulled, f)
+		}
+	}
+	return pulled, nil
+}
+
+// recentOf returns up to n of author's posts below before from the
+// author's recent-post list, loading the list from the durable store when
+// the cache lacks it.
+func (s *Service) recentOf(ctx context.Context, author string, before feed.PostID, n int) ([]feed.PostID, error) {
+	ids, ok, err := s.recent.Range(ctx, author, before, n)
+	if err == nil && ok {
+		return ids, nil
+	}
+	if err != nil {
+		s.log.Warn("recent-post cache unavailable; reading the durable store", "author", author, "err", err)
+		ps, err := s.posts.ListByAuthor(ctx, author, before, n)
+		return postIDs(ps), err
+	}
+	_, err, _ = s.rebuilds.Do("recent:"+author, func() (any, error) {
+		ps, err := s.posts.ListByAuthor(context.WithoutCancel(ctx), author, 0, s.recent.Cap())
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.recent.Store(context.WithoutCancel(ctx), author, postIDs(ps))
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids, _, err = s.recent.Range(ctx, author, before, n)
+	return ids, err
+}
+
+// pulledPosts returns up to n IDs below before merged from the recent lists
+// of user and of every author user pulls.
+func (s *Service) pulledPosts(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
+	authors, err := s.pulledAuthors(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	authors = append(authors, user) // an author always reads their own writes
+	lists := make([][]feed.PostID, len(authors))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.RebuildConcurrency)
+	for i, a := range authors {
+		g.Go(func() (err error) {
+			lists[i], err = s.recentOf(gctx, a, before, n)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return Merge(n, lists...), nil
+}
