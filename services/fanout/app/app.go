@@ -24,7 +24,7 @@ func Register(n *node.Node, cfg Config) error {
 		return err
 	}
 	cfg.Strategy, cfg.Threshold = n.Strategy()
-	e := fanout.New(cfg.Config, graphclient.New(conn), n.Timelines, n.Recent, n.Posts, n.Graph, n.Metrics)
+	e := fanout.New(cfg.Config, graphclient.New(conn), n.Timelines, n.Recent, n.Posts, n.Graph, n.Celebrities, n.Metrics)
 	n.Serve("fanout")
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Consume(ctx, bus.ConsumerConfig{

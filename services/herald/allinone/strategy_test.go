@@ -7,6 +7,7 @@ import (
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/allinone"
+	"github.com/herald-feed/herald/services/herald/modelcheck"
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/node"
@@ -94,6 +95,21 @@ func TestCelebrity(t *testing.T) {
 	for _, f := range []string{"fan_1", "fan_2", "fan_3"} {
 		if got := c.Home(t, f); len(got) != 1 || got[0] != p.GetPostId() {
 			t.Errorf("home timeline of %s = %v; want [%s]", f, got, p.GetPostId())
+		}
+	}
+}
+
+// TestModelCheckStrategies runs the fan-out model check under pull, and
+// under hybrid with a threshold of 10 followers, so that the heavy tail's
+// most-followed authors are pulled at read time while the rest are pushed,
+// and follows and unfollows move authors across the threshold.
+func TestModelCheckStrategies(t *testing.T) {
+	for _, s := range []feed.Strategy{feed.Hybrid, feed.Pull} {
+		for _, seed := range modelSeeds {
+			t.Run(string(s)+"/"+fmtSeed(seed), func(t *testing.T) {
+				c, _ := startStrategy(t, s, 10)
+				modelcheck.Run(t, c, modelcheck.Config{Seed: seed, Users: 60, Ops: 400, Settle: 20 * time.Second})
+			})
 		}
 	}
 }

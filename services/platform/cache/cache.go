@@ -54,3 +54,14 @@ type Posts interface {
 	// DeletePosts replaces ids with tombstones.
 	DeletePosts(ctx context.Context, ids []feed.PostID) error
 }
+
+// Celebrities is the set of authors whose posts the hybrid strategy pulls
+// at read time instead of pushing. Membership is sticky: an author who once
+// reached the follower threshold stays in, so that a post is never left
+// neither pushed (the author was pulled when it was written) nor pulled
+// (the author dropped back below the threshold when it was read).
+type Celebrities interface {
+	AddCelebrity(ctx context.Context, author string) error
+	// Celebrities returns the whole set.
+	Celebrities(ctx context.Context) (map[string]bool, error)
+}

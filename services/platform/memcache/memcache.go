@@ -6,6 +6,7 @@ package memcache
 import (
 	"context"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -245,4 +246,30 @@ func (c *Cache) DeletePosts(_ context.Context, ids []feed.PostID) error {
 		c.setPostLocked(feed.Post{ID: id, Deleted: true})
 	}
 	return nil
+}
+
+// Celebs is the in-memory cache.Celebrities.
+type Celebs struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+var _ cache.Celebrities = (*Celebs)(nil)
+
+// NewCelebs returns an empty set.
+func NewCelebs() *Celebs { return &Celebs{m: make(map[string]bool)} }
+
+// AddCelebrity implements cache.Celebrities.
+func (c *Celebs) AddCelebrity(_ context.Context, author string) error {
+	c.mu.Lock()
+	c.m[author] = true
+	c.mu.Unlock()
+	return nil
+}
+
+// Celebrities implements cache.Celebrities.
+func (c *Celebs) Celebrities(context.Context) (map[string]bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m), nil
 }

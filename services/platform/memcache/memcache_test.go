@@ -117,3 +117,7 @@ func BenchmarkRange(b *testing.B) {
 		}
 	})
 }
+
+func TestCelebrities(t *testing.T) {
+	cachetest.RunCelebrities(t, func(t *testing.T) cache.Celebrities { return memcache.NewCelebs() })
+}

@@ -170,6 +170,8 @@ type Node struct {
 	// timeline: pulled into readers' timelines at read time.
 	Recent    cache.Timelines
 	PostCache cache.Posts
+	// Celebrities is the sticky set of authors the hybrid strategy pulls.
+	Celebrities cache.Celebrities
 
 	// Tokens signs page tokens with a key shared by every process of the
 	// deployment through etcd.
@@ -310,6 +312,7 @@ func (n *Node) openCache(ctx context.Context) error {
 		c := memcache.New(n.cfg.TimelineCap)
 		n.Timelines, n.PostCache = c, c
 		n.Recent = memcache.New(n.cfg.TimelineCap)
+		n.Celebrities = memcache.NewCelebs()
 		return nil
 	case "redis":
 		if len(n.cfg.RedisAddrs) == 0 {
@@ -327,7 +330,7 @@ func (n *Node) openCache(ctx context.Context) error {
 			prefix = n.cfg.Namespace + ":"
 		}
 		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix})
-		n.Timelines, n.PostCache = c, c
+		n.Timelines, n.PostCache, n.Celebrities = c, c, c
 		n.Recent = rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, Kind: "recent"})
 		return nil
 	}

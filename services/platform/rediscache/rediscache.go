@@ -82,8 +82,10 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 // Cap implements cache.Timelines.
 func (c *Cache) Cap() int { return c.opts.Cap }
 
-func (c *Cache) timelineKey(user string) string { return c.opts.Prefix + c.opts.Kind + ":{" + user + "}" }
-func (c *Cache) postKey(id feed.PostID) string  { return c.opts.Prefix + "post:{" + id.String() + "}" }
+func (c *Cache) timelineKey(user string) string {
+	return c.opts.Prefix + c.opts.Kind + ":{" + user + "}"
+}
+func (c *Cache) postKey(id feed.PostID) string { return c.opts.Prefix + "post:{" + id.String() + "}" }
 
 // complete is the member that marks a timeline complete.
 const complete = ""
@@ -354,4 +356,25 @@ func (c *Cache) MemoryUsage(ctx context.Context, user string) (int64, error) {
 		return 0, unavailable(err)
 	}
 	return n, nil
+}
+
+// AddCelebrity implements cache.Celebrities with a Redis set, celebs.
+func (c *Cache) AddCelebrity(ctx context.Context, author string) error {
+	if err := c.rdb.SAdd(ctx, c.opts.Prefix+"celebs", author).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Celebrities implements cache.Celebrities.
+func (c *Cache) Celebrities(ctx context.Context) (map[string]bool, error) {
+	members, err := c.rdb.SMembers(ctx, c.opts.Prefix+"celebs").Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make(map[string]bool, len(members))
+	for _, m := range members {
+		out[m] = true
+	}
+	return out, nil
 }

@@ -143,3 +143,7 @@ func BenchmarkRange(b *testing.B) {
 }
 
 func errorsIsUnavailable(err error) bool { return errors.Is(err, feed.ErrUnavailable) }
+
+func TestCelebrities(t *testing.T) {
+	cachetest.RunCelebrities(t, func(t *testing.T) cache.Celebrities { return open(t, 10) })
+}

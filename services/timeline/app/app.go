@@ -29,10 +29,10 @@ func Register(n *node.Node, cfg Config) error {
 		return err
 	}
 	log := n.Log.With("service", "timeline")
-	cfg.Strategy, cfg.Threshold = n.Strategy()
+	cfg.Strategy, _ = n.Strategy()
 	svc := timeline.New(cfg.Config, timeline.Deps{
 		Timelines: n.Timelines, Recent: n.Recent, PostCache: n.PostCache, Posts: n.Posts,
-		Following: graphclient.New(conn), Counter: n.Graph, Tokens: n.Tokens, Log: log,
+		Following: graphclient.New(conn), Celebrities: n.Celebrities, Tokens: n.Tokens, Log: log,
 	}, n.Metrics)
 	hub := timeline.NewHub()
 	feedv1.RegisterTimelineServiceServer(n.GRPC, rpc.New(svc, hub))

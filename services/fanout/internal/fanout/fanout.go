@@ -66,6 +66,7 @@ type Engine struct {
 	recent    Timelines
 	posts     Posts
 	counter   Counter
+	celebs    *cache.CelebritySet
 	now       func() time.Time
 
 	lag        prometheus.Histogram
@@ -76,7 +77,7 @@ type Engine struct {
 
 // New returns an Engine whose metrics register with reg. t holds home
 // timelines and recent each author's recent posts.
-func New(cfg Config, f Followers, t, recent Timelines, p Posts, c Counter, reg prometheus.Registerer) *Engine {
+func New(cfg Config, f Followers, t, recent Timelines, p Posts, c Counter, celebs cache.Celebrities, reg prometheus.Registerer) *Engine {
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 1000
 	}
@@ -91,6 +92,7 @@ func New(cfg Config, f Followers, t, recent Timelines, p Posts, c Counter, reg p
 	}
 	e := &Engine{
 		cfg: cfg, followers: f, timelines: t, recent: recent, posts: p, counter: c, now: time.Now,
+		celebs: cache.NewCelebritySet(celebs, time.Second),
 		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_fanout_posts_total",
 			Help: "New posts handled by the fan-out, by how they reach followers: push (written now) or pull (merged at read time).",
@@ -157,15 +159,20 @@ func unmarshal(data []byte, m proto.Message) error {
 }
 
 // pulled reports whether author's posts reach followers at read time.
+// Under hybrid, an author who reaches the threshold joins the sticky
+// celebrity set, which readers consult to know whom to pull.
 func (e *Engine) pulled(ctx context.Context, author string) (bool, error) {
 	if e.cfg.Strategy != feed.Hybrid {
 		return e.cfg.Strategy.Pulled(0, e.cfg.Threshold), nil
 	}
+	if celeb, err := e.celebs.Has(ctx, author); err != nil || celeb {
+		return celeb, err
+	}
 	n, err := e.counter.FollowerCount(ctx, author)
-	if err != nil {
+	if err != nil || !e.cfg.Strategy.Pulled(n, e.cfg.Threshold) {
 		return false, err
 	}
-	return e.cfg.Strategy.Pulled(n, e.cfg.Threshold), nil
+	return true, e.celebs.Add(ctx, author)
 }
 
 // push adds post id to its author's recent-post list, which readers pull

@@ -556,3 +556,23 @@ func testTombstoneBlocksRefill(t *testing.T, c cache.Posts) {
 	putPosts(t, c, a) // the racing refill
 	wantPosts(t, "GetPosts after delete then refill", getPosts(t, c, a.ID), feed.Post{ID: a.ID, Deleted: true})
 }
+
+// RunCelebrities runs the contract suite for cache.Celebrities. open must
+// return an empty set.
+func RunCelebrities(t *testing.T, open func(t *testing.T) cache.Celebrities) {
+	ctx := context.Background()
+	c := open(t)
+	got, err := c.Celebrities(ctx)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Celebrities() of a new set = %v, %v; want empty", got, err)
+	}
+	for _, a := range []string{"al", "alice", "alice"} {
+		if err := c.AddCelebrity(ctx, a); err != nil {
+			t.Fatalf("AddCelebrity(%s) error: %v", a, err)
+		}
+	}
+	got, err = c.Celebrities(ctx)
+	if err != nil || len(got) != 2 || !got["al"] || !got["alice"] {
+		t.Errorf("Celebrities() = %v, %v; want al and alice", got, err)
+	}
+}

@@ -10,12 +10,6 @@ import (
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
-// Counter counts an author's followers, to tell celebrities (pulled at
-// read time under the hybrid strategy) from everyone else.
-type Counter interface {
-	FollowerCount(ctx context.Context, user string) (int64, error)
-}
-
 // memo caches values per key for a while, in this instance only.
 type memo[V any] struct {
 	ttl time.Duration
@@ -77,13 +71,15 @@ func (s *Service) pulledAuthors(ctx context.Context, user string) ([]string, err
 	if err != nil || s.cfg.Strategy == feed.Pull {
 		return followees, err
 	}
+	// Under hybrid, pull exactly the authors the fan-out stopped pushing:
+	// the sticky celebrity set it maintains.
 	var pulled []string
 	for _, f := range followees {
-		n, err := s.countMemo.get(ctx, f, s.counter.FollowerCount)
+		celeb, err := s.celebs.Has(ctx, f)
 		if err != nil {
 			return nil, err
 		}
-		if s.cfg.Strategy.Pulled(n, s.cfg.Threshold) {
+		if celeb {
 			pulled = append(pulled, f)
 		}
 	}

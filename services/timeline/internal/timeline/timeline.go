@@ -38,12 +38,12 @@ type Config struct {
 	// RebuildConcurrency bounds parallel store reads in a rebuild or a
 	// pull. Default 16.
 	RebuildConcurrency int
-	// Strategy and Threshold must match the fan-out service's: they say
-	// whose posts are pulled at read time (see feed.Strategy).
-	Strategy  feed.Strategy
-	Threshold int64
-	// MemoTTL bounds how long an instance reuses a following list or a
-	// follower count it looked up. Follow events clear the list at once.
+	// Strategy must match the fan-out service's: it says whose posts are
+	// pulled at read time (see feed.Strategy). Under hybrid, the fan-out
+	// decides who is a celebrity and records it in the celebrity set.
+	Strategy feed.Strategy
+	// MemoTTL bounds how long an instance reuses a following list it
+	// looked up; Followed and Unfollowed events clear it at once.
 	// Default 30s.
 	MemoTTL time.Duration
 }
@@ -53,7 +53,7 @@ type Service struct {
 	cfg       Config
 	timelines cache.Timelines
 	recent    cache.Timelines
-	counter   Counter
+	celebs    *cache.CelebritySet
 	postCache cache.Posts
 	posts     Posts
 	following Following
@@ -62,7 +62,6 @@ type Service struct {
 	rebuilds  singleflight.Group
 
 	followingMemo *memo[[]string]
-	countMemo     *memo[int64]
 
 	rebuildCount prometheus.Counter
 	lookups      *prometheus.CounterVec
@@ -70,14 +69,14 @@ type Service struct {
 
 // Deps are the Service's collaborators.
 type Deps struct {
-	Timelines cache.Timelines // home timelines
-	Recent    cache.Timelines // authors' recent posts
-	PostCache cache.Posts
-	Posts     Posts
-	Following Following
-	Counter   Counter
-	Tokens    *pagetoken.Codec
-	Log       *slog.Logger
+	Timelines   cache.Timelines // home timelines
+	Recent      cache.Timelines // authors' recent posts
+	PostCache   cache.Posts
+	Posts       Posts
+	Following   Following
+	Celebrities cache.Celebrities
+	Tokens      *pagetoken.Codec
+	Log         *slog.Logger
 }
 
 // New returns a Service whose metrics register with reg.
@@ -91,17 +90,14 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 	if cfg.Strategy == "" {
 		cfg.Strategy = feed.Hybrid
 	}
-	if cfg.Threshold <= 0 {
-		cfg.Threshold = feed.DefaultCelebrityThreshold
-	}
 	if cfg.MemoTTL <= 0 {
 		cfg.MemoTTL = 30 * time.Second
 	}
 	s := &Service{
-		cfg: cfg, timelines: d.Timelines, recent: d.Recent, counter: d.Counter, postCache: d.PostCache,
-		posts: d.Posts, following: d.Following, tokens: d.Tokens, log: d.Log,
+		cfg: cfg, timelines: d.Timelines, recent: d.Recent, postCache: d.PostCache,
+		celebs: cache.NewCelebritySet(d.Celebrities, time.Second),
+		posts:  d.Posts, following: d.Following, tokens: d.Tokens, log: d.Log,
 		followingMemo: newMemo[[]string](cfg.MemoTTL),
-		countMemo:     newMemo[int64](cfg.MemoTTL),
 		rebuildCount: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_timeline_rebuilds_total",
 			Help: "Home timelines rebuilt from the durable store.",
