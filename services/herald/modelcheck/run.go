@@ -104,6 +104,24 @@ type op struct {
 	flaps    []bool // opFlap: follow (true) or unfollow (false), in order
 	deleted  []uint64
 	resultID uint64 // opPost: the created post's ID
+
+	seq        int           // position in the run; the graph's follows are -1
+	start, end time.Duration // since the run began
+}
+
+func (o *op) String() string {
+	s := fmt.Sprintf("#%d %v %s", o.seq, o.kind, o.user)
+	switch o.kind {
+	case opPost:
+		s += fmt.Sprintf(" -> %d", o.resultID)
+	case opFollow, opUnfollow:
+		s += " " + o.other
+	case opFlap:
+		s += fmt.Sprintf(" %s %v", o.other, o.flaps)
+	case opDelete:
+		s += fmt.Sprintf(" %d", o.post)
+	}
+	return s + fmt.Sprintf(" [%v..%v]", o.start.Round(time.Millisecond), o.end.Round(time.Millisecond))
 }
 
 // run is one model check in progress.
@@ -116,6 +134,8 @@ type run struct {
 	users []string
 	cum   []float64 // cumulative popularity weights of users, for sampling
 	count map[opKind]int
+	began time.Time
+	log   []*op // every operation run, in the order they were applied
 }
 
 // Run builds the graph, runs the operations against c, waits for the
@@ -129,6 +149,7 @@ func Run(t testing.TB, c *systemtest.Client, cfg Config) {
 		rng:   rand.New(rand.NewPCG(cfg.Seed, 0x6d6f64656c636865)),
 		model: NewModel(cfg.Cap),
 		count: map[opKind]int{},
+		began: time.Now(),
 	}
 	t.Logf("modelcheck: seed %d (rerun with -modelcheck.seed=%d), %d users, %d ops", cfg.Seed, cfg.Seed, cfg.Users, cfg.Ops)
 	var total float64
@@ -168,7 +189,7 @@ func (r *run) buildGraph() {
 				continue
 			}
 			if r.rng.Float64() < 0.9/math.Pow(float64(j+1), zipfExp) {
-				ops = append(ops, &op{kind: opFollow, user: follower, other: followee})
+				ops = append(ops, &op{kind: opFollow, user: follower, other: followee, seq: -1})
 			}
 		}
 	}
@@ -202,6 +223,7 @@ func (r *run) burst(size, seq int) []*op {
 	var ops []*op
 	for len(ops) < size {
 		o := r.next(seq + len(ops))
+		o.seq = seq + len(ops)
 		switch o.kind {
 		case opFollow, opUnfollow, opFlap:
 			e := [2]string{o.user, o.other}
@@ -297,7 +319,10 @@ func (r *run) exec(ops []*op, limit int) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := r.do(o); err != nil {
+			o.start = time.Since(r.began)
+			err := r.do(o)
+			o.end = time.Since(r.began)
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err.Error())
 				mu.Unlock()
@@ -308,6 +333,7 @@ func (r *run) exec(ops []*op, limit int) {
 	if len(errs) > 0 {
 		r.t.Fatalf("modelcheck seed %d: %d operations failed:\n%s", r.cfg.Seed, len(errs), strings.Join(errs, "\n"))
 	}
+	r.log = append(r.log, ops...)
 	for _, o := range ops {
 		r.count[o.kind]++
 		switch o.kind {
@@ -411,11 +437,12 @@ func (r *run) follow(follower, followee string, follow bool) error {
 	})
 }
 
-// retry calls fn up to 5 times while it fails with UNAVAILABLE or
-// DEADLINE_EXCEEDED, each call under systemtest.CallTimeout.
+// retry calls fn up to 8 times (over about 7s) while it fails with
+// UNAVAILABLE or DEADLINE_EXCEEDED, each call under
+// systemtest.CallTimeout.
 func retry(fn func(ctx context.Context, attempt int) error) error {
 	var err error
-	for attempt := range 5 {
+	for attempt := range 8 {
 		ctx, cancel := systemtest.RPCContext()
 		err = fn(ctx, attempt)
 		cancel()
@@ -471,13 +498,47 @@ func (r *run) settle() time.Duration {
 					r.t.Errorf("modelcheck seed %d: home timeline of %s: %v", r.cfg.Seed, m.user, m.err)
 					continue
 				}
-				r.t.Errorf("modelcheck seed %d: home timeline of %s %v after the last operation:\n got  %v\n want %v\n diff:%s\n follows %v",
-					r.cfg.Seed, m.user, r.cfg.Settle, m.got, m.want, m.diff.describe(r.model), r.model.Followees(m.user))
+				r.t.Errorf("modelcheck seed %d: home timeline of %s %v after the last operation:\n got  %v\n want %v\n diff:%s\n follows %v\n history:\n%s",
+					r.cfg.Seed, m.user, r.cfg.Settle, m.got, m.want, m.diff.describe(r.model), r.model.Followees(m.user), r.history(m))
 			}
 			return time.Since(start)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// history lists the operations that bear on m: follows and unfollows
+// between m's user and the authors of the stray posts, and the creation
+// and deletion of those posts.
+func (r *run) history(m mismatch) string {
+	authors := map[string]bool{}
+	posts := map[uint64]bool{}
+	for _, ids := range [][]uint64{m.diff.Missing, m.diff.Extra, m.diff.Duplicates} {
+		for _, id := range ids {
+			posts[id] = true
+			if p := r.model.posts[id]; p != nil {
+				authors[p.Author] = true
+			}
+		}
+	}
+	var b strings.Builder
+	for _, o := range r.log {
+		relevant := false
+		switch o.kind {
+		case opFollow, opUnfollow, opFlap:
+			relevant = o.user == m.user && authors[o.other]
+		case opPost:
+			relevant = posts[o.resultID]
+		case opDelete:
+			relevant = posts[o.post]
+		case opRead:
+			relevant = o.user == m.user
+		}
+		if relevant {
+			fmt.Fprintf(&b, "   %v\n", o)
+		}
+	}
+	return b.String()
 }
 
 // checkAll reads every user's timeline, 8 users at a time, and returns
