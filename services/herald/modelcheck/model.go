@@ -178,7 +178,7 @@ func Compare(got, want []uint64) (Diff, bool) {
 	return d, false
 }
 
-// String describes d, naming each stray post's author and state from m.
+// describe describes d, naming each stray post's author and state from m.
 func (d Diff) describe(m *Model) string {
 	s := ""
 	name := func(ids []uint64) string {
