@@ -39,3 +39,21 @@ func TestClusterModelCheck(t *testing.T) {
 	}
 	c.CheckAlive(t)
 }
+
+// TestClusterModelCheckHybrid is TestClusterModelCheck with a celebrity
+// threshold of 8 followers, so the graph's most-followed authors are pulled
+// at read time while the rest are pushed, across two instances of each
+// service.
+func TestClusterModelCheckHybrid(t *testing.T) {
+	t.Setenv("HERALD_STRATEGY", "hybrid")
+	t.Setenv("HERALD_CELEBRITY_THRESHOLD", "8")
+	c := startCluster(t)
+	modelcheck.Run(t, c.Client(t), modelcheck.Config{
+		Seed:   3,
+		Users:  40,
+		Ops:    300,
+		Prefix: "mch_",
+		Settle: 20 * time.Second,
+	})
+	c.CheckAlive(t)
+}

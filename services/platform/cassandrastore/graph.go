@@ -27,8 +27,9 @@ const (
 	// "> ''" skips the row Cassandra returns for a partition that holds
 	// only its static count (a user whose followers all left), whose
 	// clustering column is null.
-	stmtFollowers = `SELECT follower FROM followers WHERE user = ? AND follower > ''`
-	stmtFollowing = `SELECT followee FROM following WHERE user = ?`
+	stmtFollowers  = `SELECT follower FROM followers WHERE user = ? AND follower > ''`
+	stmtIsFollower = `SELECT follower FROM followers WHERE user = ? AND follower = ?`
+	stmtFollowing  = `SELECT followee FROM following WHERE user = ?`
 )
 
 var errContention = errors.New("follower count contended; retry")
@@ -310,4 +311,18 @@ func (s *Store) page(ctx context.Context, op, stmt, user string, state []byte, l
 		next = nil
 	}
 	return ids, next, nil
+}
+
+// IsFollowing implements store.Graph. It reads followers, the table whose
+// rows the lightweight transactions keep exact.
+func (s *Store) IsFollowing(ctx context.Context, follower, followee string) (bool, error) {
+	var got string
+	err := s.session.Query(stmtIsFollower, followee, follower).WithContext(ctx).Scan(&got)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fail("IsFollowing", err)
+	}
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +45,10 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 	fs.StringVar(&f.redis, "redis", env("HERALD_REDIS_ADDR", ""), "comma-separated Redis addresses, for -cache redis (HERALD_REDIS_ADDR)")
 	fs.IntVar(&c.TimelineCap, "timeline-cap", c.TimelineCap, "most entries a cached home timeline keeps")
 	fs.StringVar(&f.strategy, "strategy", env("HERALD_STRATEGY", string(c.Strategy)), "fan-out strategy: push, pull or hybrid; fan-out and timeline services must agree (HERALD_STRATEGY)")
-	fs.Int64Var(&c.CelebrityThreshold, "celebrity-threshold", c.CelebrityThreshold, "follower count from which hybrid pulls an author at read time instead of pushing")
+	if v, err := strconv.ParseInt(env("HERALD_CELEBRITY_THRESHOLD", ""), 10, 64); err == nil {
+		c.CelebrityThreshold = v
+	}
+	fs.Int64Var(&c.CelebrityThreshold, "celebrity-threshold", c.CelebrityThreshold, "follower count from which hybrid pulls an author at read time instead of pushing (HERALD_CELEBRITY_THRESHOLD)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for in-flight RPCs")
 	fs.StringVar(&f.level, "log-level", env("HERALD_LOG_LEVEL", "info"), "log level: debug, info, warn or error (HERALD_LOG_LEVEL)")

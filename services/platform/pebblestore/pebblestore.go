@@ -287,6 +287,15 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 	return true, nil
 }
 
+// IsFollowing implements store.Graph.
+func (s *Store) IsFollowing(ctx context.Context, follower, followee string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	_, exists, err := s.get(userKey(prefixFollowers, followee, follower))
+	return exists, err
+}
+
 // Followers implements store.Graph. Followers come in byte order of their
 // IDs; the paging state is the last ID returned.
 func (s *Store) Followers(ctx context.Context, user string, state []byte, limit int) ([]string, []byte, error) {

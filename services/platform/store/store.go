@@ -67,4 +67,7 @@ type Graph interface {
 
 	// FollowerCount returns how many followers user has.
 	FollowerCount(ctx context.Context, user string) (int64, error)
+
+	// IsFollowing reports whether follower follows followee now.
+	IsFollowing(ctx context.Context, follower, followee string) (bool, error)
 }

@@ -1,11 +1,13 @@
 // Package fanout turns events into home-timeline writes: a new post goes
-// into every follower's timeline (push), a deleted post leaves them, a
-// follow backfills the followee's recent posts, and an unfollow purges
-// them.
+// into every follower's timeline (push) unless its author is pulled at read
+// time, a deleted post leaves them, a follow backfills the followee's
+// recent posts, and an unfollow purges them.
 //
-// Every write is idempotent and commutative (a timeline is a set of post
-// IDs ordered by ID), so the at-least-once delivery of the event log is
-// safe: a redelivered or reordered event leaves the same timelines.
+// Inserts are idempotent and commutative (a timeline is a set of post IDs
+// ordered by ID), so a redelivered or reordered post event leaves the same
+// timelines. A backfill and a purge of one pair do not commute; instances
+// handling a burst of follows and unfollows in parallel converge by
+// re-reading the edge after each write (see followChanged).
 package fanout
 
 import (
@@ -38,9 +40,12 @@ type Posts interface {
 	ListByAuthor(ctx context.Context, author string, before feed.PostID, limit int) ([]feed.Post, error)
 }
 
-// Counter counts an author's followers, to pick push or pull.
-type Counter interface {
+// Graph reads the durable graph: follower counts, to pick push or pull,
+// and single edges, to settle follow and unfollow events whatever order
+// they are handled in.
+type Graph interface {
 	FollowerCount(ctx context.Context, user string) (int64, error)
+	IsFollowing(ctx context.Context, follower, followee string) (bool, error)
 }
 
 // Config tunes the engine.
@@ -65,7 +70,7 @@ type Engine struct {
 	timelines Timelines
 	recent    Timelines
 	posts     Posts
-	counter   Counter
+	graph     Graph
 	celebs    *cache.CelebritySet
 	now       func() time.Time
 
@@ -77,7 +82,7 @@ type Engine struct {
 
 // New returns an Engine whose metrics register with reg. t holds home
 // timelines and recent each author's recent posts.
-func New(cfg Config, f Followers, t, recent Timelines, p Posts, c Counter, celebs cache.Celebrities, reg prometheus.Registerer) *Engine {
+func New(cfg Config, f Followers, t, recent Timelines, p Posts, g Graph, celebs cache.Celebrities, reg prometheus.Registerer) *Engine {
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 1000
 	}
@@ -91,7 +96,7 @@ func New(cfg Config, f Followers, t, recent Timelines, p Posts, c Counter, celeb
 		cfg.Threshold = feed.DefaultCelebrityThreshold
 	}
 	e := &Engine{
-		cfg: cfg, followers: f, timelines: t, recent: recent, posts: p, counter: c, now: time.Now,
+		cfg: cfg, followers: f, timelines: t, recent: recent, posts: p, graph: g, now: time.Now,
 		celebs: cache.NewCelebritySet(celebs, time.Second),
 		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_fanout_posts_total",
@@ -140,13 +145,13 @@ func (e *Engine) Handle(ctx context.Context, subject string, data []byte) error 
 		if err := unmarshal(data, &ev); err != nil {
 			return err
 		}
-		return e.backfill(ctx, ev.FollowerId, ev.FolloweeId)
+		return e.followChanged(ctx, ev.FollowerId, ev.FolloweeId, true)
 	case bus.SubjectUnfollowed:
 		var ev eventv1.Unfollowed
 		if err := unmarshal(data, &ev); err != nil {
 			return err
 		}
-		return e.purge(ctx, ev.FollowerId, ev.FolloweeId)
+		return e.followChanged(ctx, ev.FollowerId, ev.FolloweeId, false)
 	}
 	return fmt.Errorf("unexpected subject %q: %w", subject, bus.ErrPermanent)
 }
@@ -168,7 +173,7 @@ func (e *Engine) pulled(ctx context.Context, author string) (bool, error) {
 	if celeb, err := e.celebs.Has(ctx, author); err != nil || celeb {
 		return celeb, err
 	}
-	n, err := e.counter.FollowerCount(ctx, author)
+	n, err := e.graph.FollowerCount(ctx, author)
 	if err != nil || !e.cfg.Strategy.Pulled(n, e.cfg.Threshold) {
 		return false, err
 	}
@@ -223,6 +228,31 @@ func (e *Engine) pull(ctx context.Context, author string, id feed.PostID) error 
 		}
 		return e.timelines.Remove(ctx, entries)
 	})
+}
+
+// followChanged applies a Followed (followed) or Unfollowed event so that
+// the outcome does not depend on the order in which fan-out instances
+// handle a burst of them: after its own write, the handler re-reads the
+// edge, and if it no longer matches, applies the opposite. Every write to
+// the pair's entries is followed by such a re-read, and the last write
+// comes after the last edge change was stored (its event is published
+// after the store write), so the last re-read sees the final edge and
+// leaves the timeline matching it.
+func (e *Engine) followChanged(ctx context.Context, follower, followee string, followed bool) error {
+	apply := func(on bool) error {
+		if on {
+			return e.backfill(ctx, follower, followee)
+		}
+		return e.purge(ctx, follower, followee)
+	}
+	if err := apply(followed); err != nil {
+		return err
+	}
+	now, err := e.graph.IsFollowing(ctx, follower, followee)
+	if err != nil || now == followed {
+		return err
+	}
+	return apply(now)
 }
 
 // backfill copies a new followee's recent posts into the follower's

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"FollowingPaging", testFollowingPaging},
 		{"GraphPrefixNamedUsers", testGraphPrefixNames},
 		{"FollowerCount", testFollowerCount},
+		{"IsFollowing", testIsFollowing},
 		{"CancelledContext", testCancelledContext},
 	}
 	for _, tt := range tests {
@@ -622,4 +623,26 @@ func testCancelledContext(t *testing.T, s Store) {
 	wantPosts(t, "ListByAuthor(alice)", listByAuthor(t, s, "alice", 0, 10), []feed.Post{live})
 	wantPosts(t, "ListUnpublished", listUnpublished(t, s, 0, 10), []feed.Post{live})
 	wantSet(t, "Followers(bob)", pageAll(t, "Followers", s.Followers, "bob", 10), nil)
+}
+
+func testIsFollowing(t *testing.T, s Store) {
+	ctx := context.Background()
+	check := func(when, follower, followee string, want bool) {
+		t.Helper()
+		got, err := s.IsFollowing(ctx, follower, followee)
+		if err != nil || got != want {
+			t.Errorf("%s: IsFollowing(%s, %s) = %v, %v; want %v", when, follower, followee, got, err, want)
+		}
+	}
+	check("before any follow", "alice", "bob", false)
+	if _, err := s.Follow(ctx, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	check("after Follow", "alice", "bob", true)
+	check("the other direction", "bob", "alice", false)
+	check("a prefix-named followee", "alice", "bo", false)
+	if _, err := s.Unfollow(ctx, "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	check("after Unfollow", "alice", "bob", false)
 }
