@@ -5,6 +5,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/herald-feed/herald/services/fanout/internal/fanout"
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/graphclient"
@@ -26,6 +28,7 @@ func Register(n *node.Node, cfg Config) error {
 	cfg.Strategy, cfg.Threshold = n.Strategy()
 	e := fanout.New(cfg.Config, graphclient.New(conn), n.Timelines, n.Recent, n.Posts, n.Graph, n.Celebrities, n.Metrics)
 	n.Serve("fanout")
+	n.Go(func(ctx context.Context) error { return watchConsumer(ctx, n, "fanout") })
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Consume(ctx, bus.ConsumerConfig{
 			Durable:  "fanout",
@@ -39,4 +42,41 @@ func Register(n *node.Node, cfg Config) error {
 		}, e.Handle)
 	})
 	return nil
+}
+
+// watchConsumer exports the shared consumer's backlog as gauges, polled
+// every 5 s: how far the fan-out is behind, how much is in flight, and how
+// much is being retried.
+func watchConsumer(ctx context.Context, n *node.Node, durable string) error {
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "herald_fanout_consumer_pending_messages",
+		Help: "Events in the stream not yet delivered to the fan-out consumer.",
+	})
+	ackPending := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "herald_fanout_consumer_ack_pending_messages",
+		Help: "Events delivered to fan-out instances and not yet acked (bounded by MaxAckPending).",
+	})
+	redelivered := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "herald_fanout_consumer_redelivered_messages",
+		Help: "Events delivered more than once and not yet acked.",
+	})
+	n.Metrics.MustRegister(pending, ackPending, redelivered)
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := n.Bus.ConsumerState(qctx, durable)
+		cancel()
+		if err != nil {
+			continue // the consumer may not exist yet, or NATS is away
+		}
+		pending.Set(float64(st.Pending))
+		ackPending.Set(float64(st.AckPending))
+		redelivered.Set(float64(st.Redelivered))
+	}
 }

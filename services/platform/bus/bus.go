@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -43,6 +44,8 @@ type Config struct {
 	// MaxAge bounds how long events are kept. Default 24h: long enough to
 	// ride out a fan-out outage of a day.
 	MaxAge time.Duration
+	// Metrics, if not nil, gets the bus's metrics.
+	Metrics prometheus.Registerer
 	// Duplicates is the Nats-Msg-Id dedupe window. A publish retried within
 	// it is dropped by the server. Default 10m, which must exceed the
 	// outbox relay's republish timeout.
@@ -72,6 +75,8 @@ type Bus struct {
 	js  jetstream.JetStream
 	cfg Config
 	log *slog.Logger
+
+	deadLetters *prometheus.CounterVec
 }
 
 // New creates or updates the event stream on nc's JetStream and returns a
@@ -105,7 +110,14 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 	if err != nil {
 		return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s: %w", cfg.Stream, err))
 	}
-	return &Bus{js: js, cfg: cfg, log: log}, nil
+	b := &Bus{js: js, cfg: cfg, log: log, deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_bus_dead_letters_total",
+		Help: "Events moved to the dead-letter stream, by consumer.",
+	}, []string{"consumer"})}
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(b.deadLetters)
+	}
+	return b, nil
 }
 
 // JetStream returns the underlying JetStream handle.

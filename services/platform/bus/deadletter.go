@@ -61,6 +61,7 @@ func (b *Bus) deadLetter(ctx context.Context, consumer string, m jetstream.Msg, 
 		_ = m.NakWithDelay(30 * time.Second)
 		return
 	}
+	b.deadLetters.WithLabelValues(consumer).Inc()
 	b.log.Error("message dead-lettered", "subject", m.Subject(), "consumer", consumer, "reason", reason)
 	_ = m.Term()
 }
@@ -124,4 +125,29 @@ func (b *Bus) Replay(ctx context.Context, seq uint64) error {
 		return feed.Unavailable("nats", err)
 	}
 	return nil
+}
+
+// ConsumerState is what the server says of a durable consumer's backlog.
+type ConsumerState struct {
+	// Pending counts messages not yet delivered to the consumer.
+	Pending uint64
+	// AckPending counts messages delivered and not yet acked; it is
+	// bounded by the consumer's MaxAckPending.
+	AckPending int
+	// Redelivered counts messages delivered more than once and not yet
+	// acked.
+	Redelivered int
+}
+
+// ConsumerState returns durable's backlog.
+func (b *Bus) ConsumerState(ctx context.Context, durable string) (ConsumerState, error) {
+	c, err := b.js.Consumer(ctx, b.cfg.Stream, durable)
+	if err != nil {
+		return ConsumerState{}, feed.Unavailable("nats", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return ConsumerState{}, feed.Unavailable("nats", err)
+	}
+	return ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Redelivered: info.NumRedelivered}, nil
 }

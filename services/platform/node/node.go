@@ -253,7 +253,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("nats %s: %w", natsURL, err)
 	}
 	n.onClose(func() { n.NATS.Close() })
-	if n.Bus, err = bus.New(sctx, n.NATS, bus.Config{Namespace: cfg.Namespace}, n.Log); err != nil {
+	n.Metrics = prometheus.NewRegistry()
+	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if n.Bus, err = bus.New(sctx, n.NATS, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log); err != nil {
 		return nil, err
 	}
 
@@ -264,8 +266,6 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 
-	n.Metrics = prometheus.NewRegistry()
-	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.GRPC = grpcserver.New(n.Log, n.Metrics)
 
 	if n.lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
