@@ -2,6 +2,8 @@ package allinone_test
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -111,5 +113,47 @@ func TestModelCheckStrategies(t *testing.T) {
 				modelcheck.Run(t, c, modelcheck.Config{Seed: seed, Users: 60, Ops: 400, Settle: 20 * time.Second})
 			})
 		}
+	}
+}
+
+// TestHistoryPastCap: with caches capped at 10 entries, paging a home
+// timeline of 25 posts returns all 25, newest first, with no duplicates:
+// pages past the cap continue from the durable store, for pushed timelines
+// and pulled recent lists alike.
+func TestHistoryPastCap(t *testing.T) {
+	for _, s := range []feed.Strategy{feed.Push, feed.Pull} {
+		t.Run(string(s), func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir())
+			cfg.Strategy, cfg.TimelineCap = s, 10
+			conn, _, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
+				return allinone.Register(ctx, n, allinone.Config{})
+			})
+			defer stop()
+			c := systemtest.NewClient(conn, conn, conn)
+			c.Follow(t, "reader", "writer")
+			var want []string
+			for i := range 25 {
+				p := c.CreatePost(t, "writer", "post "+strconv.Itoa(i), "")
+				want = append([]string{p.GetPostId()}, want...)
+			}
+			for _, user := range []string{"reader", "writer"} {
+				var got []string
+				token := ""
+				ok := systemtest.Eventually(t, 5*time.Second, func() bool {
+					got, token = nil, ""
+					for page := 0; page < 10; page++ {
+						ps, next := c.HomePage(t, user, 7, token)
+						got = append(got, systemtest.IDs(ps)...)
+						if token = next; token == "" {
+							break
+						}
+					}
+					return slices.Equal(got, want)
+				})
+				if !ok {
+					t.Errorf("%s: paging %s's home timeline by 7 gave %d posts %v; want the 25 posts %v", s, user, len(got), got, want)
+				}
+			}
+		})
 	}
 }

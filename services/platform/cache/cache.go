@@ -39,6 +39,11 @@ type Timelines interface {
 	// complete.
 	Store(ctx context.Context, user string, ids []feed.PostID) error
 
+	// Full reports whether user's timeline holds Cap entries, so that
+	// older ones may have been trimmed: a reader past its end must then
+	// continue from the durable store.
+	Full(ctx context.Context, user string) (bool, error)
+
 	// Cap is the most entries a timeline keeps.
 	Cap() int
 }

@@ -140,6 +140,15 @@ func (c *Cache) Range(_ context.Context, user string, before feed.PostID, limit 
 	return slices.Clone(t.ids[i:end]), true, nil
 }
 
+// Full implements cache.Timelines.
+func (c *Cache) Full(_ context.Context, user string) (bool, error) {
+	s := c.shard(user)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t := s.timelines[user]
+	return t != nil && len(t.ids) >= c.cap, nil
+}
+
 // Store implements cache.Timelines.
 func (c *Cache) Store(_ context.Context, user string, ids []feed.PostID) error {
 	s := c.shard(user)

@@ -121,3 +121,7 @@ func BenchmarkRange(b *testing.B) {
 func TestCelebrities(t *testing.T) {
 	cachetest.RunCelebrities(t, func(t *testing.T) cache.Celebrities { return memcache.NewCelebs() })
 }
+
+func TestFull(t *testing.T) {
+	cachetest.RunFull(t, func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) })
+}

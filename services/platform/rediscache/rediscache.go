@@ -231,6 +231,16 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 	return ids, true, nil
 }
 
+// Full implements cache.Timelines. A complete timeline at the cap holds cap
+// entries and the marker.
+func (c *Cache) Full(ctx context.Context, user string) (bool, error) {
+	n, err := c.rdb.ZCard(ctx, c.timelineKey(user)).Result()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return n >= int64(c.opts.Cap)+1, nil
+}
+
 // Store implements cache.Timelines.
 func (c *Cache) Store(ctx context.Context, user string, ids []feed.PostID) error {
 	members := make([]any, len(ids))

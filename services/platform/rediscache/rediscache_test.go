@@ -147,3 +147,7 @@ func errorsIsUnavailable(err error) bool { return errors.Is(err, feed.ErrUnavail
 func TestCelebrities(t *testing.T) {
 	cachetest.RunCelebrities(t, func(t *testing.T) cache.Celebrities { return open(t, 10) })
 }
+
+func TestFull(t *testing.T) {
+	cachetest.RunFull(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
+}

@@ -576,3 +576,29 @@ func RunCelebrities(t *testing.T, open func(t *testing.T) cache.Celebrities) {
 		t.Errorf("Celebrities() = %v, %v; want al and alice", got, err)
 	}
 }
+
+// RunFull checks Timelines.Full: false below the cap, true at it. open
+// must return an empty cache with the given cap.
+func RunFull(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
+	ctx := context.Background()
+	c := open(t, 10)
+	ids := make([]feed.PostID, 9)
+	for i := range ids {
+		ids[i] = base + feed.PostID(i)
+	}
+	if err := c.Store(ctx, "alice", ids); err != nil {
+		t.Fatal(err)
+	}
+	if full, err := c.Full(ctx, "alice"); err != nil || full {
+		t.Errorf("Full with 9 of 10 entries = %v, %v; want false", full, err)
+	}
+	if err := c.Add(ctx, []cache.Entry{{User: "alice", Post: base + 100}, {User: "alice", Post: base + 101}}); err != nil {
+		t.Fatal(err)
+	}
+	if full, err := c.Full(ctx, "alice"); err != nil || !full {
+		t.Errorf("Full at the cap = %v, %v; want true", full, err)
+	}
+	if full, err := c.Full(ctx, "nobody"); err != nil || full {
+		t.Errorf("Full of a missing timeline = %v, %v; want false", full, err)
+	}
+}

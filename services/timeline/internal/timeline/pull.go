@@ -92,7 +92,7 @@ func (s *Service) pulledAuthors(ctx context.Context, user string) ([]string, err
 func (s *Service) recentOf(ctx context.Context, author string, before feed.PostID, n int) ([]feed.PostID, error) {
 	ids, ok, err := s.recent.Range(ctx, author, before, n)
 	if err == nil && ok {
-		return ids, nil
+		return s.pastCap(ctx, s.recent, author, ids, before, n, s.storeOf(author))
 	}
 	if err != nil {
 		s.log.Warn("recent-post cache unavailable; reading the durable store", "author", author, "err", err)
@@ -110,7 +110,18 @@ func (s *Service) recentOf(ctx context.Context, author string, before feed.PostI
 		return nil, err
 	}
 	ids, _, err = s.recent.Range(ctx, author, before, n)
-	return ids, err
+	if err != nil {
+		return nil, err
+	}
+	return s.pastCap(ctx, s.recent, author, ids, before, n, s.storeOf(author))
+}
+
+// storeOf returns the durable-store continuation of author's recent list.
+func (s *Service) storeOf(author string) func(context.Context, feed.PostID, int) ([]feed.PostID, error) {
+	return func(ctx context.Context, below feed.PostID, m int) ([]feed.PostID, error) {
+		ps, err := s.posts.ListByAuthor(ctx, author, below, m)
+		return postIDs(ps), err
+	}
 }
 
 // pulledPosts returns up to n IDs below before merged from the recent lists

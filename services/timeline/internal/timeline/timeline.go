@@ -104,7 +104,7 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 		}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_timeline_cache_lookups_total",
-			Help: "Home timeline cache lookups, by result (hit, miss, or error when the cache was unavailable).",
+			Help: "Home timeline cache lookups, by result (hit; miss; error when the cache was unavailable; past_cap when a page continued from the durable store past a capped list).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(s.rebuildCount, s.lookups)
@@ -200,7 +200,7 @@ func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n
 	}
 	if ok {
 		s.lookups.WithLabelValues("hit").Inc()
-		return ids, nil
+		return s.pastCap(ctx, s.timelines, user, ids, before, n, s.durableOf(user))
 	}
 	s.lookups.WithLabelValues("miss").Inc()
 	// Concurrent readers of one missing timeline share one rebuild.
@@ -209,7 +209,42 @@ func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n
 		return nil, err
 	}
 	ids, _, err = s.timelines.Range(ctx, user, before, n)
-	return ids, err
+	if err != nil {
+		return nil, err
+	}
+	return s.pastCap(ctx, s.timelines, user, ids, before, n, s.durableOf(user))
+}
+
+// durableOf returns the durable-store continuation of user's timeline.
+func (s *Service) durableOf(user string) func(context.Context, feed.PostID, int) ([]feed.PostID, error) {
+	return func(ctx context.Context, below feed.PostID, m int) ([]feed.PostID, error) {
+		return s.durable(ctx, user, below, m)
+	}
+}
+
+// pastCap continues a short page read from a capped list (a timeline or a
+// recent-post list): if the list is full, entries older than its last one
+// were trimmed, so the rest of the page comes from the durable store
+// through more. History does not end at the cap.
+func (s *Service) pastCap(ctx context.Context, list cache.Timelines, key string, ids []feed.PostID, before feed.PostID, n int,
+	more func(ctx context.Context, below feed.PostID, m int) ([]feed.PostID, error)) ([]feed.PostID, error) {
+	if len(ids) >= n {
+		return ids, nil
+	}
+	full, err := list.Full(ctx, key)
+	if err != nil || !full {
+		return ids, err
+	}
+	below := before
+	if len(ids) > 0 {
+		below = ids[len(ids)-1]
+	}
+	older, err := more(ctx, below, n-len(ids))
+	if err != nil {
+		return nil, err
+	}
+	s.lookups.WithLabelValues("past_cap").Inc()
+	return append(ids, older...), nil
 }
 
 // rebuild refills user's timeline from the durable store, capped to the
