@@ -228,7 +228,10 @@ func (s *Service) durableOf(user string) func(context.Context, feed.PostID, int)
 // through more. History does not end at the cap.
 func (s *Service) pastCap(ctx context.Context, list cache.Timelines, key string, ids []feed.PostID, before feed.PostID, n int,
 	more func(ctx context.Context, below feed.PostID, m int) ([]feed.PostID, error)) ([]feed.PostID, error) {
-	if len(ids) >= n {
+	// A short first page of at most cap entries means the whole list is
+	// shorter than that, so it cannot be full: no need to ask. This keeps
+	// the extra round trip off the common read of a small timeline.
+	if len(ids) >= n || before == 0 && n <= list.Cap() {
 		return ids, nil
 	}
 	full, err := list.Full(ctx, key)
