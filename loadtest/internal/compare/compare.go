@@ -1,0 +1,448 @@
+// Package compare runs one seeded workload against Herald under each
+// fan-out strategy in turn, each on a fresh all-in-one server with its own
+// namespace and keyspace over the same backing servers, and tabulates the
+// results side by side.
+package compare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-feed/herald/loadtest/internal/graph"
+	"github.com/herald-feed/herald/loadtest/internal/load"
+	"github.com/herald-feed/herald/loadtest/internal/report"
+)
+
+// Config is a comparison.
+type Config struct {
+	// Herald is the all-in-one binary to start for each strategy.
+	Herald     string
+	Strategies []string
+	// CelebrityThreshold is passed to every server; only hybrid uses it.
+	CelebrityThreshold int
+	// Cache is memory or redis; Store is pebble or cassandra.
+	Cache, Store string
+	Redis        string
+	Cassandra    string
+	// LocalDir is deploy/local's state directory; the backing servers'
+	// pidfiles there let the comparison count their CPU too. Empty: Herald
+	// only.
+	LocalDir string
+	// Keep leaves each strategy's Redis keys and keyspace in place.
+	Keep   bool
+	OutDir string
+	// Settle is a pause between the graph build and the run, so the
+	// follow backfills drain before anything is measured.
+	Settle time.Duration
+
+	Graph graph.Params
+	Setup load.SetupConfig
+	Run   load.RunConfig
+
+	Progress io.Writer
+}
+
+// Result is one strategy's outcome.
+type Result struct {
+	Strategy  string `json:"strategy"`
+	Namespace string `json:"namespace"`
+	Error     string `json:"error,omitempty"`
+	// Report is the run's feedload report (setup included).
+	Report *report.Report `json:"-"`
+	Posts  int64          `json:"posts"`
+	// CPU seconds used during the run (not the graph build).
+	HeraldCPU    float64            `json:"herald_cpu_s"`
+	BackendCPU   map[string]float64 `json:"backend_cpu_s,omitempty"`
+	MachineBusyS float64            `json:"machine_busy_cpu_s"`
+	RunSeconds   float64            `json:"run_s"`
+	// RedisBytes is MEMORY USAGE summed over the namespace's keys at the
+	// end of the run, by kind (tl, recent, post, ...).
+	RedisBytes   map[string]int64 `json:"redis_bytes,omitempty"`
+	RedisKeys    map[string]int64 `json:"redis_keys,omitempty"`
+	FanoutLagP50 float64          `json:"fanout_lag_p50_s"`
+	FanoutLagP99 float64          `json:"fanout_lag_p99_s"`
+	Deliveries   float64          `json:"fanout_deliveries"`
+	FanoutPushed float64          `json:"fanout_posts_pushed"`
+	FanoutPulled float64          `json:"fanout_posts_pulled"`
+	MetricsCPU   float64          `json:"process_cpu_seconds_total_delta"`
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, format+"\n", args...)
+	}
+}
+
+// Run compares the strategies one after another. It returns the results
+// so far if ctx ends.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if _, err := os.Stat(cfg.Herald); err != nil {
+		return nil, fmt.Errorf("herald binary: %w (run make build)", err)
+	}
+	if cfg.Cache == "redis" && cfg.Redis == "" || cfg.Store == "cassandra" && cfg.Cassandra == "" {
+		return nil, errors.New("-cache redis needs --redis and -store cassandra needs --cassandra")
+	}
+	g, err := graph.Generate(cfg.Graph)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	stamp := strconv.FormatInt(time.Now().Unix(), 36)
+	var results []Result
+	for i, s := range cfg.Strategies {
+		if ctx.Err() != nil {
+			break
+		}
+		cfg.logf("\n== strategy %s (%d of %d) ==", s, i+1, len(cfg.Strategies))
+		res := cfg.one(ctx, g, s, "fl"+stamp+"_"+s)
+		if res.Error != "" {
+			cfg.logf("strategy %s: %s", s, res.Error)
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// freePort returns a loopback address nothing listens on right now.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+type server struct {
+	cmd     *exec.Cmd
+	addr    string
+	metrics string
+	exited  chan error
+}
+
+func (cfg *Config) start(ctx context.Context, strategy, ns, dataDir, logPath string) (*server, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	maddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-strategy", strategy, "-celebrity-threshold", strconv.Itoa(cfg.CelebrityThreshold),
+		"-namespace", ns, "-addr", addr, "-metrics", maddr, "-data", dataDir, "-log-level", "warn",
+		"-cache", cfg.Cache, "-store", cfg.Store}
+	if cfg.Cache == "redis" {
+		args = append(args, "-redis", cfg.Redis)
+	}
+	if cfg.Store == "cassandra" {
+		args = append(args, "-cassandra", cfg.Cassandra, "-cassandra-keyspace", ns)
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cfg.Herald, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The server must not read HERALD_* settings meant for something else.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	detach(cmd)
+	cfg.logf("starting %s %s", cfg.Herald, strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	s := &server{cmd: cmd, addr: addr, metrics: "http://" + maddr + "/metrics", exited: make(chan error, 1)}
+	go func() { s.exited <- cmd.Wait(); logf.Close() }()
+	return s, nil
+}
+
+// stop sends SIGTERM to the server feedload started, and SIGKILL if it has
+// not exited within 30s.
+func (s *server) stop() error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		return err
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		return fmt.Errorf("herald (pid %d) did not stop within 30s of SIGTERM; killed", s.cmd.Process.Pid)
+	}
+}
+
+// backendPIDs reads the pidfiles deploy/local keeps for the servers whose
+// CPU counts.
+func (cfg *Config) backendPIDs() map[string]int {
+	out := make(map[string]int)
+	if cfg.LocalDir == "" {
+		return out
+	}
+	var names []string
+	if cfg.Cache == "redis" {
+		names = append(names, "redis")
+	}
+	if cfg.Store == "cassandra" {
+		names = append(names, "cassandra")
+	}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(cfg.LocalDir, "run", n+".pid"))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			if _, err := ProcCPU(pid); err == nil {
+				out[n] = pid
+			}
+		}
+	}
+	return out
+}
+
+// machineBusy returns the CPU seconds all cores spent not idle, from
+// /proc/stat: a gauge of how much else ran during the measurement.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0
+	}
+	busy := 0.0
+	for i, v := range f[1:] {
+		x, _ := strconv.ParseFloat(v, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		busy += x
+	}
+	return busy / clockTicks
+}
+
+func (cfg *Config) one(ctx context.Context, g *graph.Graph, strategy, ns string) (res Result) {
+	res = Result{Strategy: strategy, Namespace: ns, BackendCPU: map[string]float64{}}
+	dataDir, err := os.MkdirTemp("", "feedload-"+ns+"-")
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer os.RemoveAll(dataDir)
+	srv, err := cfg.start(ctx, strategy, ns, dataDir, filepath.Join(cfg.OutDir, strategy+"-herald.log"))
+	if err != nil {
+		res.Error = "start herald: " + err.Error()
+		return res
+	}
+	defer func() {
+		if err := srv.stop(); err != nil && !isSignalExit(err) {
+			cfg.logf("herald %s: %v", strategy, err)
+		}
+		if !cfg.Keep {
+			cfg.cleanup(ns)
+		}
+	}()
+
+	// A fresh keyspace takes Cassandra a few seconds to create.
+	var t *load.Target
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		t, err = load.Dial(dctx, load.DialConfig{Addr: srv.addr})
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case e := <-srv.exited:
+			srv.exited <- e
+			res.Error = fmt.Sprintf("herald exited at start (%v); see %s", e, filepath.Join(cfg.OutDir, strategy+"-herald.log"))
+			return res
+		default:
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			res.Error = "herald not serving: " + err.Error()
+			return res
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	defer t.Close()
+	t.Desc = fmt.Sprintf("all-in-one %s (-strategy %s, -cache %s, -store %s, pid %d)", srv.addr, strategy, cfg.Cache, cfg.Store, srv.cmd.Process.Pid)
+	cfg.logf("herald up at %s (pid %d), namespace and keyspace %s", srv.addr, srv.cmd.Process.Pid, ns)
+
+	setupRec := newRecorder()
+	setup, err := load.Build(ctx, t, g, cfg.Setup, setupRec)
+	if err != nil {
+		res.Error = "graph build: " + err.Error()
+		return res
+	}
+	if ctx.Err() != nil {
+		res.Error = "interrupted during the graph build"
+		return res
+	}
+	cfg.logf("graph built: %d follows in %.1fs (%.0f/s); settling %s", setup.Done, setup.Seconds, setup.RatePerS, cfg.Settle)
+	select {
+	case <-ctx.Done():
+		res.Error = "interrupted"
+		return res
+	case <-time.After(cfg.Settle):
+	}
+
+	pids := cfg.backendPIDs()
+	hpid := srv.cmd.Process.Pid
+	cpu0, _ := ProcCPU(hpid)
+	back0 := map[string]float64{}
+	for n, p := range pids {
+		back0[n], _ = ProcCPU(p)
+	}
+	busy0 := machineBusy()
+	m0, _ := Scrape(ctx, srv.metrics)
+	t0 := time.Now()
+
+	run := cfg.Run
+	run.RunID = ns
+	rep, err := load.Run(ctx, t, g, run)
+	if err != nil {
+		res.Error = "run: " + err.Error()
+		return res
+	}
+	res.RunSeconds = time.Since(t0).Seconds()
+	cpu1, _ := ProcCPU(hpid)
+	res.HeraldCPU = cpu1 - cpu0
+	for n, p := range pids {
+		c, _ := ProcCPU(p)
+		res.BackendCPU[n] = c - back0[n]
+	}
+	res.MachineBusyS = machineBusy() - busy0
+	if m1, err := Scrape(ctx, srv.metrics); err == nil && m0 != nil {
+		d := Delta(m0, m1)
+		res.MetricsCPU = d.Sum("process_cpu_seconds_total")
+		res.FanoutLagP50 = d.Quantile("herald_fanout_lag_seconds", 0.5)
+		res.FanoutLagP99 = d.Quantile("herald_fanout_lag_seconds", 0.99)
+		res.Deliveries = d.Sum("herald_fanout_deliveries_total")
+		res.FanoutPushed = d.Sum(`herald_fanout_posts_total{mode="push"}`)
+		res.FanoutPulled = d.Sum(`herald_fanout_posts_total{mode="pull"}`)
+	} else if err != nil {
+		cfg.logf("metrics scrape: %v", err)
+	}
+	if cfg.Cache == "redis" {
+		res.RedisBytes, res.RedisKeys, err = redisUsage(context.WithoutCancel(ctx), cfg.Redis, ns+":")
+		if err != nil {
+			cfg.logf("redis memory: %v", err)
+		}
+	}
+
+	rep.Label = strategy
+	rep.GraphParams, rep.Graph, rep.Setup = cfg.Graph, g.Stats(), setup
+	rep.Methods = append(rep.Methods, setupRec.Summary(report.Follow, false))
+	res.Report = rep
+	res.Posts = rep.Method(report.CreatePost).Count
+	if files, err := rep.WriteFiles(cfg.OutDir, strategy); err != nil {
+		cfg.logf("report %s: %v", strategy, err)
+	} else {
+		cfg.logf("wrote %s", strings.Join(files, ", "))
+	}
+	return res
+}
+
+func isSignalExit(err error) bool {
+	var ee *exec.ExitError
+	return errors.As(err, &ee) && !ee.Exited()
+}
+
+// redisUsage sums MEMORY USAGE over every key under prefix, by the key's
+// kind: the part of its name after the prefix, up to ':' or '{'.
+func redisUsage(ctx context.Context, addr, prefix string) (bytes, keys map[string]int64, err error) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	bytes, keys = map[string]int64{}, map[string]int64{}
+	var cursor uint64
+	for {
+		ks, next, err := rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return bytes, keys, err
+		}
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.IntCmd, len(ks))
+		for i, k := range ks {
+			cmds[i] = pipe.MemoryUsage(ctx, k, 0)
+		}
+		if len(ks) > 0 {
+			pipe.Exec(ctx) // per-key errors (a key expired meanwhile) are in cmds
+		}
+		for i, k := range ks {
+			n, err := cmds[i].Result()
+			if err != nil {
+				continue
+			}
+			kind := strings.TrimPrefix(k, prefix)
+			if j := strings.IndexAny(kind, ":{"); j >= 0 {
+				kind = kind[:j]
+			}
+			bytes[kind] += n
+			keys[kind]++
+		}
+		cursor = next
+		if cursor == 0 {
+			return bytes, keys, nil
+		}
+	}
+}
+
+// cleanup deletes the namespace's Redis keys and drops its keyspace.
+func (cfg *Config) cleanup(ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if cfg.Cache == "redis" {
+		rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis})
+		var cursor uint64
+		n := 0
+		for {
+			ks, next, err := rdb.Scan(ctx, cursor, ns+":*", 1000).Result()
+			if err != nil {
+				cfg.logf("cleanup redis: %v", err)
+				break
+			}
+			if len(ks) > 0 {
+				rdb.Unlink(ctx, ks...)
+				n += len(ks)
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		rdb.Close()
+		cfg.logf("cleanup: deleted %d Redis keys under %s:", n, ns)
+	}
+	if cfg.Store == "cassandra" {
+		cl := gocql.NewCluster(strings.Split(cfg.Cassandra, ",")...)
+		cl.Timeout = 30 * time.Second
+		cl.ConnectTimeout = 10 * time.Second
+		s, err := cl.CreateSession()
+		if err != nil {
+			cfg.logf("cleanup cassandra: %v", err)
+			return
+		}
+		defer s.Close()
+		if err := s.Query("DROP KEYSPACE IF EXISTS " + ns).WithContext(ctx).Exec(); err != nil {
+			cfg.logf("cleanup cassandra: drop keyspace %s: %v", ns, err)
+			return
+		}
+		cfg.logf("cleanup: dropped keyspace %s", ns)
+	}
+}
