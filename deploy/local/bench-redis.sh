@@ -16,10 +16,10 @@ n=${ZADD_REQUESTS:-1000000}
 say "redis-benchmark: $n ZADDs to random keys among $users, pipelined 64 deep ..."
 zadd=$(redis-benchmark -h "$HOST" -p "$port" -P 64 -n "$n" -r "$users" -q \
   zadd "bench:{__rand_int__}" 0 __rand_int__ | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
-say "redis-benchmark: $n calls of Herald's insert script (services/platform/rediscache/insert.lua) by EVALSHA ..."
+say "redis-benchmark: $n calls of Herald's insert script (services/platform/rediscache/insert.lua) by EVALSHA, one timeline per call ..."
 sha=$(redis-cli -h "$HOST" -p "$port" script load "$(cat "$REPO/services/platform/rediscache/insert.lua")")
 script=$(redis-benchmark -h "$HOST" -p "$port" -P 64 -n "$n" -r "$users" -q \
-  evalsha "$sha" 1 "bench:{__rand_int__}:tl" 800 604800 0 __rand_int__ | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
+  evalsha "$sha" 2 "bench:{__rand_int__}:tl" "bench:{__rand_int__}:claim" 800 604800000 add 1 __rand_int__ | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
 redis-cli -h "$HOST" -p "$port" --scan --pattern 'bench:*' | xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" del >/dev/null
 
 say "Herald adapter: Add batches of 1,000 entries over $users users (BenchmarkAddBatch) ..."
@@ -29,7 +29,7 @@ printf '%s\n' "$out" | grep Benchmark
 herald=$(printf '%s\n' "$out" | grep -o '[0-9.]* inserts/s' | cut -d' ' -f1)
 
 printf '\n%-44s %12.0f /s\n' "redis-benchmark -P 64 ZADD (ceiling)" "$zadd"
-printf '%-44s %12.0f /s\n' "redis-benchmark -P 64 EVALSHA insert.lua" "$script"
+printf '%-44s %12.0f /s\n' "redis-benchmark -P 64 EVALSHA insert.lua (1/call)" "$script"
 printf '%-44s %12.0f /s\n' "Herald rediscache.Add (insert + trim)" "$herald"
 awk -v h="$herald" -v z="$zadd" -v s="$script" 'BEGIN {
   printf "%-44s %12.1f %%\n", "adapter / ZADD ceiling", 100 * h / z

@@ -26,19 +26,34 @@ func Register(n *node.Node, cfg Config) error {
 		return err
 	}
 	cfg.Strategy, cfg.Threshold = n.Strategy()
-	e := fanout.New(cfg.Config, graphclient.New(conn), n.Timelines, n.Recent, n.Posts, n.Graph, n.Celebrities, n.Metrics)
+	chunk, workers := n.Fanout()
+	if cfg.ChunkSize == 0 {
+		cfg.ChunkSize = chunk
+	}
+	e := fanout.New(cfg.Config, fanout.Deps{
+		Publisher:   n.Bus,
+		Followers:   graphclient.New(conn),
+		Timelines:   n.Timelines,
+		Recent:      n.Recent,
+		Posts:       n.Posts,
+		Graph:       n.Graph,
+		Celebrities: n.Celebrities,
+	}, n.Metrics)
 	n.Serve("fanout")
 	n.Go(func(ctx context.Context) error { return watchConsumer(ctx, n, "fanout") })
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Consume(ctx, bus.ConsumerConfig{
 			Durable:  "fanout",
 			Subjects: fanout.Subjects,
-			// A post's fan-out is a few pipelined batches; 30s leaves room
-			// for a slow graph page or a cache hiccup before the server
-			// assumes this instance died and redelivers.
+			// A message is one chunk's pipelined write, or for a post the
+			// follower list's pages and one publish per further chunk;
+			// 30s leaves room for a slow graph page or a cache hiccup
+			// before the server assumes this instance died and
+			// redelivers. See docs/architecture.md for these settings.
 			AckWait:       30 * time.Second,
 			MaxDeliver:    10,
 			MaxAckPending: 1000,
+			Workers:       workers,
 		}, e.Handle)
 	})
 	return nil

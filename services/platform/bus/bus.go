@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,10 @@ const (
 	SubjectPostDeleted = "post.deleted"
 	SubjectFollowed    = "graph.followed"
 	SubjectUnfollowed  = "graph.unfollowed"
+	// SubjectFanoutChunk carries one chunk of a large post's followers,
+	// published by the fan-out for the fan-out, so that every instance
+	// takes a share of one post.
+	SubjectFanoutChunk = "fanout.chunk"
 )
 
 // Config describes the event stream.
@@ -100,7 +105,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Stream,
-		Subjects:   []string{cfg.Namespace + ".post.>", cfg.Namespace + ".graph.>"},
+		Subjects:   []string{cfg.Namespace + ".post.>", cfg.Namespace + ".graph.>", cfg.Namespace + ".fanout.>"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
 		Replicas:   cfg.Replicas,
@@ -169,6 +174,10 @@ type ConsumerConfig struct {
 	// MaxAckPending bounds messages in flight across all instances; it is
 	// the backpressure on the fan-out.
 	MaxAckPending int
+	// Workers bounds the messages this instance handles at once. It also
+	// sizes the instance's pull (twice Workers), so that instances share
+	// a burst instead of one buffering it all. Default 1.
+	Workers int
 }
 
 // Consume runs h on each message of the durable consumer until ctx ends.
@@ -194,7 +203,7 @@ func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 	if len(backoff) == 0 {
 		backoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 	}
-	return b.run(ctx, cons, func(ctx context.Context, m jetstream.Msg) {
+	return b.run(ctx, cons, max(cc.Workers, 1), func(ctx context.Context, m jetstream.Msg) {
 		err := h(ctx, b.rel(m.Subject()), m.Data())
 		switch {
 		case err == nil:
@@ -235,7 +244,7 @@ func (b *Bus) Tail(ctx context.Context, subjects []string, h func(subject string
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create ordered consumer: %w", err))
 	}
-	return b.run(ctx, cons, func(_ context.Context, m jetstream.Msg) { h(b.rel(m.Subject()), m.Data()) })
+	return b.run(ctx, cons, 1, func(_ context.Context, m jetstream.Msg) { h(b.rel(m.Subject()), m.Data()) })
 }
 
 // abs returns the absolute NATS subject of a relative one.
@@ -252,19 +261,41 @@ func (b *Bus) absAll(subjects []string) []string {
 // rel strips the namespace from a NATS subject.
 func (b *Bus) rel(subject string) string { return strings.TrimPrefix(subject, b.cfg.Namespace+".") }
 
-func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
+// run hands cons's messages to handle, at most workers at a time, until
+// ctx ends, then waits for the handlers in flight.
+func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, workers int, handle func(context.Context, jetstream.Msg)) error {
 	// A handler's context outlives ctx briefly, so that a shutdown lets an
 	// in-flight message finish its writes and ack.
 	hctx := context.WithoutCancel(ctx)
-	cc, err := cons.Consume(func(m jetstream.Msg) { handle(hctx, m) },
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, workers)
+	)
+	// The callback runs on one goroutine per consumer: blocking it on a
+	// full semaphore stops this instance pulling more, which leaves the
+	// rest of the backlog to other instances.
+	dispatch := func(m jetstream.Msg) {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			handle(hctx, m)
+		})
+	}
+	opts := []jetstream.PullConsumeOpt{
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			b.log.Debug("consume", "err", err)
-		}))
+		}),
+	}
+	if workers > 1 {
+		opts = append(opts, jetstream.PullMaxMessages(2*workers))
+	}
+	cc, err := cons.Consume(dispatch, opts...)
 	if err != nil {
 		return feed.Unavailable("nats", err)
 	}
 	<-ctx.Done()
 	cc.Drain()
 	<-cc.Closed()
+	wg.Wait()
 	return nil
 }

@@ -6,6 +6,7 @@ package cache
 
 import (
 	"context"
+	"time"
 
 	"github.com/herald-feed/herald/services/platform/feed"
 )
@@ -23,10 +24,24 @@ type Entry struct {
 // A timeline is complete once Store has filled it from the durable store.
 // Add may create an incomplete timeline; Range reports it as missing until
 // a Store completes it, so a rebuild never loses an entry that raced it.
+//
+// A cache of home timelines keeps active users' timelines only (see
+// ActiveWindow in the adapters): Add writes into a timeline only if it
+// exists or a rebuild has claimed it, Range keeps a timeline alive, and a
+// timeline not read within the window expires. Such a rebuild claims the
+// timeline before it reads the durable store, so every Add from then on
+// lands, and every post stored before then is in what it reads.
 type Timelines interface {
 	// Add inserts each entry and trims each touched timeline to the cap,
-	// keeping the newest IDs.
+	// keeping the newest IDs. In an active-only cache, entries of a
+	// timeline that neither exists nor is claimed are dropped.
 	Add(ctx context.Context, entries []Entry) error
+
+	// Claim marks user's timeline as being rebuilt, for at most ttl or
+	// until Store, so that Adds land in it, and reports whether this call
+	// made the claim: false means another rebuild holds it. It is the
+	// cross-instance rebuild lock.
+	Claim(ctx context.Context, user string, ttl time.Duration) (bool, error)
 
 	// Remove deletes each entry; absent entries are ignored.
 	Remove(ctx context.Context, entries []Entry) error
@@ -35,8 +50,8 @@ type Timelines interface {
 	// first. ok is false when the user's timeline is missing or incomplete.
 	Range(ctx context.Context, user string, before feed.PostID, limit int) (ids []feed.PostID, ok bool, err error)
 
-	// Store adds ids to user's timeline, trims it to the cap, and marks it
-	// complete.
+	// Store adds ids to user's timeline, trims it to the cap, marks it
+	// complete, and releases a claim on it.
 	Store(ctx context.Context, user string, ids []feed.PostID) error
 
 	// Full reports whether user's timeline holds Cap entries, so that

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -33,12 +34,15 @@ const (
 
 // Cache holds timelines and post bodies. It is safe for concurrent use.
 //
-// Timelines live until the process ends: nothing evicts a user's timeline,
-// so memory grows with the number of users fan-out has touched, each at
-// most Cap entries.
+// A Cache made by New keeps every timeline until the process ends, so
+// memory grows with the users fan-out has touched, each at most Cap
+// entries. One made by NewActive keeps only timelines read within its
+// window (see cache.Timelines).
 type Cache struct {
-	cap  int
-	seed maphash.Seed
+	cap    int
+	window time.Duration // 0: timelines never expire, and Add creates them
+	now    func() time.Time
+	seed   maphash.Seed
 	// Timelines are sharded by user so that fan-out to many users does not
 	// serialise on one lock.
 	shards [shards]shard
@@ -50,22 +54,33 @@ type Cache struct {
 type shard struct {
 	mu        sync.RWMutex
 	timelines map[string]*timeline
+	claims    map[string]time.Time // user -> when the rebuild claim lapses
+	nextSweep time.Time
 }
 
 // timeline is one user's IDs, sorted newest (largest) first, no duplicates.
 type timeline struct {
 	ids      []feed.PostID
 	complete bool
+	expires  time.Time // zero: never
 }
 
 // New returns an empty cache whose timelines keep the newest cap entries.
-func New(cap int) *Cache {
+// Add creates a timeline that does not exist, and timelines never expire:
+// the shape of authors' recent-post lists.
+func New(cap int) *Cache { return NewActive(cap, 0) }
+
+// NewActive returns an empty cache of active users' home timelines: Add
+// writes only into a timeline that exists or is claimed, and a timeline
+// not read (Range) within window expires. A window of 0 is New.
+func NewActive(cap int, window time.Duration) *Cache {
 	if cap < 1 {
 		cap = DefaultCap
 	}
-	c := &Cache{cap: cap, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
+	c := &Cache{cap: cap, window: window, now: time.Now, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
 	for i := range c.shards {
 		c.shards[i].timelines = make(map[string]*timeline)
+		c.shards[i].claims = make(map[string]time.Time)
 	}
 	return c
 }
@@ -79,17 +94,72 @@ func (c *Cache) shard(user string) *shard {
 
 // Add implements cache.Timelines.
 func (c *Cache) Add(_ context.Context, entries []cache.Entry) error {
+	now := c.now()
 	c.byShard(entries, func(s *shard, es []cache.Entry) {
+		c.sweepLocked(s, now)
 		for _, e := range es {
-			t := s.timelines[e.User]
+			t := c.liveLocked(s, e.User, now)
 			if t == nil {
+				if c.window > 0 && !s.claimedLocked(e.User, now) {
+					continue // an inactive user: the next read rebuilds
+				}
 				t = &timeline{}
+				if c.window > 0 {
+					t.expires = now.Add(c.window)
+				}
 				s.timelines[e.User] = t
 			}
 			t.insert(e.Post, c.cap)
 		}
 	})
 	return nil
+}
+
+// liveLocked returns user's timeline, or nil if there is none or it
+// expired at now.
+func (c *Cache) liveLocked(s *shard, user string, now time.Time) *timeline {
+	t := s.timelines[user]
+	if t != nil && !t.expires.IsZero() && !now.Before(t.expires) {
+		return nil
+	}
+	return t
+}
+
+func (s *shard) claimedLocked(user string, now time.Time) bool {
+	until, ok := s.claims[user]
+	return ok && now.Before(until)
+}
+
+// sweepLocked drops s's expired timelines and lapsed claims, at most once
+// per quarter window, so that memory tracks the active users.
+func (c *Cache) sweepLocked(s *shard, now time.Time) {
+	if c.window == 0 || now.Before(s.nextSweep) {
+		return
+	}
+	s.nextSweep = now.Add(c.window / 4)
+	for u, t := range s.timelines {
+		if !now.Before(t.expires) {
+			delete(s.timelines, u)
+		}
+	}
+	for u, until := range s.claims {
+		if !now.Before(until) {
+			delete(s.claims, u)
+		}
+	}
+}
+
+// Claim implements cache.Timelines.
+func (c *Cache) Claim(_ context.Context, user string, ttl time.Duration) (bool, error) {
+	s := c.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := c.now()
+	if s.claimedLocked(user, now) {
+		return false, nil
+	}
+	s.claims[user] = now.Add(ttl)
+	return true, nil
 }
 
 // Remove implements cache.Timelines.
@@ -123,14 +193,19 @@ func (c *Cache) byShard(entries []cache.Entry, fn func(s *shard, es []cache.Entr
 	}
 }
 
-// Range implements cache.Timelines.
+// Range implements cache.Timelines. In an active-only cache it keeps the
+// timeline alive for another window.
 func (c *Cache) Range(_ context.Context, user string, before feed.PostID, limit int) ([]feed.PostID, bool, error) {
 	s := c.shard(user)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	t := s.timelines[user]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := c.now()
+	t := c.liveLocked(s, user, now)
 	if t == nil || !t.complete {
 		return nil, false, nil
+	}
+	if c.window > 0 {
+		t.expires = now.Add(c.window)
 	}
 	i := 0
 	if before != 0 {
@@ -145,7 +220,7 @@ func (c *Cache) Full(_ context.Context, user string) (bool, error) {
 	s := c.shard(user)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	t := s.timelines[user]
+	t := c.liveLocked(s, user, c.now())
 	return t != nil && len(t.ids) >= c.cap, nil
 }
 
@@ -154,11 +229,16 @@ func (c *Cache) Store(_ context.Context, user string, ids []feed.PostID) error {
 	s := c.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.timelines[user]
+	now := c.now()
+	t := c.liveLocked(s, user, now)
 	if t == nil {
 		t = &timeline{}
 		s.timelines[user] = t
 	}
+	if c.window > 0 {
+		t.expires = now.Add(c.window)
+	}
+	delete(s.claims, user)
 	t.ids = append(t.ids, ids...)
 	slices.SortFunc(t.ids, func(a, b feed.PostID) int { return cmpDesc(a, b) })
 	t.ids = slices.Compact(t.ids)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/cache/cachetest"
@@ -124,4 +125,14 @@ func TestCelebrities(t *testing.T) {
 
 func TestFull(t *testing.T) {
 	cachetest.RunFull(t, func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) })
+}
+
+func TestClaim(t *testing.T) {
+	cachetest.RunClaim(t, func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) })
+}
+
+func TestActive(t *testing.T) {
+	cachetest.RunActive(t, func(t *testing.T, cap int, window time.Duration) cache.Timelines {
+		return memcache.NewActive(cap, window)
+	})
 }

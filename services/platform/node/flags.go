@@ -49,6 +49,18 @@ func BindFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) *Flags {
 		c.CelebrityThreshold = v
 	}
 	fs.Int64Var(&c.CelebrityThreshold, "celebrity-threshold", c.CelebrityThreshold, "follower count from which hybrid pulls an author at read time instead of pushing (HERALD_CELEBRITY_THRESHOLD)")
+	if v, err := time.ParseDuration(env("HERALD_ACTIVE_WINDOW", "")); err == nil {
+		c.ActiveWindow = v
+	}
+	fs.DurationVar(&c.ActiveWindow, "active-window", c.ActiveWindow, "only users who read their home timeline within this window get fan-out writes; others are rebuilt on read (HERALD_ACTIVE_WINDOW)")
+	if v, err := strconv.Atoi(env("HERALD_FANOUT_CHUNK_SIZE", "")); err == nil {
+		c.FanoutChunkSize = v
+	}
+	fs.IntVar(&c.FanoutChunkSize, "fanout-chunk-size", c.FanoutChunkSize, "followers per fan-out chunk message (HERALD_FANOUT_CHUNK_SIZE)")
+	if v, err := strconv.Atoi(env("HERALD_FANOUT_WORKERS", "")); err == nil {
+		c.FanoutWorkers = v
+	}
+	fs.IntVar(&c.FanoutWorkers, "fanout-workers", c.FanoutWorkers, "events one fan-out instance handles at once (HERALD_FANOUT_WORKERS)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for in-flight RPCs")
 	fs.StringVar(&f.level, "log-level", env("HERALD_LOG_LEVEL", "info"), "log level: debug, info, warn or error (HERALD_LOG_LEVEL)")
@@ -82,6 +94,12 @@ func (f *Flags) Finish() error {
 	f.c.Strategy = st
 	if f.c.CelebrityThreshold < 1 {
 		return fmt.Errorf("-celebrity-threshold must be at least 1")
+	}
+	if f.c.ActiveWindow < time.Second {
+		return fmt.Errorf("-active-window must be at least 1s")
+	}
+	if f.c.FanoutChunkSize < 1 || f.c.FanoutWorkers < 1 {
+		return fmt.Errorf("-fanout-chunk-size and -fanout-workers must be at least 1")
 	}
 	if f.cassandra != "" {
 		f.c.CassandraHosts = strings.Split(f.cassandra, ",")

@@ -104,6 +104,17 @@ type Config struct {
 	// CelebrityThreshold is the follower count from which hybrid pulls an
 	// author instead of pushing. Default 10,000.
 	CelebrityThreshold int64
+	// ActiveWindow is how recently a user must have read their home
+	// timeline to get fan-out writes; an inactive user's timeline expires
+	// and is rebuilt on the next read. Default 7 days.
+	ActiveWindow time.Duration
+	// FanoutChunkSize is how many followers one fan-out chunk covers: a
+	// post with more followers is split into chunk messages that every
+	// fan-out instance shares. Default 1000.
+	FanoutChunkSize int
+	// FanoutWorkers is how many events one fan-out instance handles at
+	// once. Default 8.
+	FanoutWorkers int
 
 	// LeaseTTL is the etcd lease TTL behind registrations and worker IDs:
 	// how long a dead instance stays in rotation. Default 10s.
@@ -141,6 +152,15 @@ func (c *Config) defaults() {
 	}
 	if c.CelebrityThreshold == 0 {
 		c.CelebrityThreshold = feed.DefaultCelebrityThreshold
+	}
+	if c.ActiveWindow == 0 {
+		c.ActiveWindow = 7 * 24 * time.Hour
+	}
+	if c.FanoutChunkSize == 0 {
+		c.FanoutChunkSize = 1000
+	}
+	if c.FanoutWorkers == 0 {
+		c.FanoutWorkers = 8
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 10 * time.Second
@@ -309,7 +329,7 @@ func (n *Node) openStore(ctx context.Context) error {
 func (n *Node) openCache(ctx context.Context) error {
 	switch n.cfg.Cache {
 	case "memory":
-		c := memcache.New(n.cfg.TimelineCap)
+		c := memcache.NewActive(n.cfg.TimelineCap, n.cfg.ActiveWindow)
 		n.Timelines, n.PostCache = c, c
 		n.Recent = memcache.New(n.cfg.TimelineCap)
 		n.Celebrities = memcache.NewCelebs()
@@ -329,7 +349,7 @@ func (n *Node) openCache(ctx context.Context) error {
 		if n.cfg.Namespace != "herald" {
 			prefix = n.cfg.Namespace + ":"
 		}
-		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix})
+		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, ActiveWindow: n.cfg.ActiveWindow})
 		n.Timelines, n.PostCache, n.Celebrities = c, c, c
 		n.Recent = rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, Kind: "recent"})
 		return nil
@@ -491,6 +511,9 @@ func sharedTokenKey(ctx context.Context, cli *clientv3.Client, tokenKeyName stri
 // Strategy returns the deployment's fan-out strategy and celebrity
 // threshold.
 func (n *Node) Strategy() (feed.Strategy, int64) { return n.cfg.Strategy, n.cfg.CelebrityThreshold }
+
+// Fanout returns the fan-out's chunk size and per-instance concurrency.
+func (n *Node) Fanout() (chunkSize, workers int) { return n.cfg.FanoutChunkSize, n.cfg.FanoutWorkers }
 
 // Namespace returns the deployment's namespace.
 func (n *Node) Namespace() string { return n.cfg.Namespace }

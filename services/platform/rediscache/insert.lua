@@ -1,20 +1,46 @@
-local key = KEYS[1]
-local args = {}
-for i = 4, #ARGV do
-  args[#args + 1] = 0
-  args[#args + 1] = ARGV[i]
-end
-if ARGV[3] == "1" then
-  args[#args + 1] = 0
-  args[#args + 1] = ""
-end
-if #args > 0 then
-  redis.call("ZADD", key, unpack(args))
-end
-redis.call("ZREMRANGEBYRANK", key, 1, -(tonumber(ARGV[1]) + 1))
-if ARGV[3] == "1" then
-  redis.call("EXPIRE", key, ARGV[2])
-else
-  redis.call("EXPIRE", key, ARGV[2], "NX")
+-- Herald's timeline insert: adds post IDs to capped sorted sets and trims
+-- each to the newest cap, atomically. KEYS come in pairs: a set, then its
+-- rebuild claim (same hash tag, so same slot). ARGV[1] is the cap, ARGV[2]
+-- the TTL in milliseconds, ARGV[3] the mode:
+--   add     create the set if it is missing (authors' recent-post lists);
+--   active  write only into a set that exists or is claimed (home
+--           timelines of active users);
+--   store   mark the set complete with the empty member, reset its TTL
+--           and release the claim (a rebuild).
+-- Then, for each pair, a count n and n members.
+local cap = tonumber(ARGV[1])
+local ttl = ARGV[2]
+local mode = ARGV[3]
+local a = 4
+for k = 1, #KEYS, 2 do
+  local key = KEYS[k]
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local exists = redis.call("EXISTS", key) == 1
+  if mode ~= "active" or exists or redis.call("EXISTS", KEYS[k + 1]) == 1 then
+    local args = {}
+    for i = a, a + n - 1 do
+      args[#args + 1] = 0
+      args[#args + 1] = ARGV[i]
+    end
+    if mode == "store" then
+      args[#args + 1] = 0
+      args[#args + 1] = ""
+    end
+    if #args > 0 then
+      redis.call("ZADD", key, unpack(args))
+    end
+    -- Rank 0 is spared: on a complete set it is the marker.
+    if redis.call("ZCARD", key) > cap + 1 then
+      redis.call("ZREMRANGEBYRANK", key, 1, -(cap + 1))
+    end
+    if mode == "store" then
+      redis.call("PEXPIRE", key, ttl)
+      redis.call("DEL", KEYS[k + 1])
+    elseif not exists then
+      redis.call("PEXPIRE", key, ttl)
+    end
+  end
+  a = a + n
 end
 return 0

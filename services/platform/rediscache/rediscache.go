@@ -5,9 +5,10 @@
 // Keys are per user or per post, with the user in a hash tag, so every
 // operation touches one key and one cluster slot:
 //
-//	tl:{alice}      ZSET: alice's home timeline
-//	recent:{alice}  ZSET: alice's own recent posts (a Cache of Kind "recent")
-//	post:{<id>}     STRING: a post body, or a one-byte tombstone
+//	tl:{alice}        ZSET: alice's home timeline
+//	tl.claim:{alice}  STRING: a rebuild's claim on it, with a short TTL
+//	recent:{alice}    ZSET: alice's own recent posts (a Cache of Kind "recent")
+//	post:{<id>}       STRING: a post body, or a one-byte tombstone
 //
 // A timeline member is the post ID as 8 big-endian bytes, and every score
 // is 0. Redis orders equal-score members by their bytes, and big-endian
@@ -38,8 +39,15 @@ type Options struct {
 	// Cap is the most entries a timeline keeps. Default 800.
 	Cap int
 	// TimelineTTL expires a timeline this long after it was created or
-	// rebuilt; the next read rebuilds it. Default 7 days.
+	// rebuilt; the next read rebuilds it. Default 7 days. With an
+	// ActiveWindow, the window is the TTL instead.
 	TimelineTTL time.Duration
+	// ActiveWindow, if positive, keeps active users' timelines only: Add
+	// writes into a timeline only if it exists or is claimed by a
+	// rebuild, and every Range pushes its expiry to ActiveWindow from
+	// now. A user who reads nothing for a window loses the timeline, and
+	// fan-out stops writing it until the next read rebuilds it.
+	ActiveWindow time.Duration
 	// PostTTL expires cached post bodies and tombstones. Default 24h.
 	PostTTL time.Duration
 	// Prefix goes before every key, so that several deployments, or
@@ -76,6 +84,9 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 	if opts.Kind == "" {
 		opts.Kind = "tl"
 	}
+	if opts.ActiveWindow > 0 {
+		opts.TimelineTTL = opts.ActiveWindow
+	}
 	return &Cache{rdb: rdb, opts: opts}
 }
 
@@ -84,6 +95,9 @@ func (c *Cache) Cap() int { return c.opts.Cap }
 
 func (c *Cache) timelineKey(user string) string {
 	return c.opts.Prefix + c.opts.Kind + ":{" + user + "}"
+}
+func (c *Cache) claimKey(user string) string {
+	return c.opts.Prefix + c.opts.Kind + ".claim:{" + user + "}"
 }
 func (c *Cache) postKey(id feed.PostID) string { return c.opts.Prefix + "post:{" + id.String() + "}" }
 
@@ -98,12 +112,12 @@ func member(id feed.PostID) string {
 
 func unavailable(err error) error { return feed.Unavailable("redis", err) }
 
-// insert adds members with score 0 and trims the set to the newest cap
-// IDs, in one atomic step. Rank 0 is spared: on a complete timeline it is
-// the marker. (On an incomplete one it is the oldest ID, which makes such a
-// timeline keep cap+1 entries until it is completed.) ARGV[1] is the cap,
-// ARGV[2] the TTL in seconds, ARGV[3] "1" to mark the timeline complete
-// and reset the TTL; the rest are members.
+// insert adds members with score 0 to capped sets and trims each to the
+// newest cap IDs, one set after another in one atomic script call; see the
+// modes and arguments in insert.lua. Rank 0 is spared by the trim: on a
+// complete timeline it is the marker. (On an incomplete one it is the
+// oldest ID, which makes such a timeline keep cap+1 entries until it is
+// completed.)
 //
 // The script lives in insert.lua so that deploy/local/bench-redis.sh can
 // measure the very same script with redis-benchmark.
@@ -113,13 +127,27 @@ var insertLua string
 
 var insert = redis.NewScript(insertLua)
 
-// Add implements cache.Timelines. The batch is one pipeline: one script
-// call per touched timeline, one round trip per Redis node.
+// Script modes; see insert.lua.
+const (
+	modeAdd    = "add"
+	modeActive = "active"
+	modeStore  = "store"
+)
+
+// maxPerCall bounds the timelines one script call writes. A script blocks
+// Redis while it runs, so a batch is cut into calls of a few hundred
+// microseconds each, all sent in one pipeline.
+const maxPerCall = 256
+
+// Add implements cache.Timelines. The batch is one pipeline, one round
+// trip per Redis node. On a single node, a call of the insert script
+// covers up to maxPerCall timelines; on Redis Cluster, whose scripts may
+// touch only one slot, each timeline gets its own call.
 func (c *Cache) Add(ctx context.Context, entries []cache.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	byUser := make(map[string][]any, len(entries))
+	byUser := make(map[string][]string, len(entries))
 	order := make([]string, 0, len(entries))
 	for _, e := range entries {
 		if _, ok := byUser[e.User]; !ok {
@@ -127,9 +155,19 @@ func (c *Cache) Add(ctx context.Context, entries []cache.Entry) error {
 		}
 		byUser[e.User] = append(byUser[e.User], member(e.Post))
 	}
+	mode := modeAdd
+	if c.opts.ActiveWindow > 0 {
+		mode = modeActive
+	}
+	per := maxPerCall
+	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
+		per = 1
+	}
 	return c.execScript(ctx, func(pipe redis.Pipeliner) {
-		for _, u := range order {
-			c.insertCmd(ctx, pipe, u, false, byUser[u])
+		for len(order) > 0 {
+			n := min(per, len(order))
+			c.insertCmd(ctx, pipe, mode, order[:n], byUser)
+			order = order[n:]
 		}
 	})
 }
@@ -159,15 +197,19 @@ func (c *Cache) execScript(ctx context.Context, build func(redis.Pipeliner)) err
 	return c.exec(ctx, pipe)
 }
 
-func (c *Cache) insertCmd(ctx context.Context, pipe redis.Pipeliner, user string, markComplete bool, members []any) {
-	flag := "0"
-	if markComplete {
-		flag = "1"
+// insertCmd queues one script call writing members[u] into each of
+// users' timelines.
+func (c *Cache) insertCmd(ctx context.Context, pipe redis.Pipeliner, mode string, users []string, members map[string][]string) {
+	keys := make([]string, 0, 2*len(users))
+	args := []any{c.opts.Cap, c.opts.TimelineTTL.Milliseconds(), mode}
+	for _, u := range users {
+		keys = append(keys, c.timelineKey(u), c.claimKey(u))
+		args = append(args, len(members[u]))
+		for _, m := range members[u] {
+			args = append(args, m)
+		}
 	}
-	args := append([]any{c.opts.Cap, int64(c.opts.TimelineTTL / time.Second), flag}, members...)
-	// EvalSha in a pipeline cannot fall back to EVAL per command, so the
-	// pipeline carries the script body; Redis caches it by hash anyway.
-	insert.Eval(ctx, pipe, []string{c.timelineKey(user)}, args...)
+	insert.EvalSha(ctx, pipe, keys, args...)
 }
 
 func (c *Cache) exec(ctx context.Context, pipe redis.Pipeliner) error {
@@ -196,7 +238,7 @@ func (c *Cache) Remove(ctx context.Context, entries []cache.Entry) error {
 }
 
 // Range implements cache.Timelines: one round trip for the completeness
-// check and the page.
+// check, the page and, with an ActiveWindow, the renewed expiry.
 func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limit int) ([]feed.PostID, bool, error) {
 	if limit <= 0 {
 		return nil, false, nil
@@ -207,6 +249,9 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 		max = "(" + member(before)
 	}
 	pipe := c.rdb.Pipeline()
+	if c.opts.ActiveWindow > 0 {
+		pipe.PExpire(ctx, key, c.opts.ActiveWindow)
+	}
 	marker := pipe.ZScore(ctx, key, complete)
 	// The marker is the lowest member, so limit+1 leaves room for it.
 	page := pipe.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit + 1)})
@@ -243,11 +288,22 @@ func (c *Cache) Full(ctx context.Context, user string) (bool, error) {
 
 // Store implements cache.Timelines.
 func (c *Cache) Store(ctx context.Context, user string, ids []feed.PostID) error {
-	members := make([]any, len(ids))
+	members := make([]string, len(ids))
 	for i, id := range ids {
 		members[i] = member(id)
 	}
-	return c.execScript(ctx, func(pipe redis.Pipeliner) { c.insertCmd(ctx, pipe, user, true, members) })
+	return c.execScript(ctx, func(pipe redis.Pipeliner) {
+		c.insertCmd(ctx, pipe, modeStore, []string{user}, map[string][]string{user: members})
+	})
+}
+
+// Claim implements cache.Timelines with SET NX on the timeline's claim key.
+func (c *Cache) Claim(ctx context.Context, user string, ttl time.Duration) (bool, error) {
+	ok, err := c.rdb.SetNX(ctx, c.claimKey(user), 1, ttl).Result()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return ok, nil
 }
 
 // Post bodies: a tombstone is one zero byte; a post is a version byte (1),

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -37,6 +38,10 @@ var seq atomic.Int64
 // tests never see each other's keys (or a cluster's sharing the server),
 // and deletes its keys afterwards.
 func open(t testing.TB, cap int) *rediscache.Cache {
+	return openOpts(t, rediscache.Options{Cap: cap})
+}
+
+func openOpts(t testing.TB, opts rediscache.Options) *rediscache.Cache {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.Redis(t)}})
 	prefix := fmt.Sprintf("test:%x:%d:", run, seq.Add(1))
 	t.Cleanup(func() {
@@ -50,7 +55,18 @@ func open(t testing.TB, cap int) *rediscache.Cache {
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("redis %s: %v", testenv.Redis(t), err)
 	}
-	return rediscache.New(rdb, rediscache.Options{Cap: cap, Prefix: prefix})
+	opts.Prefix = prefix
+	return rediscache.New(rdb, opts)
+}
+
+func TestClaim(t *testing.T) {
+	cachetest.RunClaim(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
+}
+
+func TestActive(t *testing.T) {
+	cachetest.RunActive(t, func(t *testing.T, cap int, window time.Duration) cache.Timelines {
+		return openOpts(t, rediscache.Options{Cap: cap, ActiveWindow: window})
+	})
 }
 
 func TestTimelines(t *testing.T) {

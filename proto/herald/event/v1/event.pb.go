@@ -242,6 +242,87 @@ func (x *Unfollowed) GetFolloweeId() string {
 	return ""
 }
 
+// FanoutChunk is one slice of a large post's fan-out: the post goes into
+// the home timelines of follower_ids. The fan-out instance that handles a
+// PostCreated publishes one per chunk of the author's followers, so that
+// every instance shares one post's writes.
+type FanoutChunk struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PostId     uint64                 `protobuf:"fixed64,1,opt,name=post_id,json=postId,proto3" json:"post_id,omitempty"`
+	AuthorId   string                 `protobuf:"bytes,2,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// index numbers the chunk within the post's fan-out, from 1.
+	Index         uint32   `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	FollowerIds   []string `protobuf:"bytes,5,rep,name=follower_ids,json=followerIds,proto3" json:"follower_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FanoutChunk) Reset() {
+	*x = FanoutChunk{}
+	mi := &file_herald_event_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FanoutChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FanoutChunk) ProtoMessage() {}
+
+func (x *FanoutChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_event_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FanoutChunk.ProtoReflect.Descriptor instead.
+func (*FanoutChunk) Descriptor() ([]byte, []int) {
+	return file_herald_event_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FanoutChunk) GetPostId() uint64 {
+	if x != nil {
+		return x.PostId
+	}
+	return 0
+}
+
+func (x *FanoutChunk) GetAuthorId() string {
+	if x != nil {
+		return x.AuthorId
+	}
+	return ""
+}
+
+func (x *FanoutChunk) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *FanoutChunk) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *FanoutChunk) GetFollowerIds() []string {
+	if x != nil {
+		return x.FollowerIds
+	}
+	return nil
+}
+
 var File_herald_event_v1_event_proto protoreflect.FileDescriptor
 
 const file_herald_event_v1_event_proto_rawDesc = "" +
@@ -265,7 +346,14 @@ const file_herald_event_v1_event_proto_rawDesc = "" +
 	"\vfollower_id\x18\x01 \x01(\tR\n" +
 	"followerId\x12\x1f\n" +
 	"\vfollowee_id\x18\x02 \x01(\tR\n" +
-	"followeeIdB=Z;github.com/herald-feed/herald/proto/herald/event/v1;eventv1b\x06proto3"
+	"followeeId\"\xb9\x01\n" +
+	"\vFanoutChunk\x12\x17\n" +
+	"\apost_id\x18\x01 \x01(\x06R\x06postId\x12\x1b\n" +
+	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\rR\x05index\x12!\n" +
+	"\ffollower_ids\x18\x05 \x03(\tR\vfollowerIdsB=Z;github.com/herald-feed/herald/proto/herald/event/v1;eventv1b\x06proto3"
 
 var (
 	file_herald_event_v1_event_proto_rawDescOnce sync.Once
@@ -279,21 +367,23 @@ func file_herald_event_v1_event_proto_rawDescGZIP() []byte {
 	return file_herald_event_v1_event_proto_rawDescData
 }
 
-var file_herald_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_herald_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_herald_event_v1_event_proto_goTypes = []any{
 	(*PostCreated)(nil),           // 0: herald.event.v1.PostCreated
 	(*PostDeleted)(nil),           // 1: herald.event.v1.PostDeleted
 	(*Followed)(nil),              // 2: herald.event.v1.Followed
 	(*Unfollowed)(nil),            // 3: herald.event.v1.Unfollowed
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*FanoutChunk)(nil),           // 4: herald.event.v1.FanoutChunk
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_herald_event_v1_event_proto_depIdxs = []int32{
-	4, // 0: herald.event.v1.PostCreated.create_time:type_name -> google.protobuf.Timestamp
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	5, // 0: herald.event.v1.PostCreated.create_time:type_name -> google.protobuf.Timestamp
+	5, // 1: herald.event.v1.FanoutChunk.create_time:type_name -> google.protobuf.Timestamp
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_herald_event_v1_event_proto_init() }
@@ -307,7 +397,7 @@ func file_herald_event_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_event_v1_event_proto_rawDesc), len(file_herald_event_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3,6 +3,10 @@
 // time, a deleted post leaves them, a follow backfills the followee's
 // recent posts, and an unfollow purges them.
 //
+// A post with more followers than one chunk is split: the instance that
+// handles the post writes the first chunk itself and publishes the rest as
+// chunk messages on the shared consumer, so every instance takes a share.
+//
 // Inserts are idempotent and commutative (a timeline is a set of post IDs
 // ordered by ID), so a redelivered or reordered post event leaves the same
 // timelines. A backfill and a purge of one pair do not commute; instances
@@ -17,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
 	"github.com/herald-feed/herald/services/platform/bus"
@@ -48,10 +53,15 @@ type Graph interface {
 	IsFollowing(ctx context.Context, follower, followee string) (bool, error)
 }
 
+// Publisher appends chunk messages to the event stream.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
+}
+
 // Config tunes the engine.
 type Config struct {
-	// ChunkSize is how many followers one batched timeline write covers.
-	// Default 1000.
+	// ChunkSize is how many followers one chunk covers: one pipelined
+	// timeline write, and past the first, one message. Default 1000.
 	ChunkSize int
 	// Backfill is how many of a followee's recent posts a follow copies
 	// into the follower's timeline, and an unfollow removes. Default 800,
@@ -66,6 +76,7 @@ type Config struct {
 // Engine applies events to timelines.
 type Engine struct {
 	cfg       Config
+	publisher Publisher
 	followers Followers
 	timelines Timelines
 	recent    Timelines
@@ -77,12 +88,23 @@ type Engine struct {
 	lag        prometheus.Histogram
 	deliveries prometheus.Counter
 	chunkTime  prometheus.Histogram
+	chunks     prometheus.Counter
 	posted     *prometheus.CounterVec
 }
 
-// New returns an Engine whose metrics register with reg. t holds home
-// timelines and recent each author's recent posts.
-func New(cfg Config, f Followers, t, recent Timelines, p Posts, g Graph, celebs cache.Celebrities, reg prometheus.Registerer) *Engine {
+// Deps are the Engine's collaborators.
+type Deps struct {
+	Publisher   Publisher
+	Followers   Followers
+	Timelines   Timelines // home timelines
+	Recent      Timelines // each author's recent posts
+	Posts       Posts
+	Graph       Graph
+	Celebrities cache.Celebrities
+}
+
+// New returns an Engine whose metrics register with reg.
+func New(cfg Config, d Deps, reg prometheus.Registerer) *Engine {
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 1000
 	}
@@ -96,8 +118,9 @@ func New(cfg Config, f Followers, t, recent Timelines, p Posts, g Graph, celebs 
 		cfg.Threshold = feed.DefaultCelebrityThreshold
 	}
 	e := &Engine{
-		cfg: cfg, followers: f, timelines: t, recent: recent, posts: p, graph: g, now: time.Now,
-		celebs: cache.NewCelebritySet(celebs, time.Second),
+		cfg: cfg, publisher: d.Publisher, followers: d.Followers, timelines: d.Timelines, recent: d.Recent,
+		posts: d.Posts, graph: d.Graph, now: time.Now,
+		celebs: cache.NewCelebritySet(d.Celebrities, time.Second),
 		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_fanout_posts_total",
 			Help: "New posts handled by the fan-out, by how they reach followers: push (written now) or pull (merged at read time).",
@@ -109,7 +132,11 @@ func New(cfg Config, f Followers, t, recent Timelines, p Posts, g Graph, celebs 
 		}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_fanout_deliveries_total",
-			Help: "Timeline entries written by fan-out on write.",
+			Help: "Timeline entries sent to the cache by fan-out on write (inactive users' are dropped there).",
+		}),
+		chunks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_fanout_chunks_published_total",
+			Help: "Chunk messages published for other fan-out instances to write.",
 		}),
 		chunkTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_fanout_chunk_seconds",
@@ -117,12 +144,12 @@ func New(cfg Config, f Followers, t, recent Timelines, p Posts, g Graph, celebs 
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	reg.MustRegister(e.lag, e.deliveries, e.chunkTime, e.posted)
+	reg.MustRegister(e.lag, e.deliveries, e.chunkTime, e.chunks, e.posted)
 	return e
 }
 
 // Subjects are the event subjects the engine consumes.
-var Subjects = []string{bus.SubjectPostCreated, bus.SubjectPostDeleted, bus.SubjectFollowed, bus.SubjectUnfollowed}
+var Subjects = []string{bus.SubjectPostCreated, bus.SubjectFanoutChunk, bus.SubjectPostDeleted, bus.SubjectFollowed, bus.SubjectUnfollowed}
 
 // Handle applies one event. An undecodable event is a permanent failure;
 // any other error means "retry later".
@@ -134,6 +161,12 @@ func (e *Engine) Handle(ctx context.Context, subject string, data []byte) error 
 			return err
 		}
 		return e.push(ctx, ev.AuthorId, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
+	case bus.SubjectFanoutChunk:
+		var ev eventv1.FanoutChunk
+		if err := unmarshal(data, &ev); err != nil {
+			return err
+		}
+		return e.write(ctx, ev.FollowerIds, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
 	case bus.SubjectPostDeleted:
 		var ev eventv1.PostDeleted
 		if err := unmarshal(data, &ev); err != nil {
@@ -181,8 +214,11 @@ func (e *Engine) pulled(ctx context.Context, author string) (bool, error) {
 }
 
 // push adds post id to its author's recent-post list, which readers pull
-// from, and, unless the author is pulled, writes it into the timeline of
-// each of the author's followers, one pipelined batch per chunk.
+// from, and, unless the author is pulled, sends it to the author's
+// followers: the first chunk written here, the others published as chunk
+// messages for any instance to write. A redelivered post publishes its
+// chunks again under the same message IDs, which the stream drops as
+// duplicates within its dedupe window.
 func (e *Engine) push(ctx context.Context, author string, id feed.PostID, created time.Time) error {
 	if err := e.recent.Add(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
 		return err
@@ -196,21 +232,35 @@ func (e *Engine) push(ctx context.Context, author string, id feed.PostID, create
 		return nil
 	}
 	e.posted.WithLabelValues("push").Inc()
+	var index uint32
 	return e.followers.EachFollowerPage(ctx, author, e.cfg.ChunkSize, func(users []string) error {
-		start := e.now()
-		entries := make([]cache.Entry, len(users))
-		for i, u := range users {
-			entries[i] = cache.Entry{User: u, Post: id}
+		index++
+		if index == 1 {
+			return e.write(ctx, users, id, created)
 		}
-		if err := e.timelines.Add(ctx, entries); err != nil {
-			return err
-		}
-		done := e.now()
-		e.chunkTime.Observe(done.Sub(start).Seconds())
-		e.lag.Observe(done.Sub(created).Seconds())
-		e.deliveries.Add(float64(len(entries)))
-		return nil
+		e.chunks.Inc()
+		return e.publisher.Publish(ctx, bus.SubjectFanoutChunk, fmt.Sprintf("chunk-%d-%d", id, index), &eventv1.FanoutChunk{
+			PostId: uint64(id), AuthorId: author, CreateTime: timestamppb.New(created),
+			Index: index, FollowerIds: users,
+		})
 	})
+}
+
+// write puts post id into each of users' timelines in one pipelined batch.
+func (e *Engine) write(ctx context.Context, users []string, id feed.PostID, created time.Time) error {
+	start := e.now()
+	entries := make([]cache.Entry, len(users))
+	for i, u := range users {
+		entries[i] = cache.Entry{User: u, Post: id}
+	}
+	if err := e.timelines.Add(ctx, entries); err != nil {
+		return err
+	}
+	done := e.now()
+	e.chunkTime.Observe(done.Sub(start).Seconds())
+	e.lag.Observe(done.Sub(created).Seconds())
+	e.deliveries.Add(float64(len(entries)))
+	return nil
 }
 
 // pull removes a deleted post from its author's recent list and from

@@ -602,3 +602,113 @@ func RunFull(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
 		t.Errorf("Full of a missing timeline = %v, %v; want false", full, err)
 	}
 }
+
+// RunClaim checks Timelines.Claim, the cross-instance rebuild lock: one
+// claimant at a time, until Store or the claim's TTL.
+func RunClaim(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
+	ctx := context.Background()
+	c := open(t, 10)
+	claim := func(user string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := c.Claim(ctx, user, ttl)
+		if err != nil {
+			t.Fatalf("Claim(%q): %v", user, err)
+		}
+		return ok
+	}
+	if !claim("alice", time.Minute) {
+		t.Fatal("first Claim(alice) = false; want true")
+	}
+	if claim("alice", time.Minute) {
+		t.Error("second Claim(alice) = true; want false while the first holds")
+	}
+	if !claim("bob", time.Minute) {
+		t.Error("Claim(bob) = false; want true: claims are per user")
+	}
+	store(t, c, "alice", nil)
+	if !claim("alice", time.Minute) {
+		t.Error("Claim(alice) after Store = false; want true: Store releases the claim")
+	}
+	if !claim("carol", 100*time.Millisecond) {
+		t.Fatal("Claim(carol) = false; want true")
+	}
+	eventually(t, 5*time.Second, "a 100ms claim to lapse", func() bool { return claim("carol", time.Minute) })
+}
+
+// RunActive runs the contract suite of an active-only cache of home
+// timelines. open must return an empty cache with the given cap whose
+// timelines expire when not read for window.
+func RunActive(t *testing.T, open func(t *testing.T, cap int, window time.Duration) cache.Timelines) {
+	ctx := context.Background()
+	t.Run("AddSkipsMissing", func(t *testing.T) {
+		c := open(t, 10, time.Hour)
+		add(t, c, entries("alice", base+9))
+		store(t, c, "alice", []feed.PostID{base + 1})
+		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 1})
+	})
+	t.Run("AddLandsInClaimed", func(t *testing.T) {
+		c := open(t, 10, time.Hour)
+		if ok, err := c.Claim(ctx, "alice", time.Minute); err != nil || !ok {
+			t.Fatalf("Claim = %v, %v; want true", ok, err)
+		}
+		// A post pushed while the rebuild reads the store must survive
+		// the rebuild's Store.
+		add(t, c, entries("alice", base+9))
+		wantMissing(t, c, "alice")
+		store(t, c, "alice", []feed.PostID{base + 5, base + 1})
+		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 9, base + 5, base + 1})
+		add(t, c, entries("alice", base+10))
+		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 10, base + 9, base + 5, base + 1})
+	})
+	t.Run("Expires", func(t *testing.T) {
+		// At cap 1 a one-entry timeline is Full, and Full does not renew
+		// it as Range would: it tells when the timeline is gone.
+		c := open(t, 1, 300*time.Millisecond)
+		store(t, c, "alice", []feed.PostID{base + 1})
+		eventually(t, 5*time.Second, "an unread timeline to expire", func() bool {
+			full, err := c.Full(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return !full
+		})
+		wantMissing(t, c, "alice")
+		// Fan-out skips the inactive user; the rebuild starts afresh.
+		add(t, c, entries("alice", base+9))
+		store(t, c, "alice", nil)
+		wantRange(t, c, "alice", 0, 100, nil)
+	})
+	t.Run("ReadsRenew", func(t *testing.T) {
+		c := open(t, 10, 500*time.Millisecond)
+		store(t, c, "alice", []feed.PostID{base + 1})
+		for i := range 15 { // 1.5s: three windows
+			if !ranged(t, c, "alice") {
+				t.Fatalf("read %d: timeline expired although read every 100ms", i)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		add(t, c, entries("alice", base+2))
+		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 2, base + 1})
+	})
+}
+
+func ranged(t *testing.T, c cache.Timelines, user string) bool {
+	t.Helper()
+	_, ok, err := c.Range(context.Background(), user, 0, 1)
+	if err != nil {
+		t.Fatalf("Range(%q): %v", user, err)
+	}
+	return ok
+}
+
+// eventually polls cond every 20ms until it holds, failing t after limit.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

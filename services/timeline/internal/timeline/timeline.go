@@ -46,6 +46,12 @@ type Config struct {
 	// looked up; Followed and Unfollowed events clear it at once.
 	// Default 30s.
 	MemoTTL time.Duration
+	// ClaimTTL bounds a rebuild's claim on a timeline: the cross-instance
+	// lock that makes concurrent rebuilds collapse into one. Default 5s.
+	ClaimTTL time.Duration
+	// ClaimWait is how long a reader whose instance lost the claim waits
+	// for the winner's rebuild before rebuilding itself. Default 1s.
+	ClaimWait time.Duration
 }
 
 // Service implements the timeline operations.
@@ -63,7 +69,7 @@ type Service struct {
 
 	followingMemo *memo[[]string]
 
-	rebuildCount prometheus.Counter
+	rebuildCount *prometheus.CounterVec
 	lookups      *prometheus.CounterVec
 }
 
@@ -93,15 +99,21 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 	if cfg.MemoTTL <= 0 {
 		cfg.MemoTTL = 30 * time.Second
 	}
+	if cfg.ClaimTTL <= 0 {
+		cfg.ClaimTTL = 5 * time.Second
+	}
+	if cfg.ClaimWait <= 0 {
+		cfg.ClaimWait = time.Second
+	}
 	s := &Service{
 		cfg: cfg, timelines: d.Timelines, recent: d.Recent, postCache: d.PostCache,
 		celebs: cache.NewCelebritySet(d.Celebrities, time.Second),
 		posts:  d.Posts, following: d.Following, tokens: d.Tokens, log: d.Log,
 		followingMemo: newMemo[[]string](cfg.MemoTTL),
-		rebuildCount: prometheus.NewCounter(prometheus.CounterOpts{
+		rebuildCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_timeline_rebuilds_total",
-			Help: "Home timelines rebuilt from the durable store.",
-		}),
+			Help: "Missing home timelines, by outcome: built (this instance rebuilt it from the durable store), waited (another instance's rebuild filled it), retaken (the other rebuild was too slow, so this instance rebuilt it too).",
+		}, []string{"outcome"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_timeline_cache_lookups_total",
 			Help: "Home timeline cache lookups, by result (hit; miss; error when the cache was unavailable; past_cap when a page continued from the durable store past a capped list).",
@@ -203,8 +215,13 @@ func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n
 		return s.pastCap(ctx, s.timelines, user, ids, before, n, s.durableOf(user))
 	}
 	s.lookups.WithLabelValues("miss").Inc()
-	// Concurrent readers of one missing timeline share one rebuild.
+	// Concurrent readers of one missing timeline share one rebuild here,
+	// and a claim in the cache makes other instances' readers wait for it.
 	_, err, _ = s.rebuilds.Do(user, func() (any, error) { return nil, s.rebuild(context.WithoutCancel(ctx), user) })
+	if errors.Is(err, feed.ErrUnavailable) {
+		s.log.Warn("timeline rebuild failed; reading the durable store", "user", user, "err", err)
+		return s.durable(ctx, user, before, n)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -251,15 +268,53 @@ func (s *Service) pastCap(ctx context.Context, list cache.Timelines, key string,
 }
 
 // rebuild refills user's timeline from the durable store, capped to the
-// cache cap.
+// cache cap. It claims the timeline first, which both locks out other
+// instances' rebuilds and makes fan-out write into the timeline from then
+// on: every post is either stored before the durable read below, so read
+// by it, or pushed after the claim, so kept by Store's union.
 func (s *Service) rebuild(ctx context.Context, user string) error {
+	outcome := "built"
+	won, err := s.timelines.Claim(ctx, user, s.cfg.ClaimTTL)
+	if err != nil {
+		return err
+	}
+	if !won {
+		if s.awaitRebuild(ctx, user) {
+			s.rebuildCount.WithLabelValues("waited").Inc()
+			return nil
+		}
+		// The other rebuild is slow, or its instance died. Rebuilding as
+		// well is safe: Store merges. Claim again in case the other claim
+		// lapsed meanwhile, so that pushes keep landing.
+		if _, err := s.timelines.Claim(ctx, user, s.cfg.ClaimTTL); err != nil {
+			return err
+		}
+		outcome = "retaken"
+	}
 	ids, err := s.durable(ctx, user, 0, s.timelines.Cap())
 	if err != nil {
 		return err
 	}
-	s.rebuildCount.Inc()
-	s.log.Debug("rebuilt timeline", "user", user, "entries", len(ids))
+	s.rebuildCount.WithLabelValues(outcome).Inc()
+	s.log.Debug("rebuilt timeline", "user", user, "entries", len(ids), "outcome", outcome)
 	return s.timelines.Store(ctx, user, ids)
+}
+
+// awaitRebuild polls user's timeline until another instance's rebuild
+// completes it, for at most ClaimWait, and reports whether it did.
+func (s *Service) awaitRebuild(ctx context.Context, user string) bool {
+	deadline := time.Now().Add(s.cfg.ClaimWait)
+	for wait := 5 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 100*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		if _, ok, err := s.timelines.Range(ctx, user, 0, 1); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // durable computes up to n entries of user's home timeline below before

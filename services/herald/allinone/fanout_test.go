@@ -1,0 +1,127 @@
+package allinone_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/herald-feed/herald/services/herald/allinone"
+	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/node"
+)
+
+func startFanout(t *testing.T, tune func(*node.Config)) (*systemtest.Client, *node.Node) {
+	t.Helper()
+	cfg := testConfig(t, t.TempDir())
+	cfg.Strategy = feed.Push
+	tune(&cfg)
+	conn, n, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
+		return allinone.Register(ctx, n, allinone.Config{})
+	})
+	t.Cleanup(stop)
+	return systemtest.NewClient(conn, conn, conn), n
+}
+
+// counter returns the value of the node's counter name (summed over
+// labels).
+func counter(t *testing.T, n *node.Node, name string) float64 {
+	t.Helper()
+	mfs, err := n.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
+}
+
+// TestChunkedFanout: a post whose author has more followers than a chunk
+// is split into chunk messages, and every follower gets it.
+func TestChunkedFanout(t *testing.T) {
+	const followers, chunk = 30, 4
+	c, n := startFanout(t, func(cfg *node.Config) { cfg.FanoutChunkSize, cfg.FanoutWorkers = chunk, 4 })
+	var fans []string
+	for i := range followers {
+		fan := fmt.Sprintf("fan_%02d", i)
+		fans = append(fans, fan)
+		c.Follow(t, fan, "star")
+		c.Home(t, fan) // an active user gets pushed writes
+	}
+	p := c.CreatePost(t, "star", "to every chunk", "")
+	for _, fan := range fans {
+		c.WaitHome(t, fan, 5*time.Second, "the star's post", func(ids []string) bool { return slices.Contains(ids, p.GetPostId()) })
+	}
+	// 30 followers in chunks of 4 are 8 chunks: the first written by the
+	// instance that took the post, 7 published for any instance.
+	if got, want := counter(t, n, "herald_fanout_chunks_published_total"), float64((followers+chunk-1)/chunk-1); got != want {
+		t.Errorf("herald_fanout_chunks_published_total = %v; want %v", got, want)
+	}
+	if got := counter(t, n, "herald_fanout_deliveries_total"); got != followers {
+		t.Errorf("herald_fanout_deliveries_total = %v; want %d, one per follower", got, followers)
+	}
+	if got := counter(t, n, "herald_timeline_rebuilds_total"); got != followers {
+		t.Errorf("herald_timeline_rebuilds_total = %v; want %d: each follower's first read, and no more", got, followers)
+	}
+}
+
+// TestActiveWindow: only users who read their timeline within the window
+// get pushed writes; the others' timelines are rebuilt on their next read,
+// with nothing missing.
+func TestActiveWindow(t *testing.T) {
+	const window = time.Second
+	c, n := startFanout(t, func(cfg *node.Config) { cfg.ActiveWindow = window })
+	ctx := context.Background()
+	c.Follow(t, "reader", "author")
+	c.Follow(t, "lurker", "author")
+	c.Home(t, "reader") // reader is active; lurker has never read
+
+	waitPushed := func(posts float64) {
+		t.Helper()
+		if !systemtest.Eventually(t, 5*time.Second, func() bool { return counter(t, n, "herald_fanout_deliveries_total") >= 2*posts }) {
+			t.Fatalf("fan-out did not handle %v posts", posts)
+		}
+	}
+	cached := func(user string) ([]feed.PostID, bool) {
+		t.Helper()
+		ids, ok, err := n.Timelines.Range(ctx, user, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids, ok
+	}
+
+	p1 := c.CreatePost(t, "author", "one", "")
+	waitPushed(1)
+	if ids, ok := cached("reader"); !ok || len(ids) != 1 || ids[0].String() != p1.GetPostId() {
+		t.Errorf("reader's cached timeline = %v, %v; want [%s]: an active user gets the push", ids, ok, p1.GetPostId())
+	}
+	if ids, ok := cached("lurker"); ok {
+		t.Errorf("lurker's cached timeline = %v; want none: fan-out must not write an inactive user's timeline", ids)
+	}
+	if got := c.Home(t, "lurker"); !slices.Equal(got, []string{p1.GetPostId()}) {
+		t.Errorf("lurker's first read = %v; want [%s], rebuilt from the store", got, p1.GetPostId())
+	}
+
+	// Nobody reads for longer than the window: both timelines expire, and
+	// the next post is written to neither.
+	time.Sleep(window + 500*time.Millisecond)
+	p2 := c.CreatePost(t, "author", "two", "")
+	waitPushed(2)
+	for _, u := range []string{"reader", "lurker"} {
+		if ids, ok := cached(u); ok {
+			t.Errorf("%s's cached timeline after a window without reads = %v; want expired", u, ids)
+		}
+		if got, want := c.Home(t, u), []string{p2.GetPostId(), p1.GetPostId()}; !slices.Equal(got, want) {
+			t.Errorf("%s's read after expiry = %v; want %v", u, got, want)
+		}
+	}
+}
