@@ -109,3 +109,31 @@ clean:
 
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+
+# Load testing (loadtest/README.md): feedload, the strategy comparison and the k6 scripts.
+.PHONY: feedload loadtest bench-strategies check-k6
+test: check-k6
+
+## feedload: build the load generator into bin/
+feedload:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./loadtest/cmd/feedload
+
+## loadtest: run feedload against a running all-in-one (make run); LOADTEST_ARGS adds flags
+LOADTEST_ARGS ?=
+loadtest: feedload
+	$(BIN)/feedload run --addr 127.0.0.1:7070 --out loadtest/out/run $(LOADTEST_ARGS)
+
+## bench-strategies: one seeded workload against push, pull and hybrid on the local Redis and Cassandra; BENCH_ARGS scales it
+BENCH_ARGS ?=
+bench-strategies: build feedload servers
+	$(WITH_SERVERS) $(BIN)/feedload compare --herald $(BIN)/herald --redis "$$HERALD_REDIS_ADDR" \
+		--cassandra "$$HERALD_CASSANDRA_HOSTS" --local-dir "$${HERALD_LOCAL_DIR:-.local}" \
+		--out loadtest/out/bench-strategies $(BENCH_ARGS)
+
+## check-k6: syntax-check the k6 scripts (k6 itself is not needed)
+check-k6:
+	@for f in loadtest/k6/*.js; do \
+		node --input-type=module --check < $$f || { echo "check-k6: $$f has a syntax error" >&2; exit 1; }; \
+	done
+	@echo "check-k6: loadtest/k6/*.js parse"

@@ -57,7 +57,8 @@ func (w *workload) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&w.setup.Retries, "setup-retries", 5, "retries of a follow that fails with a retryable code")
 	fs.DurationVar(&w.settle, "settle", 3*time.Second, "pause between the graph build and the run, for the follow backfills to drain")
 
-	fs.DurationVar(&w.run.Duration, "duration", 30*time.Second, "how long to issue requests (at most 2h)")
+	fs.DurationVar(&w.run.Warmup, "warmup", 0, "run the workload this long before measuring (requests made, not recorded)")
+	fs.DurationVar(&w.run.Duration, "duration", 30*time.Second, "how long to issue measured requests (at most 2h)")
 	fs.Float64Var(&w.run.PostRate, "post-rate", 20, "CreatePost calls per second, open loop")
 	fs.Float64Var(&w.run.ReadRate, "read-rate", 100, "GetHomeTimeline calls per second, open loop")
 	fs.IntVar(&w.run.PageSize, "page-size", 20, "page size of the workload's reads")
@@ -269,5 +270,9 @@ keyspace removed (unless --keep), before the next starts.`,
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep each strategy's Redis keys and Cassandra keyspace")
 	fs.StringVar(&w.out, "out", "bench-strategies", "directory for the reports and the comparison")
 	w.bind(fs)
+	// Each strategy starts a cold server; its first seconds measure JIT,
+	// connection set-up and cold caches, not the strategy.
+	w.run.Warmup = 5 * time.Second
+	fs.Lookup("warmup").DefValue = "5s"
 	return cmd
 }

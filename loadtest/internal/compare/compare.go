@@ -305,40 +305,58 @@ func (cfg *Config) one(ctx context.Context, g *graph.Graph, strategy, ns string)
 
 	pids := cfg.backendPIDs()
 	hpid := srv.cmd.Process.Pid
-	cpu0, _ := ProcCPU(hpid)
-	back0 := map[string]float64{}
-	for n, p := range pids {
-		back0[n], _ = ProcCPU(p)
+	type sample struct {
+		at      time.Time
+		herald  float64
+		backend map[string]float64
+		busy    float64
+		metrics Metrics
 	}
-	busy0 := machineBusy()
-	m0, _ := Scrape(ctx, srv.metrics)
-	t0 := time.Now()
-
+	take := func() sample {
+		s := sample{at: time.Now(), backend: map[string]float64{}, busy: machineBusy()}
+		s.herald, _ = ProcCPU(hpid)
+		for n, p := range pids {
+			s.backend[n], _ = ProcCPU(p)
+		}
+		var err error
+		if s.metrics, err = Scrape(ctx, srv.metrics); err != nil {
+			cfg.logf("metrics scrape: %v", err)
+		}
+		return s
+	}
+	var s0, s1 sample
 	run := cfg.Run
 	run.RunID = ns
+	run.OnMeasure = func(end bool) {
+		if end {
+			s1 = take()
+		} else {
+			s0 = take()
+		}
+	}
 	rep, err := load.Run(ctx, t, g, run)
 	if err != nil {
 		res.Error = "run: " + err.Error()
 		return res
 	}
-	res.RunSeconds = time.Since(t0).Seconds()
-	cpu1, _ := ProcCPU(hpid)
-	res.HeraldCPU = cpu1 - cpu0
-	for n, p := range pids {
-		c, _ := ProcCPU(p)
-		res.BackendCPU[n] = c - back0[n]
+	if s0.at.IsZero() || s1.at.IsZero() {
+		res.Error = "interrupted before the measured window ended"
+		return res
 	}
-	res.MachineBusyS = machineBusy() - busy0
-	if m1, err := Scrape(ctx, srv.metrics); err == nil && m0 != nil {
-		d := Delta(m0, m1)
+	res.RunSeconds = s1.at.Sub(s0.at).Seconds()
+	res.HeraldCPU = s1.herald - s0.herald
+	for n := range pids {
+		res.BackendCPU[n] = s1.backend[n] - s0.backend[n]
+	}
+	res.MachineBusyS = s1.busy - s0.busy
+	if s0.metrics != nil && s1.metrics != nil {
+		d := Delta(s0.metrics, s1.metrics)
 		res.MetricsCPU = d.Sum("process_cpu_seconds_total")
 		res.FanoutLagP50 = d.Quantile("herald_fanout_lag_seconds", 0.5)
 		res.FanoutLagP99 = d.Quantile("herald_fanout_lag_seconds", 0.99)
 		res.Deliveries = d.Sum("herald_fanout_deliveries_total")
 		res.FanoutPushed = d.Sum(`herald_fanout_posts_total{mode="push"}`)
 		res.FanoutPulled = d.Sum(`herald_fanout_posts_total{mode="pull"}`)
-	} else if err != nil {
-		cfg.logf("metrics scrape: %v", err)
 	}
 	if cfg.Cache == "redis" {
 		res.RedisBytes, res.RedisKeys, err = redisUsage(context.WithoutCancel(ctx), cfg.Redis, ns+":")

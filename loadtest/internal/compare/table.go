@@ -94,15 +94,19 @@ func Table(cfg Config, results []Result) string {
 func Details(results []Result) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("| strategy | posts ok | reads ok | posts pushed / pulled | fan-out lag p50 / p99 ms (server histogram) | Herald CPU s | machine busy CPU s (2 cores) | run s |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| strategy | posts ok | reads ok | posts pushed / pulled | fan-out lag p50 / p99 ms (server histogram) | Herald CPU s (process_cpu_seconds_total) | backing servers' CPU s | whole machine busy CPU s | of which anything else | window s |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		if r.Report == nil {
 			continue
 		}
-		p("| %s | %d | %d | %s / %s | %s / %s | %s | %s | %s |\n", r.Strategy, r.Posts, r.Report.Method(report.GetHomeTimeline).Count,
+		back := 0.0
+		for _, v := range r.BackendCPU {
+			back += v
+		}
+		p("| %s | %d | %d | %s / %s | %s / %s | %s (%s) | %s | %s | %s | %s |\n", r.Strategy, r.Posts, r.Report.Method(report.GetHomeTimeline).Count,
 			num(r.FanoutPushed), num(r.FanoutPulled), num(r.FanoutLagP50*1000), num(r.FanoutLagP99*1000),
-			num(r.HeraldCPU), num(r.MachineBusyS), num(r.RunSeconds))
+			num(r.HeraldCPU), num(r.MetricsCPU), num(back), num(r.MachineBusyS), num(r.MachineBusyS-r.HeraldCPU-back), num(r.RunSeconds))
 	}
 	return b.String()
 }

@@ -30,6 +30,9 @@ const (
 
 // RunConfig is the workload of one run.
 type RunConfig struct {
+	// Warmup runs the workload for this long before measuring starts;
+	// requests intended within it are made but not recorded.
+	Warmup   time.Duration
 	Duration time.Duration
 	// PostRate and ReadRate are requests per second, on fixed schedules.
 	PostRate, ReadRate float64
@@ -60,6 +63,11 @@ type RunConfig struct {
 	RunID string
 	// Progress receives a progress line about every second; nil for none.
 	Progress io.Writer
+	// OnMeasure, if not nil, is called when measuring starts (after the
+	// warmup) and again, with end true, when the last request intended in
+	// the measured window has finished: a caller's cue to sample server
+	// counters over the same window.
+	OnMeasure func(end bool)
 }
 
 // Validate reports the first problem with c. The bounds keep a mistyped
@@ -68,6 +76,8 @@ func (c RunConfig) Validate() error {
 	switch {
 	case c.Duration <= 0 || c.Duration > 2*time.Hour:
 		return errors.New("duration must be between 0 and 2h")
+	case c.Warmup < 0 || c.Warmup > 10*time.Minute:
+		return errors.New("warmup must be between 0 and 10m")
 	case c.PostRate < 0 || c.PostRate > 20000 || c.ReadRate < 0 || c.ReadRate > 20000:
 		return errors.New("rates must be between 0 and 20000 per second")
 	case c.PostRate == 0 && c.ReadRate == 0:
@@ -102,6 +112,8 @@ type runner struct {
 	// counted; stop ends the lag observers.
 	reqCtx context.Context
 	stop   context.Context
+	// from is when measuring starts: requests intended earlier are warmup.
+	from time.Time
 
 	watchers sync.WaitGroup
 	inFlight atomic.Int64
@@ -177,18 +189,30 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 		// the last ones a moment.
 		time.Sleep(200 * time.Millisecond)
 	}
-	start = time.Now().Add(50 * time.Millisecond)
+	first := time.Now().Add(50 * time.Millisecond) // the first request
+	start = first.Add(cfg.Warmup)                  // the measured window
+	r.from = start
 	rec := stats.NewRecorder(start)
 	r.mu.Lock()
 	r.rec = rec
 	r.mu.Unlock()
 	rep.Started = start
+	rep.Workload.WarmupS = cfg.Warmup.Seconds()
 
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration+time.Until(start))
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Warmup+cfg.Duration+time.Until(first))
 	defer cancel()
-	posts := schedule.Schedule{Start: start, Rate: cfg.PostRate}
-	reads := schedule.Schedule{Start: start, Rate: cfg.ReadRate}
-	nPosts, nReads := posts.Count(cfg.Duration), reads.Count(cfg.Duration)
+	posts := schedule.Schedule{Start: first, Rate: cfg.PostRate}
+	reads := schedule.Schedule{Start: first, Rate: cfg.ReadRate}
+	nPosts, nReads := posts.Count(cfg.Warmup+cfg.Duration), reads.Count(cfg.Warmup+cfg.Duration)
+	if cfg.OnMeasure != nil {
+		go func() {
+			select {
+			case <-runCtx.Done():
+			case <-time.After(time.Until(start)):
+				cfg.OnMeasure(false)
+			}
+		}()
+	}
 	var pres, rres schedule.Result
 	var requests sync.WaitGroup
 	var sched sync.WaitGroup
@@ -224,6 +248,9 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 	// (each bounded by the timeout), then for the lag observers.
 	requests.Wait()
 	issuedEnd := time.Now()
+	if cfg.OnMeasure != nil && issuedEnd.After(start) {
+		cfg.OnMeasure(true)
+	}
 	r.watchers.Wait()
 	if cfg.LagMode == LagStream {
 		r.waitStreams(ctx)
@@ -242,6 +269,9 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 		if s.Count+s.Errors > 0 || m != report.ObserverRead {
 			rep.Methods = append(rep.Methods, s)
 		}
+	}
+	if elapsed <= 0 {
+		elapsed = 1
 	}
 	rep.Schedules = []report.Schedule{
 		{Method: report.CreatePost, Scheduled: pres.Scheduled, Issued: pres.Issued, AchievedPerS: float64(rep.Method(report.CreatePost).Count) / elapsed},
@@ -275,8 +305,11 @@ func (r *runner) post(i int, at time.Time) {
 	resp, err := r.t.Posts.CreatePost(ctx, req)
 	cancel()
 	r.inFlight.Add(-1)
-	r.rec.Record(report.CreatePost, at, time.Now(), err)
-	if err != nil {
+	warm := at.Before(r.from)
+	if !warm {
+		r.rec.Record(report.CreatePost, at, time.Now(), err)
+	}
+	if err != nil || warm {
 		return
 	}
 	p := resp.GetPost()
@@ -311,7 +344,9 @@ func (r *runner) read(i int, at time.Time) {
 	_, err := r.t.Timelines.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: user, PageSize: int32(r.cfg.PageSize)})
 	cancel()
 	r.inFlight.Add(-1)
-	r.rec.Record(report.GetHomeTimeline, at, time.Now(), err)
+	if !at.Before(r.from) {
+		r.rec.Record(report.GetHomeTimeline, at, time.Now(), err)
+	}
 }
 
 // watchPage is how many entries a lag observer reads: enough that newer
@@ -475,9 +510,6 @@ func (r *runner) progress(start time.Time, stop <-chan struct{}) {
 	}
 	line := newLiner(r.cfg.Progress)
 	defer line.end()
-	if d := time.Until(start); d > 0 {
-		time.Sleep(d)
-	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastPosts, lastReads int64
@@ -493,7 +525,9 @@ func (r *runner) progress(start time.Time, stop <-chan struct{}) {
 			dt := now.Sub(last).Seconds()
 			el := now.Sub(start)
 			phase := fmt.Sprintf("%s/%s", el.Round(time.Second), r.cfg.Duration)
-			if el > r.cfg.Duration {
+			if el < 0 {
+				phase = fmt.Sprintf("warmup %s left", (-el).Round(time.Second))
+			} else if el > r.cfg.Duration {
 				phase = fmt.Sprintf("draining %s", (el - r.cfg.Duration).Round(time.Second))
 			}
 			line.printf("run %s: posts %.0f/s (%d ok), reads %.0f/s (%d ok), errors %d, in flight %d | p99 post %.1fms read %.1fms | lag n=%d p99 %.0fms, not seen %d",

@@ -30,6 +30,7 @@ const (
 
 // Workload is what a run asked for.
 type Workload struct {
+	WarmupS            float64 `json:"warmup_s,omitempty"`
 	DurationS          float64 `json:"duration_s"`
 	PostRate           float64 `json:"post_rate"`
 	ReadRate           float64 `json:"read_rate"`
@@ -176,8 +177,12 @@ func (r *Report) Markdown(chart string) string {
 		p("- **stopped by an error:** %s\n", r.Error)
 	}
 	w := r.Workload
-	p("- workload: %g posts/s and %g reads/s (page size %d) for %gs, open loop, seed %d; %.0f%% of posts by celebrities; at most %d requests in flight, %gs timeout\n",
-		w.PostRate, w.ReadRate, w.PageSize, w.DurationS, w.Seed, 100*w.CelebrityPostShare, w.MaxInFlight, w.TimeoutS)
+	p("- workload: %g posts/s and %g reads/s (page size %d) for %gs", w.PostRate, w.ReadRate, w.PageSize, w.DurationS)
+	if w.WarmupS > 0 {
+		p(" after a %gs warmup that is not measured", w.WarmupS)
+	}
+	p(", open loop, seed %d; %.0f%% of posts by celebrities; at most %d requests in flight, %gs timeout\n",
+		w.Seed, 100*w.CelebrityPostShare, w.MaxInFlight, w.TimeoutS)
 	gp, gs := r.GraphParams, r.Graph
 	p("- graph: %d users (%d celebrities, each followed by %.0f%% of users), %d follows; followers of ordinary users: median %d, mean %.1f, max %d; top 1%% hold %.0f%% of them (zipf %.2f, seed %d)\n",
 		gs.Users, gs.Celebrities, 100*gp.CelebrityReach, gs.Follows, gs.MedianFollowers, gs.MeanFollowers, gs.MaxFollowers, 100*gs.Top1PercentShare, gp.Zipf, gp.Seed)
