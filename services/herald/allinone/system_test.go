@@ -87,7 +87,7 @@ func testConfig(t *testing.T, dir string) node.Config {
 
 // startNodeWith is startNode with a configuration of the caller's, and it
 // also returns the node.
-func startNodeWith(t *testing.T, cfg node.Config, services []string, register func(context.Context, *node.Node) error) (*grpc.ClientConn, *node.Node, func()) {
+func startNodeWith(t testing.TB, cfg node.Config, services []string, register func(context.Context, *node.Node) error) (*grpc.ClientConn, *node.Node, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.New(ctx, cfg)
