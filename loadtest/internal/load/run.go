@@ -204,8 +204,12 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 	posts := schedule.Schedule{Start: first, Rate: cfg.PostRate}
 	reads := schedule.Schedule{Start: first, Rate: cfg.ReadRate}
 	nPosts, nReads := posts.Count(cfg.Warmup+cfg.Duration), reads.Count(cfg.Warmup+cfg.Duration)
+	var measuring sync.WaitGroup
+	defer measuring.Wait()
 	if cfg.OnMeasure != nil {
+		measuring.Add(1)
 		go func() {
+			defer measuring.Done()
 			select {
 			case <-runCtx.Done():
 			case <-time.After(time.Until(start)):
@@ -248,6 +252,7 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 	// (each bounded by the timeout), then for the lag observers.
 	requests.Wait()
 	issuedEnd := time.Now()
+	measuring.Wait()
 	if cfg.OnMeasure != nil && issuedEnd.After(start) {
 		cfg.OnMeasure(true)
 	}
