@@ -21,6 +21,9 @@ func startStrategy(t *testing.T, s feed.Strategy, threshold int64) (*systemtest.
 	t.Helper()
 	cfg := testConfig(t, t.TempDir())
 	cfg.Strategy, cfg.CelebrityThreshold = s, threshold
+	// Chunks of 4 followers: every author with more than 4 followers is
+	// fanned out through chunk messages too.
+	cfg.FanoutChunkSize = 4
 	conn, n, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
 		return allinone.Register(ctx, n, allinone.Config{})
 	})
@@ -114,6 +117,17 @@ func TestModelCheckStrategies(t *testing.T) {
 			})
 		}
 	}
+	// A one-second active window: timelines expire and are rebuilt
+	// throughout the run, racing the fan-out.
+	t.Run("hybrid-active-1s", func(t *testing.T) {
+		cfg := testConfig(t, t.TempDir())
+		cfg.CelebrityThreshold, cfg.FanoutChunkSize, cfg.ActiveWindow = 10, 4, time.Second
+		conn, _, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
+			return allinone.Register(ctx, n, allinone.Config{})
+		})
+		defer stop()
+		modelcheck.Run(t, systemtest.NewClient(conn, conn, conn), modelcheck.Config{Seed: 7, Users: 60, Ops: 400, Settle: 20 * time.Second})
+	})
 }
 
 // TestHistoryPastCap: with caches capped at 10 entries, paging a home

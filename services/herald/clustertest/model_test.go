@@ -20,6 +20,9 @@ var clusterModelSeeds = []uint64{1, 2}
 // unfollow are handled by either fan-out instance in parallel, over Redis
 // and Cassandra.
 func TestClusterModelCheck(t *testing.T) {
+	// Chunks of 4 followers: a popular author's post is spread over both
+	// fan-out instances as chunk messages.
+	t.Setenv("HERALD_FANOUT_CHUNK_SIZE", "4")
 	c := startCluster(t)
 	api := c.Client(t)
 	seeds := clusterModelSeeds
@@ -47,6 +50,10 @@ func TestClusterModelCheck(t *testing.T) {
 func TestClusterModelCheckHybrid(t *testing.T) {
 	t.Setenv("HERALD_STRATEGY", "hybrid")
 	t.Setenv("HERALD_CELEBRITY_THRESHOLD", "8")
+	// A short active window: timelines expire and are rebuilt, under a
+	// cross-instance claim, while the fan-out writes.
+	t.Setenv("HERALD_ACTIVE_WINDOW", "2s")
+	t.Setenv("HERALD_FANOUT_CHUNK_SIZE", "3")
 	c := startCluster(t)
 	modelcheck.Run(t, c.Client(t), modelcheck.Config{
 		Seed:   3,
