@@ -272,7 +272,7 @@ keyspace removed (unless --keep), before the next starts.`,
 	w.bind(fs)
 	// Each strategy starts a cold server; its first seconds measure JIT,
 	// connection set-up and cold caches, not the strategy.
-	w.run.Warmup = 5 * time.Second
-	fs.Lookup("warmup").DefValue = "5s"
+	w.run.Warmup = 10 * time.Second
+	fs.Lookup("warmup").DefValue = "10s"
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -70,14 +71,17 @@ type Result struct {
 	RunSeconds   float64            `json:"run_s"`
 	// RedisBytes is MEMORY USAGE summed over the namespace's keys at the
 	// end of the run, by kind (tl, recent, post, ...).
-	RedisBytes   map[string]int64 `json:"redis_bytes,omitempty"`
-	RedisKeys    map[string]int64 `json:"redis_keys,omitempty"`
-	FanoutLagP50 float64          `json:"fanout_lag_p50_s"`
-	FanoutLagP99 float64          `json:"fanout_lag_p99_s"`
-	Deliveries   float64          `json:"fanout_deliveries"`
-	FanoutPushed float64          `json:"fanout_posts_pushed"`
-	FanoutPulled float64          `json:"fanout_posts_pulled"`
-	MetricsCPU   float64          `json:"process_cpu_seconds_total_delta"`
+	RedisBytes map[string]int64 `json:"redis_bytes,omitempty"`
+	RedisKeys  map[string]int64 `json:"redis_keys,omitempty"`
+	// FanoutLagP50 and FanoutLagP99 are NaN when no post was pushed, so
+	// the JSON carries them as FanoutLagMs instead.
+	FanoutLagP50 float64            `json:"-"`
+	FanoutLagP99 float64            `json:"-"`
+	FanoutLagMs  map[string]float64 `json:"fanout_lag_ms,omitempty"`
+	Deliveries   float64            `json:"fanout_deliveries"`
+	FanoutPushed float64            `json:"fanout_posts_pushed"`
+	FanoutPulled float64            `json:"fanout_posts_pulled"`
+	MetricsCPU   float64            `json:"process_cpu_seconds_total_delta"`
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -354,6 +358,9 @@ func (cfg *Config) one(ctx context.Context, g *graph.Graph, strategy, ns string)
 		res.MetricsCPU = d.Sum("process_cpu_seconds_total")
 		res.FanoutLagP50 = d.Quantile("herald_fanout_lag_seconds", 0.5)
 		res.FanoutLagP99 = d.Quantile("herald_fanout_lag_seconds", 0.99)
+		if !math.IsNaN(res.FanoutLagP50) {
+			res.FanoutLagMs = map[string]float64{"p50": res.FanoutLagP50 * 1000, "p99": res.FanoutLagP99 * 1000}
+		}
 		res.Deliveries = d.Sum("herald_fanout_deliveries_total")
 		res.FanoutPushed = d.Sum(`herald_fanout_posts_total{mode="push"}`)
 		res.FanoutPulled = d.Sum(`herald_fanout_posts_total{mode="pull"}`)

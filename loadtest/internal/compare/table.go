@@ -94,8 +94,8 @@ func Table(cfg Config, results []Result) string {
 func Details(results []Result) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("| strategy | posts ok | reads ok | posts pushed / pulled | fan-out lag p50 / p99 ms (server histogram) | Herald CPU s (process_cpu_seconds_total) | backing servers' CPU s | whole machine busy CPU s | of which anything else | window s |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| strategy | posts ok | reads ok | posts pushed / pulled | fan-out lag p50 / p99 ms (server histogram) | Herald CPU s (process_cpu_seconds_total) | backing servers' CPU s | whole machine busy CPU s | of which anything else | window s | warmup reads: p99 ms, errors |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		if r.Report == nil {
 			continue
@@ -104,9 +104,15 @@ func Details(results []Result) string {
 		for _, v := range r.BackendCPU {
 			back += v
 		}
-		p("| %s | %d | %d | %s / %s | %s / %s | %s (%s) | %s | %s | %s | %s |\n", r.Strategy, r.Posts, r.Report.Method(report.GetHomeTimeline).Count,
+		warm := "n/a"
+		for _, w := range r.Report.Warmup {
+			if strings.HasPrefix(w.Name, report.GetHomeTimeline) {
+				warm = fmt.Sprintf("%s, %d", num(w.P99Ms), w.Errors)
+			}
+		}
+		p("| %s | %d | %d | %s / %s | %s / %s | %s (%s) | %s | %s | %s | %s | %s |\n", r.Strategy, r.Posts, r.Report.Method(report.GetHomeTimeline).Count,
 			num(r.FanoutPushed), num(r.FanoutPulled), num(r.FanoutLagP50*1000), num(r.FanoutLagP99*1000),
-			num(r.HeraldCPU), num(r.MetricsCPU), num(back), num(r.MachineBusyS), num(r.MachineBusyS-r.HeraldCPU-back), num(r.RunSeconds))
+			num(r.HeraldCPU), num(r.MetricsCPU), num(back), num(r.MachineBusyS), num(r.MachineBusyS-r.HeraldCPU-back), num(r.RunSeconds), warm)
 	}
 	return b.String()
 }

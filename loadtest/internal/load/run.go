@@ -114,6 +114,8 @@ type runner struct {
 	stop   context.Context
 	// from is when measuring starts: requests intended earlier are warmup.
 	from time.Time
+	// warm records the warmup's requests, kept apart from the measurement.
+	warm *stats.Recorder
 
 	watchers sync.WaitGroup
 	inFlight atomic.Int64
@@ -193,6 +195,7 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 	start = first.Add(cfg.Warmup)                  // the measured window
 	r.from = start
 	rec := stats.NewRecorder(start)
+	r.warm = stats.NewRecorder(first)
 	r.mu.Lock()
 	r.rec = rec
 	r.mu.Unlock()
@@ -282,6 +285,14 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 		{Method: report.CreatePost, Scheduled: pres.Scheduled, Issued: pres.Issued, AchievedPerS: float64(rep.Method(report.CreatePost).Count) / elapsed},
 		{Method: report.GetHomeTimeline, Scheduled: rres.Scheduled, Issued: rres.Issued, AchievedPerS: float64(rep.Method(report.GetHomeTimeline).Count) / elapsed},
 	}
+	if cfg.Warmup > 0 {
+		for _, m := range []string{report.CreatePost, report.GetHomeTimeline} {
+			w := r.warm.Summary(m, false)
+			w.Name = m + " (warmup, not measured)"
+			w.PerSecond, w.ErrorsPerSecond = nil, nil
+			rep.Warmup = append(rep.Warmup, w)
+		}
+	}
 	rep.Lag = rec.Summary(report.Lag, true)
 	rep.Lag.Name = report.Lag
 	if rep.Lag.BelowZero > 0 {
@@ -311,7 +322,9 @@ func (r *runner) post(i int, at time.Time) {
 	cancel()
 	r.inFlight.Add(-1)
 	warm := at.Before(r.from)
-	if !warm {
+	if warm {
+		r.warm.Record(report.CreatePost, at, time.Now(), err)
+	} else {
 		r.rec.Record(report.CreatePost, at, time.Now(), err)
 	}
 	if err != nil || warm {
@@ -349,7 +362,9 @@ func (r *runner) read(i int, at time.Time) {
 	_, err := r.t.Timelines.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: user, PageSize: int32(r.cfg.PageSize)})
 	cancel()
 	r.inFlight.Add(-1)
-	if !at.Before(r.from) {
+	if at.Before(r.from) {
+		r.warm.Record(report.GetHomeTimeline, at, time.Now(), err)
+	} else {
 		r.rec.Record(report.GetHomeTimeline, at, time.Now(), err)
 	}
 }
@@ -527,12 +542,17 @@ func (r *runner) progress(start time.Time, stop <-chan struct{}) {
 			pc, pe, pp := r.rec.Quick(report.CreatePost)
 			rc, re, rp := r.rec.Quick(report.GetHomeTimeline)
 			lc, lm, lp := r.rec.Quick(report.Lag)
-			dt := now.Sub(last).Seconds()
 			el := now.Sub(start)
-			phase := fmt.Sprintf("%s/%s", el.Round(time.Second), r.cfg.Duration)
 			if el < 0 {
-				phase = fmt.Sprintf("warmup %s left", (-el).Round(time.Second))
-			} else if el > r.cfg.Duration {
+				_, we, _ := r.warm.Quick(report.CreatePost)
+				_, we2, _ := r.warm.Quick(report.GetHomeTimeline)
+				line.printf("run: warmup, %s left, in flight %d, errors %d", (-el).Round(time.Second), r.inFlight.Load(), we+we2)
+				last = now
+				continue
+			}
+			dt := now.Sub(last).Seconds()
+			phase := fmt.Sprintf("%s/%s", el.Round(time.Second), r.cfg.Duration)
+			if el > r.cfg.Duration {
 				phase = fmt.Sprintf("draining %s", (el - r.cfg.Duration).Round(time.Second))
 			}
 			line.printf("run %s: posts %.0f/s (%d ok), reads %.0f/s (%d ok), errors %d, in flight %d | p99 post %.1fms read %.1fms | lag n=%d p99 %.0fms, not seen %d",

@@ -81,6 +81,8 @@ type Report struct {
 	Setup       Setup           `json:"setup"`
 	Schedules   []Schedule      `json:"schedules,omitempty"`
 	Methods     []stats.Summary `json:"methods"`
+	// Warmup holds the warmup's requests, which Methods leaves out.
+	Warmup []stats.Summary `json:"warmup,omitempty"`
 	// Lag is the post→visible distribution, with its CDF.
 	Lag   stats.Summary `json:"lag"`
 	Notes []string      `json:"notes,omitempty"`
@@ -194,6 +196,9 @@ func (r *Report) Markdown(chart string) string {
 	p("\n## Latency\n\nFrom each request's intended start on the open-loop schedule to its end, in milliseconds.\n\n")
 	p("| method | ok | errors | mean | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, m := range r.Methods {
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Count, errText(m), f1(m.MeanMs), f1(m.P50Ms), f1(m.P90Ms), f1(m.P99Ms), f1(m.P999Ms), f1(m.MaxMs))
+	}
+	for _, m := range r.Warmup {
 		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Count, errText(m), f1(m.MeanMs), f1(m.P50Ms), f1(m.P90Ms), f1(m.P99Ms), f1(m.P999Ms), f1(m.MaxMs))
 	}
 	if len(r.Schedules) > 0 {
