@@ -68,6 +68,7 @@ func (w *workload) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&w.run.LagMode, "lag", load.LagPoll, "how followers observe posts: poll (read the home timeline), stream (StreamHomeTimeline) or off")
 	fs.IntVar(&w.run.LagFollowers, "lag-followers", 2, "poll mode: followers that watch each sampled post")
 	fs.Float64Var(&w.run.LagSample, "lag-sample", 1, "poll mode: fraction of posts watched")
+	fs.IntVar(&w.run.MaxWatchers, "lag-max-watchers", 64, "poll mode: most followers polling at once; further posts go unwatched (and are counted)")
 	fs.IntVar(&w.run.Observers, "observers", 50, "stream mode: users that keep a stream open")
 	fs.DurationVar(&w.run.LagTimeout, "lag-timeout", 10*time.Second, "how long a post may take to become visible before it counts as not seen")
 }

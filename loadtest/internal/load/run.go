@@ -57,6 +57,11 @@ type RunConfig struct {
 	LagTimeout time.Duration
 	// Observers is, in stream mode, how many users keep a stream open.
 	Observers int
+	// MaxWatchers bounds, in poll mode, the followers polling at once. A
+	// fan-out that falls behind would otherwise draw more and more polls
+	// and the measurement would add to the overload it measures; posts
+	// beyond the bound go unwatched and are counted.
+	MaxWatchers int
 
 	Seed uint64
 	// RunID goes into post texts and idempotency keys.
@@ -94,6 +99,8 @@ func (c RunConfig) Validate() error {
 		return fmt.Errorf("lag mode %q: want poll, stream or off", c.LagMode)
 	case c.LagMode == LagPoll && (c.LagFollowers < 1 || c.LagSample <= 0 || c.LagSample > 1):
 		return errors.New("poll lag mode needs lag followers >= 1 and a lag sample in (0, 1]")
+	case c.LagMode == LagPoll && c.MaxWatchers < 1:
+		return errors.New("poll lag mode needs max watchers >= 1")
 	case c.LagMode == LagStream && c.Observers < 1:
 		return errors.New("stream lag mode needs observers >= 1")
 	case c.LagMode != LagOff && c.LagTimeout <= 0:
@@ -118,6 +125,8 @@ type runner struct {
 	warm *stats.Recorder
 
 	watchers sync.WaitGroup
+	watching atomic.Int64 // watchers polling now
+	skipped  atomic.Int64 // watches not started: MaxWatchers were busy
 	inFlight atomic.Int64
 
 	mu      sync.Mutex
@@ -157,6 +166,7 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 	switch cfg.LagMode {
 	case LagPoll:
 		rep.Workload.LagFollowers, rep.Workload.LagSample = cfg.LagFollowers, cfg.LagSample
+		rep.Workload.MaxWatchers = cfg.MaxWatchers
 	case LagStream:
 		rep.Workload.Observers = cfg.Observers
 	}
@@ -295,6 +305,9 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 	}
 	rep.Lag = rec.Summary(report.Lag, true)
 	rep.Lag.Name = report.Lag
+	if n := r.skipped.Load(); n > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d post watches were not started because %d watchers were already polling (a fan-out falling behind); the lag figures leave those posts out", n, cfg.MaxWatchers))
+	}
 	if rep.Lag.BelowZero > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d lag samples were below zero (seen before their create_time) and count as 0", rep.Lag.BelowZero))
 	}
@@ -343,9 +356,15 @@ func (r *runner) post(i int, at time.Time) {
 		followers := r.g.Followers[author]
 		k := min(r.cfg.LagFollowers, len(followers))
 		for _, j := range rng.Perm(len(followers))[:k] {
+			if r.watching.Add(1) > int64(r.cfg.MaxWatchers) {
+				r.watching.Add(-1)
+				r.skipped.Add(1)
+				continue
+			}
 			r.watchers.Add(1)
 			go func() {
 				defer r.watchers.Done()
+				defer r.watching.Add(-1)
 				r.watch(followers[j], p)
 			}()
 		}
@@ -405,7 +424,10 @@ func (r *runner) watch(follower int32, p *feedv1.Post) {
 			return // interrupted: neither seen nor missed
 		case <-time.After(interval):
 		}
-		interval = min(interval*3/2, 100*time.Millisecond)
+		// Poll at least every 100ms, and as the lag grows, at a fifth of
+		// it: a resolution of 20% that keeps a slow fan-out from drawing
+		// ten polls a second per watched post.
+		interval = min(interval*3/2, max(100*time.Millisecond, now.Sub(created)/5))
 	}
 }
 

@@ -41,6 +41,7 @@ type Workload struct {
 	LagMode            string  `json:"lag_mode"`
 	LagFollowers       int     `json:"lag_followers,omitempty"`
 	LagSample          float64 `json:"lag_sample,omitempty"`
+	MaxWatchers        int     `json:"max_watchers,omitempty"`
 	LagTimeoutS        float64 `json:"lag_timeout_s"`
 	Observers          int     `json:"observers,omitempty"`
 	Seed               uint64  `json:"seed"`
@@ -211,7 +212,7 @@ func (r *Report) Markdown(chart string) string {
 	p("\n## Post→visible lag\n\n")
 	switch w.LagMode {
 	case "poll":
-		p("Up to %d sampled followers of %.0f%% of posts poll their home timeline (%s) until the post appears; lag is the time of the first page that holds it less the post's create_time (same machine, same clock). Resolution is the poll interval (5 ms, growing to 100 ms).\n\n", w.LagFollowers, 100*w.LagSample, "GetHomeTimeline")
+		p("Up to %d sampled followers of %.0f%% of posts poll their home timeline (%s) until the post appears; lag is the time of the first page that holds it less the post's create_time (same machine, same clock). Resolution is the poll interval: 5 ms, growing to 100 ms, and past 500 ms a fifth of the lag so far. At most %d followers poll at once.\n\n", w.LagFollowers, 100*w.LagSample, "GetHomeTimeline", w.MaxWatchers)
 	case "stream":
 		p("%d sampled users keep StreamHomeTimeline open; lag is when a post arrived on a follower's stream less its create_time (same machine, same clock). The stream is fed from the event log, not from the stored home timeline.\n\n", w.Observers)
 	default:
