@@ -27,7 +27,7 @@ func startFanout(t *testing.T, tune func(*node.Config)) (*systemtest.Client, *no
 
 // counter returns the value of the node's counter name (summed over
 // labels).
-func counter(t *testing.T, n *node.Node, name string) float64 {
+func counter(t testing.TB, n *node.Node, name string) float64 {
 	t.Helper()
 	mfs, err := n.Metrics.Gather()
 	if err != nil {

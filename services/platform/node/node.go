@@ -338,7 +338,9 @@ func (n *Node) openCache(ctx context.Context) error {
 		if len(n.cfg.RedisAddrs) == 0 {
 			return errors.New("cache redis needs Redis addresses (-redis)")
 		}
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: n.cfg.RedisAddrs})
+		// RESP2: Herald uses no RESP3 feature, and go-redis skips its
+		// push-notification check on every reply under RESP2.
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: n.cfg.RedisAddrs, Protocol: 2})
 		n.onClose(func() { rdb.Close() })
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			// Not fatal: Redis is a cache, and reads fall back to the

@@ -2,11 +2,13 @@
 -- each to the newest cap, atomically. KEYS come in pairs: a set, then its
 -- rebuild claim (same hash tag, so same slot). ARGV[1] is the cap, ARGV[2]
 -- the TTL in milliseconds, ARGV[3] the mode:
---   add     create the set if it is missing (authors' recent-post lists);
---   active  write only into a set that exists or is claimed (home
---           timelines of active users);
---   store   mark the set complete with the empty member, reset its TTL
---           and release the claim (a rebuild).
+--   add     insert, creating the set if it is missing, and give a new set
+--           the TTL (authors' recent-post lists; home timelines without
+--           an active window);
+--   store   insert, mark the set complete with the empty member, reset
+--           its TTL and release the claim (a rebuild).
+-- (Home timelines with an active window take fan-out writes as plain
+-- pipelined commands instead; see Cache.Add.)
 -- Then, for each pair, a count n and n members.
 local cap = tonumber(ARGV[1])
 local ttl = ARGV[2]
@@ -16,8 +18,8 @@ for k = 1, #KEYS, 2 do
   local key = KEYS[k]
   local n = tonumber(ARGV[a])
   a = a + 1
-  local exists = redis.call("EXISTS", key) == 1
-  if mode ~= "active" or exists or redis.call("EXISTS", KEYS[k + 1]) == 1 then
+  local size = redis.call("ZCARD", key)
+  do
     local args = {}
     for i = a, a + n - 1 do
       args[#args + 1] = 0
@@ -27,17 +29,18 @@ for k = 1, #KEYS, 2 do
       args[#args + 1] = 0
       args[#args + 1] = ""
     end
+    local added = 0
     if #args > 0 then
-      redis.call("ZADD", key, unpack(args))
+      added = redis.call("ZADD", key, unpack(args))
     end
     -- Rank 0 is spared: on a complete set it is the marker.
-    if redis.call("ZCARD", key) > cap + 1 then
+    if size + added > cap + 1 then
       redis.call("ZREMRANGEBYRANK", key, 1, -(cap + 1))
     end
     if mode == "store" then
       redis.call("PEXPIRE", key, ttl)
       redis.call("DEL", KEYS[k + 1])
-    elseif not exists then
+    elseif size == 0 then
       redis.call("PEXPIRE", key, ttl)
     end
   end

@@ -6,7 +6,8 @@
 // operation touches one key and one cluster slot:
 //
 //	tl:{alice}        ZSET: alice's home timeline
-//	tl.claim:{alice}  STRING: a rebuild's claim on it, with a short TTL
+//	tl.active:{alice} STRING: present while alice is an active reader
+//	tl.claim:{alice}  STRING: a rebuild's lock on her timeline, with a short TTL
 //	recent:{alice}    ZSET: alice's own recent posts (a Cache of Kind "recent")
 //	post:{<id>}       STRING: a post body, or a one-byte tombstone
 //
@@ -25,6 +26,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -42,11 +44,12 @@ type Options struct {
 	// rebuilt; the next read rebuilds it. Default 7 days. With an
 	// ActiveWindow, the window is the TTL instead.
 	TimelineTTL time.Duration
-	// ActiveWindow, if positive, keeps active users' timelines only: Add
-	// writes into a timeline only if it exists or is claimed by a
-	// rebuild, and every Range pushes its expiry to ActiveWindow from
-	// now. A user who reads nothing for a window loses the timeline, and
-	// fan-out stops writing it until the next read rebuilds it.
+	// ActiveWindow, if positive, keeps active users' timelines only:
+	// every Range and Claim marks the user active for ActiveWindow, and
+	// Add writes only into active users' timelines. A user who reads
+	// nothing for a window loses the timeline, and fan-out stops writing
+	// it until the next read rebuilds it. See Add for how such a cache
+	// writes, which is the fan-out's hot path.
 	ActiveWindow time.Duration
 	// PostTTL expires cached post bodies and tombstones. Default 24h.
 	PostTTL time.Duration
@@ -85,7 +88,9 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 		opts.Kind = "tl"
 	}
 	if opts.ActiveWindow > 0 {
-		opts.TimelineTTL = opts.ActiveWindow
+		// The timeline outlives the active mark by a margin, so that a
+		// write to an active user finds the timeline still there.
+		opts.TimelineTTL = opts.ActiveWindow + min(opts.ActiveWindow/10, time.Minute)
 	}
 	return &Cache{rdb: rdb, opts: opts}
 }
@@ -95,6 +100,9 @@ func (c *Cache) Cap() int { return c.opts.Cap }
 
 func (c *Cache) timelineKey(user string) string {
 	return c.opts.Prefix + c.opts.Kind + ":{" + user + "}"
+}
+func (c *Cache) activeKey(user string) string {
+	return c.opts.Prefix + c.opts.Kind + ".active:{" + user + "}"
 }
 func (c *Cache) claimKey(user string) string {
 	return c.opts.Prefix + c.opts.Kind + ".claim:{" + user + "}"
@@ -129,9 +137,8 @@ var insert = redis.NewScript(insertLua)
 
 // Script modes; see insert.lua.
 const (
-	modeAdd    = "add"
-	modeActive = "active"
-	modeStore  = "store"
+	modeAdd   = "add"
+	modeStore = "store"
 )
 
 // maxPerCall bounds the timelines one script call writes. A script blocks
@@ -139,10 +146,21 @@ const (
 // microseconds each, all sent in one pipeline.
 const maxPerCall = 256
 
-// Add implements cache.Timelines. The batch is one pipeline, one round
-// trip per Redis node. On a single node, a call of the insert script
-// covers up to maxPerCall timelines; on Redis Cluster, whose scripts may
-// touch only one slot, each timeline gets its own call.
+// Add implements cache.Timelines.
+//
+// Without an ActiveWindow the batch is one pipeline of insert script
+// calls: on a single Redis a call covers up to maxPerCall timelines; on
+// Redis Cluster, whose scripts may touch only one slot, each timeline gets
+// its own call.
+//
+// With one, Add is the fan-out's hot path, and a script is too slow for
+// it: every redis.call inside a script costs about as much as a whole
+// pipelined command (docs/benchmarks.md). So it takes two round trips of
+// plain commands instead. The first reads the batch's active marks (one
+// MGET; pipelined GETs on Cluster). The second pipelines one ZADD per
+// active user's timeline and, for about one in trimEvery of them, the trim
+// to the cap. A timeline may hold a few entries past the cap between
+// trims; Range never shows them, so readers see exactly the cap.
 func (c *Cache) Add(ctx context.Context, entries []cache.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -155,9 +173,8 @@ func (c *Cache) Add(ctx context.Context, entries []cache.Entry) error {
 		}
 		byUser[e.User] = append(byUser[e.User], member(e.Post))
 	}
-	mode := modeAdd
 	if c.opts.ActiveWindow > 0 {
-		mode = modeActive
+		return c.addActive(ctx, order, byUser)
 	}
 	per := maxPerCall
 	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
@@ -166,10 +183,74 @@ func (c *Cache) Add(ctx context.Context, entries []cache.Entry) error {
 	return c.execScript(ctx, func(pipe redis.Pipeliner) {
 		for len(order) > 0 {
 			n := min(per, len(order))
-			c.insertCmd(ctx, pipe, mode, order[:n], byUser)
+			c.insertCmd(ctx, pipe, modeAdd, order[:n], byUser)
 			order = order[n:]
 		}
 	})
+}
+
+// trimEvery is how many single-entry inserts into a timeline go, on
+// average, between trims to the cap.
+const trimEvery = 8
+
+func (c *Cache) addActive(ctx context.Context, users []string, members map[string][]string) error {
+	active, err := c.actives(ctx, users)
+	if err != nil {
+		return err
+	}
+	pipe := c.rdb.Pipeline()
+	queued := 0
+	for i, u := range users {
+		if !active[i] {
+			continue
+		}
+		key, ms := c.timelineKey(u), members[u]
+		args := make([]any, 0, 2+2*len(ms))
+		args = append(args, "zadd", key)
+		for _, m := range ms {
+			args = append(args, 0, m)
+		}
+		pipe.Do(ctx, args...)
+		if len(ms) > 1 || rand.IntN(trimEvery) == 0 {
+			pipe.ZRemRangeByRank(ctx, key, 1, -int64(c.opts.Cap+1))
+		}
+		queued++
+	}
+	if queued == 0 {
+		return nil
+	}
+	return c.exec(ctx, pipe)
+}
+
+// actives reports which of users are marked active.
+func (c *Cache) actives(ctx context.Context, users []string) ([]bool, error) {
+	out := make([]bool, len(users))
+	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
+		pipe := c.rdb.Pipeline()
+		gets := make([]*redis.StringCmd, len(users))
+		for i, u := range users {
+			gets[i] = pipe.Get(ctx, c.activeKey(u))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, unavailable(err)
+		}
+		for i, g := range gets {
+			out[i] = g.Err() == nil
+		}
+		return out, nil
+	}
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = c.activeKey(u)
+	}
+	vals, err := c.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	for i, v := range vals {
+		out[i] = v != nil
+	}
+	return out, nil
 }
 
 // execScript runs a pipeline of insert calls by script hash. A server that
@@ -238,7 +319,8 @@ func (c *Cache) Remove(ctx context.Context, entries []cache.Entry) error {
 }
 
 // Range implements cache.Timelines: one round trip for the completeness
-// check, the page and, with an ActiveWindow, the renewed expiry.
+// check and the page and, with an ActiveWindow, the user's active mark
+// and the timeline's renewed expiry.
 func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limit int) ([]feed.PostID, bool, error) {
 	if limit <= 0 {
 		return nil, false, nil
@@ -249,8 +331,15 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 		max = "(" + member(before)
 	}
 	pipe := c.rdb.Pipeline()
+	var above *redis.IntCmd
 	if c.opts.ActiveWindow > 0 {
-		pipe.PExpire(ctx, key, c.opts.ActiveWindow)
+		pipe.Set(ctx, c.activeKey(user), 1, c.opts.ActiveWindow)
+		pipe.PExpire(ctx, key, c.opts.TimelineTTL)
+		// Between trims a timeline may hold entries past the cap; count
+		// what lies above this page to keep them hidden.
+		if before != 0 {
+			above = pipe.ZLexCount(ctx, key, "["+member(before), "+")
+		}
 	}
 	marker := pipe.ZScore(ctx, key, complete)
 	// The marker is the lowest member, so limit+1 leaves room for it.
@@ -267,13 +356,28 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 	if err != nil {
 		return nil, false, unavailable(err)
 	}
-	ids := make([]feed.PostID, 0, len(members))
+	visible := limit
+	if c.opts.ActiveWindow > 0 {
+		shown := int64(0) // entries at or above before, which is not in the page
+		if above != nil {
+			shown = above.Val()
+		}
+		visible = int(min(int64(limit), max64(0, int64(c.opts.Cap)-shown)))
+	}
+	ids := make([]feed.PostID, 0, min(len(members), visible))
 	for _, m := range members {
-		if len(m) == 8 && len(ids) < limit {
+		if len(m) == 8 && len(ids) < visible {
 			ids = append(ids, feed.PostID(binary.BigEndian.Uint64([]byte(m))))
 		}
 	}
 	return ids, true, nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 // Full implements cache.Timelines. A complete timeline at the cap holds cap
@@ -286,24 +390,34 @@ func (c *Cache) Full(ctx context.Context, user string) (bool, error) {
 	return n >= int64(c.opts.Cap)+1, nil
 }
 
-// Store implements cache.Timelines.
+// Store implements cache.Timelines. With an ActiveWindow it marks the
+// user active too: a timeline is rebuilt because its user reads it.
 func (c *Cache) Store(ctx context.Context, user string, ids []feed.PostID) error {
 	members := make([]string, len(ids))
 	for i, id := range ids {
 		members[i] = member(id)
 	}
 	return c.execScript(ctx, func(pipe redis.Pipeliner) {
+		if c.opts.ActiveWindow > 0 {
+			pipe.Set(ctx, c.activeKey(user), 1, c.opts.ActiveWindow)
+		}
 		c.insertCmd(ctx, pipe, modeStore, []string{user}, map[string][]string{user: members})
 	})
 }
 
-// Claim implements cache.Timelines with SET NX on the timeline's claim key.
+// Claim implements cache.Timelines with SET NX on the timeline's claim
+// key. With an ActiveWindow it also marks the user active, in the same
+// round trip, so that fan-out writes land from now on.
 func (c *Cache) Claim(ctx context.Context, user string, ttl time.Duration) (bool, error) {
-	ok, err := c.rdb.SetNX(ctx, c.claimKey(user), 1, ttl).Result()
-	if err != nil {
+	pipe := c.rdb.Pipeline()
+	if c.opts.ActiveWindow > 0 {
+		pipe.Set(ctx, c.activeKey(user), 1, c.opts.ActiveWindow)
+	}
+	claim := pipe.SetNX(ctx, c.claimKey(user), 1, ttl)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return false, unavailable(err)
 	}
-	return ok, nil
+	return claim.Val(), nil
 }
 
 // Post bodies: a tombstone is one zero byte; a post is a version byte (1),

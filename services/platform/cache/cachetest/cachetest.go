@@ -672,11 +672,33 @@ func RunActive(t *testing.T, open func(t *testing.T, cap int, window time.Durati
 			}
 			return !full
 		})
-		wantMissing(t, c, "alice")
 		// Fan-out skips the inactive user; the rebuild starts afresh.
+		// (A Range counts as a read, which may make the user active
+		// again, so it comes after the Add.)
 		add(t, c, entries("alice", base+9))
+		wantMissing(t, c, "alice")
 		store(t, c, "alice", nil)
 		wantRange(t, c, "alice", 0, 100, nil)
+	})
+	t.Run("Cap", func(t *testing.T) {
+		// However an adapter trims, readers see exactly the newest cap
+		// entries, page by page, and the timeline is Full.
+		c := open(t, 10, time.Hour)
+		store(t, c, "alice", nil)
+		var all []feed.PostID
+		for i := range 50 {
+			id := base + feed.PostID(i)
+			add(t, c, entries("alice", id))
+			all = append([]feed.PostID{id}, all...)
+		}
+		wantRange(t, c, "alice", 0, 100, all[:10])
+		wantRange(t, c, "alice", 0, 4, all[:4])
+		wantRange(t, c, "alice", all[3], 100, all[4:10])
+		wantRange(t, c, "alice", all[9], 100, nil)
+		wantRange(t, c, "alice", all[20], 100, nil)
+		if full, err := c.Full(ctx, "alice"); err != nil || !full {
+			t.Errorf("Full = %v, %v; want true", full, err)
+		}
 	})
 	t.Run("ReadsRenew", func(t *testing.T) {
 		c := open(t, 10, 500*time.Millisecond)
