@@ -2,7 +2,8 @@
 # Shared pieces for the deploy/local/*.sh scripts. Source it; do not run it.
 #
 # State layout (default $REPO/.local, override with HERALD_LOCAL_DIR):
-#   bin/               binaries we build (nats-server, etcd, etcdctl)
+#   bin/               binaries we build (nats-server, etcd, etcdctl); HERALD_BIN_DIR overrides,
+#                      so that a second server under another HERALD_LOCAL_DIR reuses the binaries
 #   data/<server>/     server data directories
 #   logs/<server>.log  stdout+stderr of the current run (previous run: <server>.log.1)
 #   run/<server>.pid   pid of the running server
@@ -18,7 +19,7 @@ set -euo pipefail
 LOCAL_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$LOCAL_SCRIPTS/../.." && pwd)"
 STATE="${HERALD_LOCAL_DIR:-$REPO/.local}"
-BIN_DIR="$STATE/bin"
+BIN_DIR="${HERALD_BIN_DIR:-$STATE/bin}"
 DATA_ROOT="$STATE/data"
 LOG_DIR="$STATE/logs"
 RUN_DIR="$STATE/run"

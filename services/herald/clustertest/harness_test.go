@@ -82,7 +82,13 @@ type Cluster struct {
 // deployment's state from the servers.
 func startCluster(t testing.TB) *Cluster {
 	t.Helper()
-	srv := serversFromEnv(t)
+	return startClusterOn(t, serversFromEnv(t))
+}
+
+// startClusterOn is startCluster on the given servers, such as a NATS
+// server of the test's own.
+func startClusterOn(t testing.TB, srv servers) *Cluster {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client for %v: %v", srv.etcd, err)
@@ -439,8 +445,16 @@ func (in *Instance) logTail(n int) string {
 // runScript runs one of the deploy/local scripts and logs its output.
 func runScript(t testing.TB, name string, args ...string) {
 	t.Helper()
+	runScriptEnv(t, nil, name, args...)
+}
+
+// runScriptEnv is runScript with env (KEY=value) added to the test's
+// environment.
+func runScriptEnv(t testing.TB, env []string, name string, args ...string) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "local", name), args...)
 	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

@@ -1,11 +1,15 @@
 // Package clustertest runs Herald as a multi-process cluster on the real
 // servers (etcd, NATS JetStream, Redis, Cassandra; see deploy/local) and
 // checks what the cluster promises: the API behaviour suite, surviving the
-// death of an instance, a Redis restart and a Cassandra outage.
+// death of an instance, a Redis restart and a Cassandra outage, and the
+// crash drills (drills_test.go), each followed by a model check: a fan-out
+// instance killed mid-fan-out, NATS restarted and stopped while clients
+// post, and the outbox relay's leader killed.
 //
 // The tests restart the shared Redis and Cassandra, so they run one after
 // another, the disruptive ones last, and nothing else should use those
-// servers meanwhile.
+// servers meanwhile. The NATS drills stop and start a nats-server of their
+// own instead of the shared one.
 package clustertest
 
 import (

@@ -127,6 +127,7 @@ func (o *op) String() string {
 // run is one model check in progress.
 type run struct {
 	t     testing.TB
+	name  string // starts each failure: "modelcheck seed 3"
 	cfg   Config
 	c     *systemtest.Client
 	rng   *rand.Rand
@@ -146,6 +147,7 @@ func Run(t testing.TB, c *systemtest.Client, cfg Config) {
 	cfg.defaults()
 	r := &run{
 		t: t, cfg: cfg, c: c,
+		name:  fmt.Sprintf("modelcheck seed %d", cfg.Seed),
 		rng:   rand.New(rand.NewPCG(cfg.Seed, 0x6d6f64656c636865)),
 		model: NewModel(cfg.Cap),
 		count: map[opKind]int{},
@@ -164,10 +166,25 @@ func Run(t testing.TB, c *systemtest.Client, cfg Config) {
 	graphDone := time.Now()
 	r.runOps()
 	opsDone := time.Now()
-	settled := r.settle()
+	settled, _ := r.settle()
 	t.Logf("modelcheck: graph %v, ops %v %v, settled in %v; %d posts (%d live)",
 		graphDone.Sub(start).Round(time.Millisecond), opsDone.Sub(graphDone).Round(time.Millisecond), r.count,
 		settled.Round(time.Millisecond), len(r.model.posts), len(r.model.Live()))
+}
+
+// Check waits up to settle for every one of users' home timelines to equal
+// what m computes: the same IDs in the same order, nothing missing and
+// nothing twice, over the first pages up to m's cap. It fails t with a
+// diff for each user that still differs, and returns how long the system
+// took to match and whether it did. Unlike Run it makes no writes, so a
+// test can drive the system its own way, record what it did in m, and
+// check the outcome.
+func Check(t testing.TB, c *systemtest.Client, m *Model, users []string, settle time.Duration) (time.Duration, bool) {
+	t.Helper()
+	cfg := Config{Cap: m.cap, Settle: settle}
+	cfg.defaults()
+	r := &run{t: t, name: "modelcheck", cfg: cfg, c: c, model: m, users: users, began: time.Now()}
+	return r.settle()
 }
 
 // popular picks a user with probability proportional to its popularity.
@@ -478,30 +495,34 @@ type mismatch struct {
 
 // settle polls every user's timeline until all equal the model, for up to
 // cfg.Settle, and reports each user that still differs. It returns how
-// long the system took to match.
-func (r *run) settle() time.Duration {
+// long the system took to match, and whether it did.
+func (r *run) settle() (time.Duration, bool) {
 	r.t.Helper()
 	start := time.Now()
 	deadline := start.Add(r.cfg.Settle)
 	for {
 		bad := r.checkAll()
 		if len(bad) == 0 {
-			return time.Since(start)
+			return time.Since(start), true
 		}
 		if time.Now().After(deadline) {
 			for i, m := range bad {
 				if i == 10 {
-					r.t.Errorf("modelcheck seed %d: ... and %d more users differ", r.cfg.Seed, len(bad)-10)
+					r.t.Errorf("%s: ... and %d more users differ", r.name, len(bad)-10)
 					break
 				}
 				if m.err != nil {
-					r.t.Errorf("modelcheck seed %d: home timeline of %s: %v", r.cfg.Seed, m.user, m.err)
+					r.t.Errorf("%s: home timeline of %s: %v", r.name, m.user, m.err)
 					continue
 				}
-				r.t.Errorf("modelcheck seed %d: home timeline of %s %v after the last operation:\n got  %v\n want %v\n diff:%s\n follows %v\n history:\n%s",
-					r.cfg.Seed, m.user, r.cfg.Settle, m.got, m.want, m.diff.describe(r.model), r.model.Followees(m.user), r.history(m))
+				history := ""
+				if r.log != nil {
+					history = "\n history:\n" + r.history(m)
+				}
+				r.t.Errorf("%s: home timeline of %s %v after the last operation:\n got  %v\n want %v\n diff:%s\n follows %v%s",
+					r.name, m.user, r.cfg.Settle, m.got, m.want, m.diff.describe(r.model), r.model.Followees(m.user), history)
 			}
-			return time.Since(start)
+			return time.Since(start), false
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
