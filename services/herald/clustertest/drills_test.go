@@ -117,7 +117,7 @@ func TestDrillFanoutKill(t *testing.T) {
 	subjects := c.subjectCounts(t)
 	t.Logf("event stream messages by subject: %v", subjects)
 	if subjects[bus.SubjectFanoutChunk] == 0 {
-		t.Logf("no %s messages: HERALD_FANOUT_CHUNK_SIZE=%d did not take effect, and each post's fan-out was one message", bus.SubjectFanoutChunk, chunk)
+		t.Errorf("no %s messages: HERALD_FANOUT_CHUNK_SIZE=%d did not take effect, and each post's fan-out was one message", bus.SubjectFanoutChunk, chunk)
 	}
 	d.logConsumers()
 	d.recheck("fkmc_")

@@ -139,6 +139,12 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, m proto.Messag
 	if err != nil {
 		return fmt.Errorf("bus: marshal %s: %w", subject, err)
 	}
+	// While the connection is down, a publish would wait for a reconnect
+	// until ctx ends; fail at once instead, so that callers with an
+	// outbox (CreatePost) answer without waiting for NATS.
+	if !b.js.Conn().IsConnected() {
+		return feed.Unavailable("nats", fmt.Errorf("publish %s: %w", subject, nats.ErrConnectionClosed))
+	}
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))

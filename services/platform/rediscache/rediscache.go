@@ -118,7 +118,15 @@ func member(id feed.PostID) string {
 	return string(b[:])
 }
 
-func unavailable(err error) error { return feed.Unavailable("redis", err) }
+// unavailable marks err as Redis being unavailable, unless the caller's
+// context ended: a request that gave up is not a Redis outage, and must
+// not send readers to the durable store.
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return feed.Unavailable("redis", err)
+}
 
 // insert adds members with score 0 to capped sets and trims each to the
 // newest cap IDs, one set after another in one atomic script call; see the

@@ -12,10 +12,9 @@ import (
 )
 
 func main() {
-	var cfg app.Config
+	// Chunk size and workers are node flags (-fanout-chunk-size,
+	// -fanout-workers), shared with the all-in-one.
 	node.Main(node.Config{Name: "fanout", ListenAddr: "localhost:7073"}, os.Args[1:], os.Getenv,
-		func(fs *flag.FlagSet) {
-			fs.IntVar(&cfg.ChunkSize, "chunk-size", 1000, "followers per batched timeline write")
-		},
-		func(_ context.Context, n *node.Node) error { return app.Register(n, cfg) })
+		func(*flag.FlagSet) {},
+		func(_ context.Context, n *node.Node) error { return app.Register(n, app.Config{}) })
 }

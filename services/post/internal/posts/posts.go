@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -94,19 +95,29 @@ func (s *Service) Create(ctx context.Context, author, text, key string) (feed.Po
 		// outbox marker for the relay.
 		return stored, nil
 	}
-	if err := s.cache.PutPosts(ctx, []feed.Post{stored}); err != nil {
+	// The post is durable and accepted: finish the follow-up writes even
+	// if the client has gone, but do not let a slow cache or NATS (a
+	// restart, a lost ack) hold the answer back. The fan-out adds the post
+	// to the recent list again, and the relay publishes a post whose
+	// publish was cut short.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTimeout)
+	defer cancel()
+	if err := s.cache.PutPosts(fctx, []feed.Post{stored}); err != nil {
 		s.log.Warn("cache post body", "post", stored.ID, "err", err)
 	}
-	// If this fails, reads find the list missing or the cache down, and
-	// read the author's posts from the store, which has the post.
-	if err := s.recent.Add(ctx, []cache.Entry{{User: author, Post: stored.ID}}); err != nil {
+	if err := s.recent.Add(fctx, []cache.Entry{{User: author, Post: stored.ID}}); err != nil {
 		s.log.Warn("add to recent posts", "post", stored.ID, "err", err)
 	}
-	if err := s.Publish(ctx, stored); err != nil {
+	if err := s.Publish(fctx, stored); err != nil {
 		s.log.Warn("publish failed; the outbox relay will retry", "post", stored.ID, "err", err)
 	}
 	return stored, nil
 }
+
+// PublishTimeout bounds CreatePost's follow-up writes after the durable
+// one: the post cache, the recent list and the event stream's ack. Each
+// takes about a millisecond when its server is up.
+const PublishTimeout = time.Second
 
 // Publish appends p's PostCreated event and clears its outbox marker. The
 // message ID is the post ID, so a republish by the relay is dropped by the

@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -94,10 +95,13 @@ func (s *Service) recentOf(ctx context.Context, author string, before feed.PostI
 	if err == nil && ok {
 		return s.pastCap(ctx, s.recent, author, ids, before, n, s.storeOf(author))
 	}
-	if err != nil {
+	if errors.Is(err, feed.ErrUnavailable) {
 		s.log.Warn("recent-post cache unavailable; reading the durable store", "author", author, "err", err)
 		ps, err := s.posts.ListByAuthor(ctx, author, before, n)
 		return postIDs(ps), err
+	}
+	if err != nil {
+		return nil, err
 	}
 	_, err, _ = s.rebuilds.Do("recent:"+author, func() (any, error) {
 		ps, err := s.posts.ListByAuthor(context.WithoutCancel(ctx), author, 0, s.recent.Cap())

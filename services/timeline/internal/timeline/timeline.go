@@ -346,6 +346,9 @@ func (s *Service) durable(ctx context.Context, user string, before feed.PostID, 
 func (s *Service) hydrate(ctx context.Context, ids []feed.PostID) ([]feed.Post, error) {
 	hit, err := s.postCache.GetPosts(ctx, ids)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		s.log.Warn("post cache read failed; reading the store", "err", err)
 		hit = nil
 	}
