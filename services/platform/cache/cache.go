@@ -85,3 +85,25 @@ type Celebrities interface {
 	// Celebrities returns the whole set.
 	Celebrities(ctx context.Context) (map[string]bool, error)
 }
+
+// RangeReq is one Timelines.Range in a batch: the call's arguments, then
+// its results.
+type RangeReq struct {
+	List   Timelines
+	User   string
+	Before feed.PostID
+	Limit  int
+
+	IDs []feed.PostID
+	OK  bool
+	Err error
+}
+
+// BatchRanger is implemented by adapters that can run several Ranges, over
+// lists that share a connection, in one round trip. A reader of a home
+// timeline and of recent-post lists uses it to pay one round trip where
+// it would pay several.
+type BatchRanger interface {
+	// RangeBatch sets each request's results as Range would.
+	RangeBatch(ctx context.Context, reqs []*RangeReq)
+}

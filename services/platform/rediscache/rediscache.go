@@ -69,8 +69,9 @@ type Cache struct {
 }
 
 var (
-	_ cache.Timelines = (*Cache)(nil)
-	_ cache.Posts     = (*Cache)(nil)
+	_ cache.Timelines   = (*Cache)(nil)
+	_ cache.Posts       = (*Cache)(nil)
+	_ cache.BatchRanger = (*Cache)(nil)
 )
 
 // New returns a Cache on rdb.
@@ -333,12 +334,50 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 	if limit <= 0 {
 		return nil, false, nil
 	}
+	pipe := c.rdb.Pipeline()
+	result := c.queueRange(ctx, pipe, user, before, limit)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, unavailable(err)
+	}
+	return result()
+}
+
+// RangeBatch implements cache.BatchRanger: the requests on Caches that
+// share this one's client go in one pipeline; others run on their own.
+func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
+	pipe := c.rdb.Pipeline()
+	results := make([]func() ([]feed.PostID, bool, error), len(reqs))
+	for i, r := range reqs {
+		if rc, ok := r.List.(*Cache); ok && rc.rdb == c.rdb && r.Limit > 0 {
+			results[i] = rc.queueRange(ctx, pipe, r.User, r.Before, r.Limit)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		err = unavailable(err)
+	} else {
+		err = nil
+	}
+	for i, r := range reqs {
+		switch {
+		case results[i] == nil:
+			r.IDs, r.OK, r.Err = r.List.Range(ctx, r.User, r.Before, r.Limit)
+		case err != nil:
+			r.IDs, r.OK, r.Err = nil, false, err
+		default:
+			r.IDs, r.OK, r.Err = results[i]()
+		}
+	}
+}
+
+// queueRange queues Range's commands on pipe and returns the function that
+// reads their results after the pipeline ran.
+func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user string, before feed.PostID, limit int) func() ([]feed.PostID, bool, error) {
 	key := c.timelineKey(user)
 	max := "+"
 	if before != 0 {
 		max = "(" + member(before)
 	}
-	pipe := c.rdb.Pipeline()
 	var above *redis.IntCmd
 	if c.opts.ActiveWindow > 0 {
 		pipe.Set(ctx, c.activeKey(user), 1, c.opts.ActiveWindow)
@@ -352,33 +391,32 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 	marker := pipe.ZScore(ctx, key, complete)
 	// The marker is the lowest member, so limit+1 leaves room for it.
 	page := pipe.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit + 1)})
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, unavailable(err)
-	}
-	if err := marker.Err(); errors.Is(err, redis.Nil) {
-		return nil, false, nil
-	} else if err != nil {
-		return nil, false, unavailable(err)
-	}
-	members, err := page.Result()
-	if err != nil {
-		return nil, false, unavailable(err)
-	}
-	visible := limit
-	if c.opts.ActiveWindow > 0 {
-		shown := int64(0) // entries at or above before, which is not in the page
-		if above != nil {
-			shown = above.Val()
+	return func() ([]feed.PostID, bool, error) {
+		if err := marker.Err(); errors.Is(err, redis.Nil) {
+			return nil, false, nil
+		} else if err != nil {
+			return nil, false, unavailable(err)
 		}
-		visible = int(min(int64(limit), max64(0, int64(c.opts.Cap)-shown)))
-	}
-	ids := make([]feed.PostID, 0, min(len(members), visible))
-	for _, m := range members {
-		if len(m) == 8 && len(ids) < visible {
-			ids = append(ids, feed.PostID(binary.BigEndian.Uint64([]byte(m))))
+		members, err := page.Result()
+		if err != nil {
+			return nil, false, unavailable(err)
 		}
+		visible := limit
+		if c.opts.ActiveWindow > 0 {
+			shown := int64(0) // entries at or above before, which is not in the page
+			if above != nil {
+				shown = above.Val()
+			}
+			visible = int(min(int64(limit), max64(0, int64(c.opts.Cap)-shown)))
+		}
+		ids := make([]feed.PostID, 0, min(len(members), visible))
+		for _, m := range members {
+			if len(m) == 8 && len(ids) < visible {
+				ids = append(ids, feed.PostID(binary.BigEndian.Uint64([]byte(m))))
+			}
+		}
+		return ids, true, nil
 	}
-	return ids, true, nil
 }
 
 func max64(a, b int64) int64 {

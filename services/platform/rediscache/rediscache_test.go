@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/cache/cachetest"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
@@ -166,4 +168,50 @@ func TestCelebrities(t *testing.T) {
 
 func TestFull(t *testing.T) {
 	cachetest.RunFull(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
+}
+
+// TestRangeBatch: a batch over two Caches sharing a client, and one list
+// of another adapter, gives what each Range gives alone.
+func TestRangeBatch(t *testing.T) {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	defer rdb.Close()
+	prefix := fmt.Sprintf("test:%x:%d:", run, seq.Add(1))
+	t.Cleanup(func() {
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	home := rediscache.New(rdb, rediscache.Options{Cap: 10, Prefix: prefix, ActiveWindow: time.Hour})
+	recent := rediscache.New(rdb, rediscache.Options{Cap: 10, Prefix: prefix, Kind: "recent"})
+	other := memcache.New(10)
+	const base feed.PostID = 1 << 60
+	for _, s := range []struct {
+		c    cache.Timelines
+		user string
+		ids  []feed.PostID
+	}{{home, "alice", []feed.PostID{base + 1, base + 2, base + 3}}, {recent, "bob", []feed.PostID{base + 4, base + 5}}, {other, "carol", []feed.PostID{base + 6}}} {
+		if err := s.c.Store(ctx, s.user, s.ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := []*cache.RangeReq{
+		{List: home, User: "alice", Limit: 2},
+		{List: home, User: "alice", Before: base + 3, Limit: 10},
+		{List: recent, User: "bob", Limit: 10},
+		{List: home, User: "nobody", Limit: 10},
+		{List: recent, User: "alice", Limit: 10},
+		{List: other, User: "carol", Limit: 10},
+	}
+	home.RangeBatch(ctx, reqs)
+	for _, r := range reqs {
+		ids, ok, err := r.List.Range(ctx, r.User, r.Before, r.Limit)
+		if err != nil || r.Err != nil || ok != r.OK || !slices.Equal(ids, r.IDs) {
+			t.Errorf("batched Range(%s, %d, %d) = %v, %v, %v; alone = %v, %v, %v", r.User, r.Before, r.Limit, r.IDs, r.OK, r.Err, ids, ok, err)
+		}
+	}
+	if !reqs[0].OK || len(reqs[0].IDs) != 2 || reqs[3].OK {
+		t.Errorf("batched results %+v, %+v; want alice's two newest, and nobody missing", *reqs[0], *reqs[3])
+	}
 }

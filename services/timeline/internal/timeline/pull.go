@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
@@ -90,8 +91,8 @@ func (s *Service) pulledAuthors(ctx context.Context, user string) ([]string, err
 // recentOf returns up to n of author's posts below before from the
 // author's recent-post list, loading the list from the durable store when
 // the cache lacks it.
-func (s *Service) recentOf(ctx context.Context, author string, before feed.PostID, n int) ([]feed.PostID, error) {
-	ids, ok, err := s.recent.Range(ctx, author, before, n)
+func (s *Service) recentOf(ctx context.Context, author string, before feed.PostID, n int, first *cache.RangeReq) ([]feed.PostID, error) {
+	ids, ok, err := rangeOr(ctx, first, s.recent, author, before, n)
 	if err == nil && ok {
 		return s.pastCap(ctx, s.recent, author, ids, before, n, s.storeOf(author))
 	}
@@ -129,19 +130,15 @@ func (s *Service) storeOf(author string) func(context.Context, feed.PostID, int)
 }
 
 // pulledPosts returns up to n IDs below before merged from the recent lists
-// of user and of every author user pulls.
-func (s *Service) pulledPosts(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
-	authors, err := s.pulledAuthors(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	authors = append(authors, user) // an author always reads their own writes
+// of authors: the reader and every author the reader pulls. first holds
+// reads already made (see firstReads), by author.
+func (s *Service) pulledPosts(ctx context.Context, authors []string, before feed.PostID, n int, first map[string]*cache.RangeReq) ([]feed.PostID, error) {
 	lists := make([][]feed.PostID, len(authors))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.RebuildConcurrency)
 	for i, a := range authors {
 		g.Go(func() (err error) {
-			lists[i], err = s.recentOf(gctx, a, before, n)
+			lists[i], err = s.recentOf(gctx, a, before, n, first[a])
 			return err
 		})
 	}

@@ -179,16 +179,23 @@ func (s *Service) Home(ctx context.Context, user string, pageSize int32, token s
 // pulls. Merging sets ordered by ID keeps pages exact: no duplicates
 // where an author was both pushed and pulled, no gaps between pages.
 func (s *Service) candidates(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
+	authors, err := s.pulledAuthors(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	authors = append(authors, user) // an author always reads their own writes
+	first := s.firstReads(ctx, user, authors, before, n)
+
 	var cached, pulled []feed.PostID
 	g, gctx := errgroup.WithContext(ctx)
 	if s.cfg.Strategy != feed.Pull { // under pull nothing is pushed
 		g.Go(func() (err error) {
-			cached, err = s.cached(gctx, user, before, n)
+			cached, err = s.cached(gctx, user, before, n, first[timelineKey])
 			return err
 		})
 	}
 	g.Go(func() (err error) {
-		pulled, err = s.pulledPosts(gctx, user, before, n)
+		pulled, err = s.pulledPosts(gctx, authors, before, n, first)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -197,11 +204,51 @@ func (s *Service) candidates(ctx context.Context, user string, before feed.PostI
 	return Merge(n, cached, pulled), nil
 }
 
+// timelineKey is the key of the home timeline's read in firstReads' map;
+// the recent lists' reads are keyed by author, and a user ID is never
+// empty.
+const timelineKey = ""
+
+// firstReads runs the first cache reads of a page, the home timeline's
+// and each author's recent list's, in one round trip when the cache can
+// batch them. It returns nil when it cannot; then each read goes alone.
+func (s *Service) firstReads(ctx context.Context, user string, authors []string, before feed.PostID, n int) map[string]*cache.RangeReq {
+	b, ok := s.timelines.(cache.BatchRanger)
+	if !ok {
+		return nil
+	}
+	reqs := make([]*cache.RangeReq, 0, len(authors)+1)
+	if s.cfg.Strategy != feed.Pull {
+		reqs = append(reqs, &cache.RangeReq{List: s.timelines, User: user, Before: before, Limit: n})
+	}
+	for _, a := range authors {
+		reqs = append(reqs, &cache.RangeReq{List: s.recent, User: a, Before: before, Limit: n})
+	}
+	b.RangeBatch(ctx, reqs)
+	out := make(map[string]*cache.RangeReq, len(reqs))
+	for _, r := range reqs {
+		key := r.User
+		if r.List == s.timelines {
+			key = timelineKey
+		}
+		out[key] = r
+	}
+	return out
+}
+
+// rangeOr returns first's results if the read was batched, or reads list.
+func rangeOr(ctx context.Context, first *cache.RangeReq, list cache.Timelines, user string, before feed.PostID, n int) ([]feed.PostID, bool, error) {
+	if first != nil {
+		return first.IDs, first.OK, first.Err
+	}
+	return list.Range(ctx, user, before, n)
+}
+
 // cached reads the cached timeline, rebuilding it first if it is missing.
 // If the cache is down, it reads the durable store instead: slower, but
 // the cache is only a cache.
-func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
-	ids, ok, err := s.timelines.Range(ctx, user, before, n)
+func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n int, first *cache.RangeReq) ([]feed.PostID, error) {
+	ids, ok, err := rangeOr(ctx, first, s.timelines, user, before, n)
 	if errors.Is(err, feed.ErrUnavailable) {
 		s.lookups.WithLabelValues("error").Inc()
 		s.log.Warn("timeline cache unavailable; reading the durable store", "user", user, "err", err)
