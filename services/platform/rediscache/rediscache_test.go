@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/cache/cachetest"
@@ -122,8 +123,27 @@ func TestMemoryPerEntry(t *testing.T) {
 // for random users among 100,000, four batches in flight at once as
 // several fan-out workers would have them.
 func BenchmarkAddBatch(b *testing.B) {
-	c := open(b, 800)
 	const users, batch = 100_000, 1000
+	b.Run("active", func(b *testing.B) {
+		// The fan-out's path: home timelines of active users.
+		c := openOpts(b, rediscache.Options{Cap: 800, ActiveWindow: time.Hour})
+		g, ctx := errgroup.WithContext(context.Background())
+		g.SetLimit(32)
+		for u := range users {
+			g.Go(func() error { return c.Store(ctx, "u"+strconv.Itoa(u), nil) })
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		benchAdd(b, c, users, batch)
+	})
+	b.Run("script", func(b *testing.B) {
+		// Recent-post lists' path: the insert script.
+		benchAdd(b, open(b, 800), users, batch)
+	})
+}
+
+func benchAdd(b *testing.B, c *rediscache.Cache, users, batch int) {
 	var next atomic.Uint64
 	next.Store(1 << 60)
 	b.SetParallelism(2) // 2 × GOMAXPROCS(2) = 4 concurrent batches
