@@ -35,7 +35,7 @@ export const options = {
 
 export function setup() {
   const following = graph(s);
-  const c = conn();
+  const c = conn('graph');
   let done = 0;
   let failed = 0;
   const total = following.reduce((n, f) => n + f.length, 0);
@@ -65,13 +65,13 @@ function author() {
 export function post() {
   const u = userID(s, author());
   const key = `k6-${__VU}-${__ITER}-${Date.now()}`;
-  const res = conn().invoke('feed.v1.PostService/CreatePost', { author_id: u, text: `k6 post ${key}`, idempotency_key: key }, { tags: { op: 'post' } });
+  const res = conn('post').invoke('feed.v1.PostService/CreatePost', { author_id: u, text: `k6 post ${key}`, idempotency_key: key }, { tags: { op: 'post' } });
   check(res, { 'CreatePost OK': ok });
 }
 
 export function read() {
   const u = userID(s, Math.floor(Math.random() * s.users));
-  const res = conn().invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: u, page_size: s.pageSize }, { tags: { op: 'read' } });
+  const res = conn('timeline').invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: u, page_size: s.pageSize }, { tags: { op: 'read' } });
   check(res, { 'GetHomeTimeline OK': ok });
 }
 
@@ -85,14 +85,13 @@ export function lag(data) {
   if (fs.length === 0) return;
   const follower = userID(s, fs[Math.floor(Math.random() * fs.length)]);
   const key = `k6-lag-${__VU}-${__ITER}-${Date.now()}`;
-  const c = conn();
-  const res = c.invoke('feed.v1.PostService/CreatePost', { author_id: userID(s, a), text: `k6 lag probe ${key}`, idempotency_key: key }, { tags: { op: 'post' } });
+  const res = conn('post').invoke('feed.v1.PostService/CreatePost', { author_id: userID(s, a), text: `k6 lag probe ${key}`, idempotency_key: key }, { tags: { op: 'post' } });
   if (!check(res, { 'CreatePost OK': ok })) return;
   const id = res.message.post.postId;
   const created = Date.parse(res.message.post.createTime);
   let wait = 0.005;
   while (Date.now() - created < s.lagTimeoutMs) {
-    const page = c.invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: follower, page_size: 50 }, { tags: { op: 'lag_poll' } });
+    const page = conn('timeline').invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: follower, page_size: 50 }, { tags: { op: 'lag_poll' } });
     if (ok(page) && (page.message.posts || []).some((p) => p.postId === id)) {
       visible.add(Date.now() - created);
       return;

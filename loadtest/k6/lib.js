@@ -11,6 +11,15 @@ export const num = (name, def) => Number(env(name, def));
 
 export const settings = {
   addr: env('HERALD_ADDR', 'localhost:7070'),
+  // A cluster serves each API on its own instances: HERALD_POST_ADDR,
+  // HERALD_GRAPH_ADDR and HERALD_TIMELINE_ADDR point at one of each (the
+  // compose cluster: localhost:7171, 7181, 7201). Each defaults to
+  // HERALD_ADDR, where the all-in-one serves all three.
+  addrs: {
+    post: env('HERALD_POST_ADDR', env('HERALD_ADDR', 'localhost:7070')),
+    graph: env('HERALD_GRAPH_ADDR', env('HERALD_ADDR', 'localhost:7070')),
+    timeline: env('HERALD_TIMELINE_ADDR', env('HERALD_ADDR', 'localhost:7070')),
+  },
   users: num('USERS', 300),
   meanFollows: num('MEAN_FOLLOWS', 10),
   celebrities: num('CELEBRITIES', 2),
@@ -99,16 +108,17 @@ export function followers(following) {
   return out;
 }
 
-// client returns this VU's gRPC client, connected on first use. Herald
-// serves reflection, so no .proto files are needed.
-const client = new grpc.Client();
-let connected = false;
-export function conn() {
-  if (!connected) {
-    client.connect(settings.addr, { plaintext: true, reflect: true, timeout: '5s' });
-    connected = true;
+// conn returns this VU's gRPC client of service ('post', 'graph' or
+// 'timeline'), connected on first use. Herald serves reflection, so no
+// .proto files are needed.
+const clients = {};
+export function conn(service) {
+  if (!clients[service]) {
+    const c = new grpc.Client();
+    c.connect(settings.addrs[service], { plaintext: true, reflect: true, timeout: '5s' });
+    clients[service] = c;
   }
-  return client;
+  return clients[service];
 }
 
 export const ok = (res) => res && res.status === grpc.StatusOK;

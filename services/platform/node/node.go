@@ -256,7 +256,15 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.Session, err = discovery.NewSession(ctx, n.Etcd, cfg.LeaseTTL); err != nil {
 		return nil, fmt.Errorf("etcd %v: %w", etcdEndpoints, err)
 	}
-	n.onClose(func() { n.Session.Close() })
+	n.onClose(func() {
+		// Session.Close waits up to the lease TTL for etcd; with etcd
+		// away that holds a shutdown for the whole TTL. Revoke with a
+		// short bound instead: if etcd is away the lease expires anyway.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n.Session.Orphan()
+		n.Etcd.Revoke(rctx, n.Session.Lease())
+	})
 	key, err := sharedTokenKey(sctx, n.Etcd, cfg.Namespace+"/config/page-token-key")
 	if err != nil {
 		return nil, err
