@@ -287,6 +287,61 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 	return true, nil
 }
 
+// ImportFollows stores the follows of followee by each of followers in a
+// few large batches, and reports how many were new. It is for loading a
+// graph in bulk (benchmarks, migrations): it sits below the graph service,
+// so it publishes no Followed events and triggers no backfill. Existing
+// edges are skipped, so it can be rerun.
+func (s *Store) ImportFollows(ctx context.Context, followee string, followers []string) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	n, err := s.count(followee)
+	if err != nil {
+		return 0, err
+	}
+	const perBatch = 10_000
+	added := 0
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	flush := func(opts *pebble.WriteOptions) error {
+		set(b, countKey(followee), binary.BigEndian.AppendUint64(nil, n))
+		if err := b.Commit(opts); err != nil {
+			return feed.Unavailable("pebble", err)
+		}
+		b.Close()
+		b = s.db.NewBatch()
+		return nil
+	}
+	seen := make(map[string]bool, len(followers))
+	for i, f := range followers {
+		if i%perBatch == 0 {
+			if err := ctx.Err(); err != nil {
+				return added, err
+			}
+		}
+		if seen[f] || f == followee {
+			continue
+		}
+		seen[f] = true
+		fKey := userKey(prefixFollowers, followee, f)
+		if _, exists, err := s.get(fKey); err != nil {
+			return added, err
+		} else if exists {
+			continue
+		}
+		set(b, fKey, nil)
+		set(b, userKey(prefixFollowing, f, followee), nil)
+		n++
+		added++
+		if added%perBatch == 0 {
+			if err := flush(pebble.NoSync); err != nil {
+				return added, err
+			}
+		}
+	}
+	return added, flush(pebble.Sync)
+}
+
 // IsFollowing implements store.Graph.
 func (s *Store) IsFollowing(ctx context.Context, follower, followee string) (bool, error) {
 	if err := ctx.Err(); err != nil {

@@ -115,3 +115,49 @@ func TestIdempotencyKeyExpires(t *testing.T) {
 		t.Errorf("ListByAuthor(alice) = %v, %v; want 2 posts", got, err)
 	}
 }
+
+func TestImportFollows(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), pebblestore.Options{})
+	if _, err := s.Follow(ctx, "f00000", "star"); err != nil {
+		t.Fatal(err)
+	}
+	var fs []string
+	for i := range 25_000 {
+		fs = append(fs, fmt.Sprintf("f%05d", i))
+	}
+	fs = append(fs, "f00001", "star") // a duplicate, and the followee itself
+	added, err := s.ImportFollows(ctx, "star", fs)
+	if err != nil || added != 24_999 {
+		t.Fatalf("ImportFollows = %d, %v; want 24999 new (f00000 followed already)", added, err)
+	}
+	if n, err := s.FollowerCount(ctx, "star"); err != nil || n != 25_000 {
+		t.Errorf("FollowerCount = %d, %v; want 25000", n, err)
+	}
+	if ok, err := s.IsFollowing(ctx, "f24999", "star"); err != nil || !ok {
+		t.Errorf("IsFollowing(f24999, star) = %v, %v; want true", ok, err)
+	}
+	page, _, err := s.Following(ctx, "f12345", nil, 10)
+	if err != nil || len(page) != 1 || page[0] != "star" {
+		t.Errorf("Following(f12345) = %v, %v; want [star]", page, err)
+	}
+	if added, err := s.ImportFollows(ctx, "star", fs); err != nil || added != 0 {
+		t.Errorf("second ImportFollows = %d, %v; want 0 new", added, err)
+	}
+	var listed int
+	var state []byte
+	for {
+		page, next, err := s.Followers(ctx, "star", state, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed += len(page)
+		if len(next) == 0 {
+			break
+		}
+		state = next
+	}
+	if listed != 25_000 {
+		t.Errorf("Followers listed %d; want 25000", listed)
+	}
+}
