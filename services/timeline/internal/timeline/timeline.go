@@ -264,7 +264,14 @@ func (s *Service) cached(ctx context.Context, user string, before feed.PostID, n
 	s.lookups.WithLabelValues("miss").Inc()
 	// Concurrent readers of one missing timeline share one rebuild here,
 	// and a claim in the cache makes other instances' readers wait for it.
-	_, err, _ = s.rebuilds.Do(user, func() (any, error) { return nil, s.rebuild(context.WithoutCancel(ctx), user) })
+	_, err, _ = s.rebuilds.Do(user, func() (any, error) {
+		// The rebuild outlives a reader who gives up, since others may
+		// share it, but not its claim: a slower one would race the next
+		// claimant for nothing.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ClaimTTL)
+		defer cancel()
+		return nil, s.rebuild(rctx, user)
+	})
 	if errors.Is(err, feed.ErrUnavailable) {
 		s.log.Warn("timeline rebuild failed; reading the durable store", "user", user, "err", err)
 		return s.durable(ctx, user, before, n)
