@@ -25,8 +25,8 @@ port_of() { echo $((BASE[$1] + $2)); }
 
 # registered: the instance in $CUR_SVC/$CUR_PORT is in etcd, i.e. up and serving.
 registered() {
-  "$BIN_DIR/etcdctl" --endpoints "$HERALD_ETCD_ENDPOINTS" get --keys-only \
-    "$NS/$CUR_SVC/$HOST:$CUR_PORT" 2>/dev/null | grep -q .
+  [[ -n $("$BIN_DIR/etcdctl" --endpoints "$HERALD_ETCD_ENDPOINTS" get --keys-only \
+    "$NS/$CUR_SVC/$HOST:$CUR_PORT" 2>/dev/null) ]]
 }
 
 build() {

@@ -17,12 +17,12 @@ PEER_URL="http://$HOST:$PEER_PORT"
 TIMEOUT="${HERALD_ETCD_START_TIMEOUT:-30}"
 
 etcd_ready() {
-  curl -sf --max-time 2 "$CLIENT_URL/health" 2>/dev/null | grep -q '"health":"true"'
+  [[ $(curl -sf --max-time 2 "$CLIENT_URL/health" 2>/dev/null) == *'"health":"true"'* ]]
 }
 
 build_etcd() {
   local mod="$BUILD_DIR/etcd-$VERSION" start
-  if [[ -x $BIN_DIR/etcd ]] && "$BIN_DIR/etcd" --version 2>/dev/null | grep -qx "etcd Version: $VERSION"; then
+  if [[ -x $BIN_DIR/etcd ]] && reports_version "$BIN_DIR/etcd" "etcd Version: $VERSION"; then
     return 0
   fi
   command -v go >/dev/null || die "go is not on PATH; it is needed to build etcd"
@@ -42,7 +42,7 @@ build_etcd() {
   (cd "$mod" && go build -o "$BIN_DIR/etcdctl" go.etcd.io/etcd/etcdctl/v3) >>"$LOG_DIR/etcd-build.log" 2>&1 ||
     warn "etcdctl did not build (optional; see $LOG_DIR/etcd-build.log); continuing"
   say "  built etcd in $(( ($(now_ms) - start) / 1000 )) s"
-  "$BIN_DIR/etcd" --version | grep -qx "etcd Version: $VERSION" ||
+  reports_version "$BIN_DIR/etcd" "etcd Version: $VERSION" ||
     die "$BIN_DIR/etcd --version does not report $VERSION"
 }
 

@@ -217,9 +217,19 @@ stop_server() {
 
 # go_install_bin NAME VERSION_PATTERN PKG@VERSION: build a Go main package into $BIN_DIR
 # with `go install`, unless $BIN_DIR/NAME exists and its --version output matches.
+# reports_version BIN WANT: whether `BIN --version` prints a line holding
+# WANT. The output is captured first: piping it into `grep -q`, which exits
+# at the first match, can kill the writer with SIGPIPE, and under pipefail
+# that fails the check at random.
+reports_version() {
+  local out
+  out=$("$1" --version 2>/dev/null) || return 1
+  grep -qF -- "$2" <<<"$out"
+}
+
 go_install_bin() {
   local name=$1 want=$2 pkg=$3 start
-  if [[ -x $BIN_DIR/$name ]] && "$BIN_DIR/$name" --version 2>/dev/null | grep -qF -- "$want"; then
+  if [[ -x $BIN_DIR/$name ]] && reports_version "$BIN_DIR/$name" "$want"; then
     return 0
   fi
   command -v go >/dev/null || die "go is not on PATH; it is needed to build $name"
@@ -227,7 +237,7 @@ go_install_bin() {
   start=$(now_ms)
   GOBIN="$BIN_DIR" go install "$pkg"
   say "  built $name in $(( ($(now_ms) - start) / 1000 )) s"
-  "$BIN_DIR/$name" --version 2>/dev/null | grep -qF -- "$want" ||
+  reports_version "$BIN_DIR/$name" "$want" ||
     die "$BIN_DIR/$name --version does not report $want"
 }
 

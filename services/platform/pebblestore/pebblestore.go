@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -53,10 +54,23 @@ type Store struct {
 	ttl time.Duration
 	now func() time.Time // the clock for idempotency TTLs; tests replace it
 
-	// writeMu serialises read-check-write sections (idempotency, follow
-	// edges, counts, tombstones): Pebble has no transactions, so two
-	// concurrent Follows could otherwise both see "no edge" and count twice.
-	writeMu sync.Mutex
+	// locks serialise read-check-write sections on one subject (an
+	// idempotency key, a followee's edges and count, a post's tombstone):
+	// Pebble has no transactions, so two concurrent Follows could
+	// otherwise both see "no edge" and count twice. They are striped, so
+	// that writes on different subjects commit concurrently and Pebble
+	// syncs them together; one global lock held every post's synced write
+	// in line behind the last.
+	locks [64]sync.Mutex
+}
+
+// lock locks the stripe of subject and returns its unlock.
+func (s *Store) lock(subject string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(subject))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
 }
 
 const (
@@ -94,12 +108,11 @@ func (s *Store) CreatePost(ctx context.Context, p feed.Post, key string) (feed.P
 	if err := ctx.Err(); err != nil {
 		return feed.Post{}, false, err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-
 	now := s.now()
 	var idemKey []byte
 	if key != "" {
+		// A post without a key has a fresh ID and needs no lock.
+		defer s.lock("idem\x00" + p.Author + "\x00" + key)()
 		idemKey = userKey(prefixIdem, p.Author, key)
 		v, ok, err := s.get(idemKey)
 		if err != nil {
@@ -164,8 +177,7 @@ func (s *Store) DeletePost(ctx context.Context, id feed.PostID) (feed.Post, erro
 	if err := ctx.Err(); err != nil {
 		return feed.Post{}, err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer s.lock("post\x00" + id.String())()
 
 	p, deleted, ok, err := s.getPost(id)
 	if err != nil {
@@ -253,8 +265,7 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer s.lock("edges\x00" + followee)()
 
 	fKey := userKey(prefixFollowers, followee, follower)
 	_, exists, err := s.get(fKey)
@@ -293,8 +304,7 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 // so it publishes no Followed events and triggers no backfill. Existing
 // edges are skipped, so it can be rerun.
 func (s *Store) ImportFollows(ctx context.Context, followee string, followers []string) (int, error) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer s.lock("edges\x00" + followee)()
 	n, err := s.count(followee)
 	if err != nil {
 		return 0, err

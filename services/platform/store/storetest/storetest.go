@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"FollowerCount", testFollowerCount},
 		{"IsFollowing", testIsFollowing},
 		{"CancelledContext", testCancelledContext},
+		{"ConcurrentWrites", testConcurrentWrites},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -645,4 +647,54 @@ func testIsFollowing(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 	check("after Unfollow", "alice", "bob", false)
+}
+
+// testConcurrentWrites: racing writes of one subject stay exact: the same
+// follow from many goroutines counts once, and racing creates with one
+// idempotency key store one post.
+func testConcurrentWrites(t *testing.T, s Store) {
+	ctx := context.Background()
+	const fans, copies = 20, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, fans*copies+10)
+	for i := range fans {
+		for range copies {
+			wg.Go(func() {
+				if _, err := s.Follow(ctx, fmt.Sprintf("fan_%02d", i), "idol"); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	x := newIDs(t)
+	posts := make([]feed.Post, 10)
+	for i := range posts {
+		posts[i] = x.post("alice", "racing")
+	}
+	results := make([]feed.Post, len(posts))
+	for i, p := range posts {
+		wg.Go(func() {
+			got, _, err := s.CreatePost(ctx, p, "race-key")
+			if err != nil {
+				errs <- err
+			}
+			results[i] = got
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, err := s.FollowerCount(ctx, "idol"); err != nil || n != fans {
+		t.Errorf("FollowerCount(idol) after %d racing follows each of %d fans = %d, %v; want %d", copies, fans, n, err, fans)
+	}
+	for _, r := range results[1:] {
+		if r.ID != results[0].ID {
+			t.Errorf("racing CreatePost with one key returned posts %d and %d; want one post", results[0].ID, r.ID)
+		}
+	}
+	if got := listByAuthor(t, s, "alice", 0, 20); len(got) != 1 {
+		t.Errorf("ListByAuthor(alice) after racing creates with one key = %d posts; want 1", len(got))
+	}
 }
