@@ -116,8 +116,12 @@ func (s *Service) Create(ctx context.Context, author, text, key string) (feed.Po
 
 // PublishTimeout bounds CreatePost's follow-up writes after the durable
 // one: the post cache, the recent list and the event stream's ack. Each
-// takes about a millisecond when its server is up.
-const PublishTimeout = time.Second
+// takes about a millisecond when its server is up, and a publish fails at
+// once while NATS is disconnected. Under overload an ack can take seconds;
+// waiting for it slows the client down, where giving up early would send
+// the post through the relay, 5 s later. So the bound is the relay's
+// timeout.
+const PublishTimeout = 5 * time.Second
 
 // Publish appends p's PostCreated event and clears its outbox marker. The
 // message ID is the post ID, so a republish by the relay is dropped by the
