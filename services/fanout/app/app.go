@@ -38,6 +38,7 @@ func Register(n *node.Node, cfg Config) error {
 		Posts:       n.Posts,
 		Graph:       n.Graph,
 		Celebrities: n.Celebrities,
+		Unfollows:   n.Unfollows,
 	}, n.Metrics)
 	n.Serve("fanout")
 	n.Go(func(ctx context.Context) error { return watchConsumer(ctx, n, "fanout") })

@@ -107,3 +107,20 @@ type BatchRanger interface {
 	// RangeBatch sets each request's results as Range would.
 	RangeBatch(ctx context.Context, reqs []*RangeReq)
 }
+
+// Unfollows remembers recent unfollows for a while, so that a push already
+// on its way when a follower left (a chunk message can wait in the stream)
+// skips them instead of putting the post back after the unfollow's purge.
+type Unfollows interface {
+	// MarkUnfollowed records that follower left followee.
+	MarkUnfollowed(ctx context.Context, follower, followee string) error
+	// ClearUnfollowed forgets it, on a follow.
+	ClearUnfollowed(ctx context.Context, follower, followee string) error
+	// Unfollowed reports which of followers are marked as having left
+	// followee.
+	Unfollowed(ctx context.Context, followee string, followers []string) ([]bool, error)
+}
+
+// UnfollowTTL is how long an unfollow mark lasts: longer than any chunk
+// message should wait in the stream.
+const UnfollowTTL = time.Hour

@@ -362,3 +362,54 @@ func (c *Celebs) Celebrities(context.Context) (map[string]bool, error) {
 	defer c.mu.Unlock()
 	return maps.Clone(c.m), nil
 }
+
+// Unfollows is the in-memory cache.Unfollows.
+type Unfollows struct {
+	mu  sync.Mutex
+	m   map[[2]string]time.Time // follower, followee -> when the mark lapses
+	now func() time.Time
+}
+
+var _ cache.Unfollows = (*Unfollows)(nil)
+
+// NewUnfollows returns an empty set of marks.
+func NewUnfollows() *Unfollows {
+	return &Unfollows{m: make(map[[2]string]time.Time), now: time.Now}
+}
+
+// MarkUnfollowed implements cache.Unfollows.
+func (u *Unfollows) MarkUnfollowed(_ context.Context, follower, followee string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.now()
+	if len(u.m) >= MaxPosts { // bound memory: drop lapsed marks
+		for k, until := range u.m {
+			if !now.Before(until) {
+				delete(u.m, k)
+			}
+		}
+	}
+	u.m[[2]string{follower, followee}] = now.Add(cache.UnfollowTTL)
+	return nil
+}
+
+// ClearUnfollowed implements cache.Unfollows.
+func (u *Unfollows) ClearUnfollowed(_ context.Context, follower, followee string) error {
+	u.mu.Lock()
+	delete(u.m, [2]string{follower, followee})
+	u.mu.Unlock()
+	return nil
+}
+
+// Unfollowed implements cache.Unfollows.
+func (u *Unfollows) Unfollowed(_ context.Context, followee string, followers []string) ([]bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.now()
+	out := make([]bool, len(followers))
+	for i, f := range followers {
+		until, ok := u.m[[2]string{f, followee}]
+		out[i] = ok && now.Before(until)
+	}
+	return out, nil
+}

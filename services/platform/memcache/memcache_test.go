@@ -136,3 +136,5 @@ func TestActive(t *testing.T) {
 		return memcache.NewActive(cap, window)
 	})
 }
+
+func TestUnfollows(t *testing.T) { cachetest.RunUnfollows(t, memcache.NewUnfollows()) }

@@ -192,6 +192,7 @@ type Node struct {
 	PostCache cache.Posts
 	// Celebrities is the sticky set of authors the hybrid strategy pulls.
 	Celebrities cache.Celebrities
+	Unfollows   cache.Unfollows
 
 	// Tokens signs page tokens with a key shared by every process of the
 	// deployment through etcd.
@@ -341,6 +342,7 @@ func (n *Node) openCache(ctx context.Context) error {
 		n.Timelines, n.PostCache = c, c
 		n.Recent = memcache.New(n.cfg.TimelineCap)
 		n.Celebrities = memcache.NewCelebs()
+		n.Unfollows = memcache.NewUnfollows()
 		return nil
 	case "redis":
 		if len(n.cfg.RedisAddrs) == 0 {
@@ -360,7 +362,7 @@ func (n *Node) openCache(ctx context.Context) error {
 			prefix = n.cfg.Namespace + ":"
 		}
 		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, ActiveWindow: n.cfg.ActiveWindow})
-		n.Timelines, n.PostCache, n.Celebrities = c, c, c
+		n.Timelines, n.PostCache, n.Celebrities, n.Unfollows = c, c, c, c
 		n.Recent = rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, Kind: "recent"})
 		return nil
 	}

@@ -72,6 +72,7 @@ var (
 	_ cache.Timelines   = (*Cache)(nil)
 	_ cache.Posts       = (*Cache)(nil)
 	_ cache.BatchRanger = (*Cache)(nil)
+	_ cache.Unfollows   = (*Cache)(nil)
 )
 
 // New returns a Cache on rdb.
@@ -233,12 +234,25 @@ func (c *Cache) addActive(ctx context.Context, users []string, members map[strin
 
 // actives reports which of users are marked active.
 func (c *Cache) actives(ctx context.Context, users []string) ([]bool, error) {
-	out := make([]bool, len(users))
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = c.activeKey(u)
+	}
+	return c.present(ctx, keys)
+}
+
+// present reports which of keys exist, in one round trip: one MGET on a
+// single node, pipelined GETs on Cluster, whose MGET cannot span slots.
+func (c *Cache) present(ctx context.Context, keys []string) ([]bool, error) {
+	out := make([]bool, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
 	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
 		pipe := c.rdb.Pipeline()
-		gets := make([]*redis.StringCmd, len(users))
-		for i, u := range users {
-			gets[i] = pipe.Get(ctx, c.activeKey(u))
+		gets := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			gets[i] = pipe.Get(ctx, k)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, unavailable(err)
@@ -247,10 +261,6 @@ func (c *Cache) actives(ctx context.Context, users []string) ([]bool, error) {
 			out[i] = g.Err() == nil
 		}
 		return out, nil
-	}
-	keys := make([]string, len(users))
-	for i, u := range users {
-		keys[i] = c.activeKey(u)
 	}
 	vals, err := c.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
@@ -603,4 +613,34 @@ func (c *Cache) Celebrities(ctx context.Context) (map[string]bool, error) {
 		out[m] = true
 	}
 	return out, nil
+}
+
+func (c *Cache) unfollowKey(follower, followee string) string {
+	return c.opts.Prefix + "unf:{" + follower + "}:" + followee
+}
+
+// MarkUnfollowed implements cache.Unfollows.
+func (c *Cache) MarkUnfollowed(ctx context.Context, follower, followee string) error {
+	if err := c.rdb.Set(ctx, c.unfollowKey(follower, followee), 1, cache.UnfollowTTL).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// ClearUnfollowed implements cache.Unfollows.
+func (c *Cache) ClearUnfollowed(ctx context.Context, follower, followee string) error {
+	if err := c.rdb.Del(ctx, c.unfollowKey(follower, followee)).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Unfollowed implements cache.Unfollows with one MGET (pipelined GETs on
+// Cluster).
+func (c *Cache) Unfollowed(ctx context.Context, followee string, followers []string) ([]bool, error) {
+	keys := make([]string, len(followers))
+	for i, f := range followers {
+		keys[i] = c.unfollowKey(f, followee)
+	}
+	return c.present(ctx, keys)
 }

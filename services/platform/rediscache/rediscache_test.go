@@ -235,3 +235,5 @@ func TestRangeBatch(t *testing.T) {
 		t.Errorf("batched results %+v, %+v; want alice's two newest, and nobody missing", *reqs[0], *reqs[3])
 	}
 }
+
+func TestUnfollows(t *testing.T) { cachetest.RunUnfollows(t, open(t, 10)) }

@@ -82,6 +82,7 @@ type Engine struct {
 	recent    Timelines
 	posts     Posts
 	graph     Graph
+	unfollows cache.Unfollows
 	celebs    *cache.CelebritySet
 	now       func() time.Time
 
@@ -101,6 +102,7 @@ type Deps struct {
 	Posts       Posts
 	Graph       Graph
 	Celebrities cache.Celebrities
+	Unfollows   cache.Unfollows
 }
 
 // New returns an Engine whose metrics register with reg.
@@ -119,7 +121,7 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Engine {
 	}
 	e := &Engine{
 		cfg: cfg, publisher: d.Publisher, followers: d.Followers, timelines: d.Timelines, recent: d.Recent,
-		posts: d.Posts, graph: d.Graph, now: time.Now,
+		posts: d.Posts, graph: d.Graph, unfollows: d.Unfollows, now: time.Now,
 		celebs: cache.NewCelebritySet(d.Celebrities, time.Second),
 		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_fanout_posts_total",
@@ -166,7 +168,7 @@ func (e *Engine) Handle(ctx context.Context, subject string, data []byte) error 
 		if err := unmarshal(data, &ev); err != nil {
 			return err
 		}
-		return e.write(ctx, ev.FollowerIds, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
+		return e.write(ctx, ev.AuthorId, ev.FollowerIds, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
 	case bus.SubjectPostDeleted:
 		var ev eventv1.PostDeleted
 		if err := unmarshal(data, &ev); err != nil {
@@ -236,7 +238,7 @@ func (e *Engine) push(ctx context.Context, author string, id feed.PostID, create
 	return e.followers.EachFollowerPage(ctx, author, e.cfg.ChunkSize, func(users []string) error {
 		index++
 		if index == 1 {
-			return e.write(ctx, users, id, created)
+			return e.write(ctx, author, users, id, created)
 		}
 		e.chunks.Inc()
 		return e.publisher.Publish(ctx, bus.SubjectFanoutChunk, fmt.Sprintf("chunk-%d-%d", id, index), &eventv1.FanoutChunk{
@@ -246,12 +248,21 @@ func (e *Engine) push(ctx context.Context, author string, id feed.PostID, create
 	})
 }
 
-// write puts post id into each of users' timelines in one pipelined batch.
-func (e *Engine) write(ctx context.Context, users []string, id feed.PostID, created time.Time) error {
+// write puts post id of author into each of users' timelines in one
+// pipelined batch, leaving out users marked as having unfollowed author:
+// a chunk can wait in the stream while a follower leaves, and its write
+// must not land after the unfollow's purge.
+func (e *Engine) write(ctx context.Context, author string, users []string, id feed.PostID, created time.Time) error {
 	start := e.now()
-	entries := make([]cache.Entry, len(users))
+	left, err := e.unfollows.Unfollowed(ctx, author, users)
+	if err != nil {
+		return err
+	}
+	entries := make([]cache.Entry, 0, len(users))
 	for i, u := range users {
-		entries[i] = cache.Entry{User: u, Post: id}
+		if !left[i] {
+			entries = append(entries, cache.Entry{User: u, Post: id})
+		}
 	}
 	if err := e.timelines.Add(ctx, entries); err != nil {
 		return err
@@ -308,6 +319,9 @@ func (e *Engine) followChanged(ctx context.Context, follower, followee string, f
 // backfill copies a new followee's recent posts into the follower's
 // timeline, unless the followee is pulled: then reads merge them anyway.
 func (e *Engine) backfill(ctx context.Context, follower, followee string) error {
+	if err := e.unfollows.ClearUnfollowed(ctx, follower, followee); err != nil {
+		return err
+	}
 	if pulled, err := e.pulled(ctx, followee); err != nil || pulled {
 		return err
 	}
@@ -318,7 +332,12 @@ func (e *Engine) backfill(ctx context.Context, follower, followee string) error 
 	return e.timelines.Add(ctx, entries)
 }
 
+// purge removes followee's recent posts from follower's timeline, after
+// marking the unfollow so that pushes still on their way skip follower.
 func (e *Engine) purge(ctx context.Context, follower, followee string) error {
+	if err := e.unfollows.MarkUnfollowed(ctx, follower, followee); err != nil {
+		return err
+	}
 	entries, err := e.recentEntries(ctx, follower, followee)
 	if err != nil || len(entries) == 0 {
 		return err

@@ -734,3 +734,30 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() bool
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// RunUnfollows checks cache.Unfollows: a mark holds per pair until cleared.
+func RunUnfollows(t *testing.T, u cache.Unfollows) {
+	ctx := context.Background()
+	check := func(want ...bool) {
+		t.Helper()
+		got, err := u.Unfollowed(ctx, "idol", []string{"ann", "bob", "cy"})
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Unfollowed(idol, [ann bob cy]) = %v, %v; want %v", got, err, want)
+		}
+	}
+	check(false, false, false)
+	if err := u.MarkUnfollowed(ctx, "bob", "idol"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.MarkUnfollowed(ctx, "ann", "other"); err != nil {
+		t.Fatal(err)
+	}
+	check(false, true, false)
+	if err := u.ClearUnfollowed(ctx, "bob", "idol"); err != nil {
+		t.Fatal(err)
+	}
+	check(false, false, false)
+	if got, err := u.Unfollowed(ctx, "idol", nil); err != nil || len(got) != 0 {
+		t.Errorf("Unfollowed(idol, none) = %v, %v; want []", got, err)
+	}
+}
