@@ -3,8 +3,6 @@ package allinone_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -20,9 +18,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
-	"github.com/herald-feed/herald/services/herald/allinone"
-	"github.com/herald-feed/herald/services/platform/feed"
-	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
 
@@ -49,22 +44,7 @@ func BenchmarkCeiling(b *testing.B) {
 		b.Fatalf("HERALD_CEILING_FOLLOWERS=%d exceeds HERALD_CEILING_USERS=%d", followers, users)
 	}
 	ctx := context.Background()
-	cfg := node.Config{
-		Name:         "ceiling",
-		Embedded:     true,
-		DataDir:      b.TempDir(),
-		ListenAddr:   "127.0.0.1:0",
-		Strategy:     feed.Push,
-		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		ActiveWindow: time.Hour,
-		Cache:        "redis",
-		RedisAddrs:   []string{addr},
-		Namespace:    fmt.Sprintf("ceil%d", time.Now().UnixNano()),
-	}
-	b.Cleanup(func() { dropRedisPrefix(b, addr, cfg.Namespace+":") })
-	conn, n, stop := startNodeWith(b, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-		return allinone.Register(ctx, n, allinone.Config{})
-	})
+	conn, n, stop := startBenchNode(b, "ceil", addr)
 	defer stop()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()

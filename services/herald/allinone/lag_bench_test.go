@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/allinone"
@@ -46,6 +47,30 @@ func BenchmarkFanoutLag(b *testing.B) {
 //	HERALD_BENCH_CACHE=redis go test -run '^$' -bench FanoutMillion -benchtime 1x -timeout 30m ./services/herald/allinone
 func BenchmarkFanoutMillion(b *testing.B) { benchLag(b, 1_000_000, 3) }
 
+// startBenchNode starts the all-in-one in process for a benchmark: push,
+// embedded etcd and NATS, Pebble, and the memory cache, or Redis at
+// redisAddr under a namespace of its own, whose keys go at cleanup.
+// Active timelines outlive the setup and the run.
+func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *node.Node, func()) {
+	cfg := node.Config{
+		Name:         name,
+		Embedded:     true,
+		DataDir:      b.TempDir(),
+		ListenAddr:   "127.0.0.1:0",
+		Strategy:     feed.Push,
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ActiveWindow: time.Hour,
+	}
+	if redisAddr != "" {
+		cfg.Cache, cfg.RedisAddrs = "redis", []string{redisAddr}
+		cfg.Namespace = fmt.Sprintf("%s%d", name, time.Now().UnixNano())
+		b.Cleanup(func() { dropRedisPrefix(b, redisAddr, cfg.Namespace+":") })
+	}
+	return startNodeWith(b, cfg, allServices, func(ctx context.Context, n *node.Node) error {
+		return allinone.Register(ctx, n, allinone.Config{})
+	})
+}
+
 // importer is the Pebble store's bulk graph load.
 type importer interface {
 	ImportFollows(ctx context.Context, followee string, followers []string) (int, error)
@@ -53,24 +78,11 @@ type importer interface {
 
 func benchLag(b *testing.B, followers, posts int) {
 	ctx := context.Background()
-	cfg := node.Config{
-		Name:       "bench",
-		Embedded:   true,
-		DataDir:    b.TempDir(),
-		ListenAddr: "127.0.0.1:0",
-		Strategy:   feed.Push,
-		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		// Active timelines must outlive the setup and the run.
-		ActiveWindow: time.Hour,
-	}
+	redisAddr := ""
 	if os.Getenv("HERALD_BENCH_CACHE") == "redis" {
-		cfg.Cache, cfg.RedisAddrs = "redis", []string{testenv.Redis(b)}
-		cfg.Namespace = fmt.Sprintf("bench%d", time.Now().UnixNano())
-		b.Cleanup(func() { dropRedisPrefix(b, cfg.RedisAddrs[0], cfg.Namespace+":") })
+		redisAddr = testenv.Redis(b)
 	}
-	conn, n, stop := startNodeWith(b, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-		return allinone.Register(ctx, n, allinone.Config{})
-	})
+	conn, n, stop := startBenchNode(b, "bench", redisAddr)
 	defer stop()
 
 	const author = "author"

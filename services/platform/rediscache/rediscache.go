@@ -384,9 +384,9 @@ func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
 // reads their results after the pipeline ran.
 func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user string, before feed.PostID, limit int) func() ([]feed.PostID, bool, error) {
 	key := c.timelineKey(user)
-	max := "+"
+	top := "+"
 	if before != 0 {
-		max = "(" + member(before)
+		top = "(" + member(before)
 	}
 	var above *redis.IntCmd
 	if c.opts.ActiveWindow > 0 {
@@ -400,7 +400,7 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 	}
 	marker := pipe.ZScore(ctx, key, complete)
 	// The marker is the lowest member, so limit+1 leaves room for it.
-	page := pipe.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit + 1)})
+	page := pipe.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: top, Min: "-", Count: int64(limit + 1)})
 	return func() ([]feed.PostID, bool, error) {
 		if err := marker.Err(); errors.Is(err, redis.Nil) {
 			return nil, false, nil
@@ -417,7 +417,7 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 			if above != nil {
 				shown = above.Val()
 			}
-			visible = int(min(int64(limit), max64(0, int64(c.opts.Cap)-shown)))
+			visible = int(min(int64(limit), max(0, int64(c.opts.Cap)-shown)))
 		}
 		ids := make([]feed.PostID, 0, min(len(members), visible))
 		for _, m := range members {
@@ -427,13 +427,6 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		}
 		return ids, true, nil
 	}
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // Full implements cache.Timelines. A complete timeline at the cap holds cap
