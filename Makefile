@@ -20,8 +20,18 @@ FUZZTIME ?= 10s
 # processes by deploy/local; see deploy/local/README.md.
 TEST_SERVERS ?= redis nats etcd cassandra
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
+# Each go test run keeps its output, and failed cluster tests their
+# instances' logs, here; scripts/print-logs.sh (run by .ci/run on failure)
+# prints them with the servers' logs.
+export HERALD_TEST_LOG_DIR ?= $(CURDIR)/.local/logs/tests
+GOTEST = scripts/gotest.sh
+# The packages whose tests run against the real servers.
+SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
+	github.com/herald-feed/herald/services/platform/cassandrastore \
+	github.com/herald-feed/herald/services/herald/allinone \
+	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling
+.PHONY: all build run test unit cluster-test test-repeat vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling
 
 all: build
 
@@ -41,11 +51,16 @@ test: check-proto vet unit cluster-test
 
 ## unit: every package but the cluster tests (unit, contract and in-process system tests)
 unit: servers
-	$(WITH_SERVERS) $(GO) test -count=1 $(UNIT_PKGS)
+	$(WITH_SERVERS) $(GOTEST) unit -count=1 $(UNIT_PKGS)
 
 ## cluster-test: multi-process tests on the real servers, including outage drills
 cluster-test: servers
-	$(WITH_SERVERS) $(GO) test -count=1 -timeout 15m $(CLUSTER_PKG)
+	$(WITH_SERVERS) $(GOTEST) cluster -count=1 -timeout 15m $(CLUSTER_PKG)
+
+## test-repeat: run the server-backed packages N times (default 10) and print a pass count; LOAD=1 keeps one core busy meanwhile
+N ?= 10
+test-repeat: servers
+	$(WITH_SERVERS) scripts/test-repeat.sh $(N) $(SERVER_PKGS)
 
 ## servers: start (or reuse) the local servers the tests use; servers-down stops them
 servers:

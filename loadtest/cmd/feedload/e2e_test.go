@@ -45,7 +45,7 @@ func startHerald(t *testing.T) string {
 		}
 		n.Close()
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 		tg, err := load.Dial(dctx, load.DialConfig{Addr: n.Addr()})
@@ -55,7 +55,7 @@ func startHerald(t *testing.T) string {
 			return n.Addr()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("herald at %s not serving within 20s: %v", n.Addr(), err)
+			t.Fatalf("herald at %s not serving within 60s: %v", n.Addr(), err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

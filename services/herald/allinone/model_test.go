@@ -4,7 +4,6 @@ import (
 	"flag"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/herald-feed/herald/services/herald/modelcheck"
 	"github.com/herald-feed/herald/services/herald/systemtest"
@@ -31,10 +30,9 @@ func TestModelCheck(t *testing.T) {
 			conn, stop := startSystem(t, t.TempDir())
 			defer stop()
 			modelcheck.Run(t, systemtest.NewClient(conn, conn, conn), modelcheck.Config{
-				Seed:   seed,
-				Users:  60,
-				Ops:    400,
-				Settle: 20 * time.Second,
+				Seed:  seed,
+				Users: 60,
+				Ops:   400,
 			})
 		})
 	}

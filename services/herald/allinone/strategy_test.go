@@ -13,6 +13,7 @@ import (
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/node"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 var allServices = []string{"graph", "post", "fanout", "timeline"}
@@ -78,7 +79,7 @@ func TestCelebrity(t *testing.T) {
 	}
 	p := c.CreatePost(t, celeb, "to all my fans", "")
 	// Wait until the fan-out has handled the post, as a pull.
-	if !systemtest.Eventually(t, 5*time.Second, func() bool { _, pull := pushed(t, n); return pull == 1 }) {
+	if !waitfor.True(waitfor.Deadline, waitfor.Interval, func() bool { _, pull := pushed(t, n); return pull == 1 }) {
 		push, pull := pushed(t, n)
 		t.Fatalf("herald_fanout_posts_total = push %v, pull %v; want the celebrity's post pulled", push, pull)
 	}
@@ -113,7 +114,7 @@ func TestModelCheckStrategies(t *testing.T) {
 		for _, seed := range modelSeeds {
 			t.Run(string(s)+"/"+fmtSeed(seed), func(t *testing.T) {
 				c, _ := startStrategy(t, s, 10)
-				modelcheck.Run(t, c, modelcheck.Config{Seed: seed, Users: 60, Ops: 400, Settle: 20 * time.Second})
+				modelcheck.Run(t, c, modelcheck.Config{Seed: seed, Users: 60, Ops: 400})
 			})
 		}
 	}
@@ -126,7 +127,7 @@ func TestModelCheckStrategies(t *testing.T) {
 			return allinone.Register(ctx, n, allinone.Config{})
 		})
 		defer stop()
-		modelcheck.Run(t, systemtest.NewClient(conn, conn, conn), modelcheck.Config{Seed: 7, Users: 60, Ops: 400, Settle: 20 * time.Second})
+		modelcheck.Run(t, systemtest.NewClient(conn, conn, conn), modelcheck.Config{Seed: 7, Users: 60, Ops: 400})
 	})
 }
 
@@ -153,7 +154,7 @@ func TestHistoryPastCap(t *testing.T) {
 			for _, user := range []string{"reader", "writer"} {
 				var got []string
 				token := ""
-				ok := systemtest.Eventually(t, 5*time.Second, func() bool {
+				ok := waitfor.True(waitfor.Deadline, waitfor.Interval, func() bool {
 					got, token = nil, ""
 					for page := 0; page < 10; page++ {
 						ps, next := c.HomePage(t, user, 7, token)

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/node"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 	timeline "github.com/herald-feed/herald/services/timeline/app"
 )
 
@@ -133,7 +134,7 @@ func startNodeWith(t testing.TB, cfg node.Config, services []string, register fu
 	// Serving means: the gRPC health check says SERVING, and every service
 	// is registered in etcd, so that peers find each other at once.
 	hc := healthpb.NewHealthClient(conn)
-	ready := systemtest.Eventually(t, 20*time.Second, func() bool {
+	ready := waitfor.True(waitfor.Deadline, waitfor.Interval, func() bool {
 		select {
 		case err := <-runErr:
 			runErr <- err
@@ -181,7 +182,7 @@ func TestRestart(t *testing.T) {
 	c.Follow(t, b, a)
 	p1 := c.CreatePost(t, a, "before the restart 1", "k1")
 	p2 := c.CreatePost(t, a, "before the restart 2", "")
-	c.WaitHome(t, b, 5*time.Second, "both posts", func(got []string) bool {
+	c.WaitHome(t, b, waitfor.Deadline, "both posts", func(got []string) bool {
 		return systemtest.ContainsAll(got, p1.GetPostId(), p2.GetPostId())
 	})
 	_, token := c.HomePage(t, b, 1, "")
@@ -221,7 +222,7 @@ func TestRestart(t *testing.T) {
 	if systemtest.PostID(t, p3.GetPostId()) <= systemtest.PostID(t, p2.GetPostId()) {
 		t.Errorf("post ID after restart %s <= %s from before; want newer IDs", p3.GetPostId(), p2.GetPostId())
 	}
-	c.WaitHome(t, b, 5*time.Second, "the post made after the restart, "+p3.GetPostId(), func(got []string) bool {
+	c.WaitHome(t, b, waitfor.Deadline, "the post made after the restart, "+p3.GetPostId(), func(got []string) bool {
 		return slices.Contains(got, p3.GetPostId())
 	})
 }

@@ -23,6 +23,7 @@ import (
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/modelcheck"
 	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 const (
@@ -200,7 +201,7 @@ func each[T any](items []T, limit int, fn func(T) error) error {
 // users of its own: the cluster works as before the drill.
 func (d *drill) recheck(prefix string) {
 	d.t.Helper()
-	modelcheck.Run(d.t, d.api, modelcheck.Config{Seed: 11, Users: 20, Ops: 100, Prefix: prefix, Settle: 20 * time.Second})
+	modelcheck.Run(d.t, d.api, modelcheck.Config{Seed: 11, Users: 20, Ops: 100, Prefix: prefix})
 }
 
 // check runs the model check over every user the drill touched, waiting
@@ -281,7 +282,7 @@ func (ws *writers) halt() {
 // waitDone waits up to d until n writes that began after since have
 // succeeded, and reports whether they did.
 func (ws *writers) waitDone(n int, since time.Time, d time.Duration) bool {
-	return eventually(d, 10*time.Millisecond, func() bool {
+	return waitfor.True(d, 10*time.Millisecond, func() bool {
 		return ws.succeeded(since, time.Now()) >= n
 	})
 }
@@ -298,21 +299,6 @@ func (ws *writers) succeeded(from, to time.Time) int {
 		}
 	}
 	return n
-}
-
-// eventually polls cond every interval until it holds or d has passed,
-// and reports whether it held.
-func eventually(d, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
 }
 
 // finish stops the writers, waits for the writes in flight, and fails the
@@ -510,7 +496,7 @@ func (c *Cluster) durableStats(t *testing.T) []consumerStat {
 func (c *Cluster) waitIdle(t *testing.T, d time.Duration) []consumerStat {
 	t.Helper()
 	var st []consumerStat
-	if !eventually(d, 100*time.Millisecond, func() bool {
+	if !waitfor.True(d, 100*time.Millisecond, func() bool {
 		st = c.durableStats(t)
 		return pending(st) == 0 && ackPending(st) == 0
 	}) {

@@ -10,6 +10,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/idgen"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 // The crash drills: each breaks a part of the cluster while it works, lets
@@ -89,13 +90,13 @@ func TestDrillFanoutKill(t *testing.T) {
 		// The survivor takes the rest; what stays unacked once it is done
 		// was held by the killed instance, and waits for AckWait.
 		var st []consumerStat
-		if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		if !waitfor.True(2*waitfor.Deadline, 100*time.Millisecond, func() bool {
 			st = c.durableStats(t)
 			return pending(st) == 0
 		}) {
-			t.Fatalf("the surviving fan-out instance did not take the backlog within 30s: %v", st)
+			t.Fatalf("the surviving fan-out instance did not take the backlog within %v: %v", 2*waitfor.Deadline, st)
 		}
-		eventually(3*time.Second, 100*time.Millisecond, func() bool {
+		waitfor.True(3*time.Second, 100*time.Millisecond, func() bool {
 			st = c.durableStats(t)
 			return ackPending(st) == 0
 		})
@@ -143,8 +144,8 @@ func TestDrillNATSRestart(t *testing.T) {
 		key := fmt.Sprintf("nr-%d", i)
 		return func() (*write, error) { return d.post(a, key) }
 	})
-	if !ws.waitDone(10, time.Time{}, 20*time.Second) {
-		t.Fatal("10 writes did not succeed within 20s before the restart")
+	if !ws.waitDone(10, time.Time{}, waitfor.Deadline) {
+		t.Fatalf("10 writes did not succeed within %v before the restart", waitfor.Deadline)
 	}
 
 	stopped := time.Now()
@@ -155,15 +156,15 @@ func TestDrillNATSRestart(t *testing.T) {
 	t.Logf("nats-server restarted: stopped in %v, serving again %v later; down %v in all",
 		down.Sub(stopped).Round(time.Millisecond), ready.Sub(down).Round(time.Millisecond), ready.Sub(stopped).Round(time.Millisecond))
 
-	if !ws.waitDone(10, ready, 30*time.Second) {
-		t.Fatal("10 writes begun after the restart did not succeed within 30s")
+	if !ws.waitDone(10, ready, waitfor.Deadline) {
+		t.Fatalf("10 writes begun after the restart did not succeed within %v", waitfor.Deadline)
 	}
 	writes := ws.finish()
 	summarize(t, "writes before the restart", writes, time.Time{}, stopped)
 	summarize(t, "writes during the restart", writes, stopped, ready)
 	summarize(t, "writes after the restart", writes, ready, time.Now())
 
-	d.check(30 * time.Second)
+	d.check(2 * waitfor.Deadline)
 	t.Logf("full delivery %v after nats-server was serving again", time.Since(ready).Round(time.Millisecond))
 	d.logRelay()
 	d.logConsumers()
@@ -189,17 +190,17 @@ func TestDrillNATSOutage(t *testing.T) {
 		a, key := authors[i%len(authors)], fmt.Sprintf("no-%d", i)
 		return func() (*write, error) { return d.post(a, key) }
 	})
-	if !ws.waitDone(8, time.Time{}, 20*time.Second) {
-		t.Fatal("8 posts did not succeed within 20s before the outage")
+	if !ws.waitDone(8, time.Time{}, waitfor.Deadline) {
+		t.Fatalf("8 posts did not succeed within %v before the outage", waitfor.Deadline)
 	}
 
 	stopped := time.Now()
 	ns.Stop(t)
 	down := time.Now()
-	if !eventually(15*time.Second, 50*time.Millisecond, func() bool {
+	if !waitfor.True(minOutage+waitfor.Deadline, 50*time.Millisecond, func() bool {
 		return time.Since(down) >= minOutage && ws.succeeded(down, time.Now()) >= accepted
 	}) {
-		t.Errorf("%d posts begun with nats-server down succeeded within 15s; want %d: CreatePost must not need NATS", ws.succeeded(down, time.Now()), accepted)
+		t.Errorf("%d posts begun with nats-server down succeeded within %v; want %d: CreatePost must not need NATS", ws.succeeded(down, time.Now()), minOutage+waitfor.Deadline, accepted)
 	}
 	restart := time.Now()
 	ns.Start(t)
@@ -207,15 +208,15 @@ func TestDrillNATSOutage(t *testing.T) {
 	t.Logf("nats-server down for %v (stopped in %v; start took %v); %d posts begun and accepted while it was down",
 		ready.Sub(stopped).Round(time.Millisecond), down.Sub(stopped).Round(time.Millisecond), ready.Sub(restart).Round(time.Millisecond), ws.succeeded(down, restart))
 
-	if !ws.waitDone(8, ready, 30*time.Second) {
-		t.Fatal("8 posts begun after the outage did not succeed within 30s")
+	if !ws.waitDone(8, ready, waitfor.Deadline) {
+		t.Fatalf("8 posts begun after the outage did not succeed within %v", waitfor.Deadline)
 	}
 	writes := ws.finish()
 	summarize(t, "posts before the outage", writes, time.Time{}, stopped)
 	summarize(t, "posts during the outage", writes, stopped, ready)
 	summarize(t, "posts after the outage", writes, ready, time.Now())
 
-	d.check(30 * time.Second)
+	d.check(2 * waitfor.Deadline)
 	t.Logf("full delivery %v after nats-server was serving again", time.Since(ready).Round(time.Millisecond))
 	if n := d.logRelay(); n == 0 {
 		t.Errorf("the outbox relay republished no post; want it to publish the posts accepted while NATS was down")
@@ -236,11 +237,11 @@ func TestDrillRelayLeaderKill(t *testing.T) {
 	authors := d.smallGraph("rl")
 
 	var leader *Instance
-	if !eventually(10*time.Second, 50*time.Millisecond, func() bool {
+	if !waitfor.True(waitfor.Deadline, 50*time.Millisecond, func() bool {
 		leader, _ = c.relayLeader()
 		return leader != nil
 	}) {
-		t.Fatalf("no outbox relay leader under %s within 10s", c.relayElection())
+		t.Fatalf("no outbox relay leader under %s within %v", c.relayElection(), waitfor.Deadline)
 	}
 	survivor := c.Instances["post"][0]
 	if survivor == leader {
@@ -285,7 +286,7 @@ func TestDrillRelayLeaderKill(t *testing.T) {
 	killed := time.Now()
 	leader.Kill()
 	var takeover time.Duration
-	if !eventually(leaseTTL+5*time.Second, 20*time.Millisecond, func() bool {
+	if !waitfor.True(leaseTTL+leaseMargin, 20*time.Millisecond, func() bool {
 		in, err := c.relayLeader()
 		if err != nil || in != survivor {
 			return false
@@ -294,21 +295,17 @@ func TestDrillRelayLeaderKill(t *testing.T) {
 		return true
 	}) {
 		in, err := c.relayLeader()
-		t.Fatalf("relay leader %v after killing %s = %v, %v; want %s", leaseTTL+5*time.Second, leader.Name, in, err, survivor.Name)
+		t.Fatalf("relay leader %v after killing %s = %v, %v; want %s: the dead leader's lease (TTL %v) should have expired", leaseTTL+leaseMargin, leader.Name, in, err, survivor.Name, leaseTTL)
 	}
 	t.Logf("killed the leader %s (pid %d) with SIGKILL; %s took over the relay %v later (lease TTL %v)",
 		leader.Name, pid, survivor.Name, takeover.Round(time.Millisecond), leaseTTL)
-	// The dead leader's key goes when etcd expires its lease: at most the
-	// TTL after its last keep-alive, plus the lessor's expiry check (every
-	// 500ms) and the revoke; allow for a loaded machine on top.
-	if takeover > leaseTTL+2*time.Second {
-		t.Errorf("relay takeover took %v; want it within the lease TTL %v, plus 2s of expiry lag", takeover, leaseTTL)
-	}
+	// The dead leader's key goes when etcd expires its lease, which the
+	// wait above bounds (leaseMargin); how soon is a figure, logged above.
 
 	ns.Start(t)
 	ready := time.Now()
 	t.Logf("nats-server down for %v", ready.Sub(down).Round(time.Millisecond))
-	d.check(30 * time.Second)
+	d.check(2 * waitfor.Deadline)
 	t.Logf("full delivery %v after nats-server was serving again, %v after the kill", time.Since(ready).Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 	_, byLog := c.relayRepublished()
 	if mine := byLog[fmt.Sprintf("%s.%d.log", survivor.Name, 1)]; mine == 0 {

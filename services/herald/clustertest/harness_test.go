@@ -36,6 +36,13 @@ const (
 	// leaseTTL is every instance's etcd lease TTL: how long a killed
 	// instance may stay registered.
 	leaseTTL = 3 * time.Second
+	// leaseMargin is how late past leaseTTL a dead instance's key may
+	// still leave etcd, or its election be taken over: etcd checks for
+	// expired leases every 500ms and revokes them through Raft, and on a
+	// loaded two-core machine both run late. It is a bound on a mechanism,
+	// not a speed target: a key that outlives it is held by something other
+	// than the lease.
+	leaseMargin = 2*leaseTTL + 5*time.Second
 	// startTimeout bounds an instance's start: connect to the servers,
 	// migrate the keyspace, listen and register.
 	startTimeout = 60 * time.Second
@@ -85,6 +92,32 @@ func startCluster(t testing.TB) *Cluster {
 	return startClusterOn(t, serversFromEnv(t))
 }
 
+// keepLogs copies the instances' logs of a failed test out of its temporary
+// directory, into HERALD_TEST_LOG_DIR/cluster/<test> when that is set
+// (make test sets it), so that CI can print them.
+func (c *Cluster) keepLogs(t testing.TB) {
+	root := os.Getenv("HERALD_TEST_LOG_DIR")
+	if root == "" {
+		return
+	}
+	dst := filepath.Join(root, "cluster", strings.ReplaceAll(t.Name(), "/", "_"))
+	paths, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Logf("keeping instance logs: %v", err)
+		return
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(p)), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("keeping instance log %s: %v", p, err)
+		}
+	}
+	t.Logf("instance logs of this failed test kept in %s", dst)
+}
+
 // startClusterOn is startCluster on the given servers, such as a NATS
 // server of the test's own.
 func startClusterOn(t testing.TB, srv servers) *Cluster {
@@ -96,6 +129,9 @@ func startClusterOn(t testing.TB, srv servers) *Cluster {
 	c := &Cluster{NS: newNamespace(t), Etcd: cli, Instances: map[string][]*Instance{}, srv: srv, dir: t.TempDir()}
 	t.Cleanup(func() {
 		c.stop(t)
+		if t.Failed() {
+			c.keepLogs(t)
+		}
 		c.dropState(t)
 		cli.Close()
 	})

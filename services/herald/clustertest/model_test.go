@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/herald-feed/herald/services/herald/modelcheck"
 )
@@ -36,7 +35,6 @@ func TestClusterModelCheck(t *testing.T) {
 				Users:  40,
 				Ops:    300,
 				Prefix: fmt.Sprintf("mc%d_", seed),
-				Settle: 20 * time.Second,
 			})
 		})
 	}
@@ -60,7 +58,6 @@ func TestClusterModelCheckHybrid(t *testing.T) {
 		Users:  40,
 		Ops:    300,
 		Prefix: "mch_",
-		Settle: 20 * time.Second,
 	})
 	c.CheckAlive(t)
 }

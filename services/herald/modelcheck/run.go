@@ -17,6 +17,7 @@ import (
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 // Config sizes a run.
@@ -34,7 +35,7 @@ type Config struct {
 	// Cap is the home timeline cap. Default DefaultCap.
 	Cap int
 	// Settle bounds the wait for the system to match the model after the
-	// last operation returns. Default 20s.
+	// last operation returns. Default 2 × waitfor.Deadline.
 	Settle time.Duration
 	// BurstProb is the chance that a step is a burst of 2 to MaxBurst
 	// concurrent operations. Default 0.25.
@@ -57,7 +58,7 @@ func (c *Config) defaults() {
 		c.Cap = DefaultCap
 	}
 	if c.Settle <= 0 {
-		c.Settle = 20 * time.Second
+		c.Settle = 2 * waitfor.Deadline
 	}
 	if c.BurstProb <= 0 {
 		c.BurstProb = 0.25

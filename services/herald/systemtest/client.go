@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 // CallTimeout bounds every RPC the suite makes, so a hung system fails the
@@ -166,29 +167,13 @@ func (c *Client) Following(t testing.TB, user string) []string {
 func (c *Client) WaitHome(t testing.TB, user string, d time.Duration, what string, cond func(ids []string) bool) []string {
 	t.Helper()
 	var got []string
-	if !Eventually(t, d, func() bool {
+	if !waitfor.True(d, waitfor.Interval, func() bool {
 		got = c.Home(t, user)
 		return cond(got)
 	}) {
 		t.Fatalf("home timeline of %s after %v = %v; want %s", user, d, got, what)
 	}
 	return got
-}
-
-// Eventually polls cond every 10ms until it holds or d has passed, and
-// reports whether it held.
-func Eventually(t testing.TB, d time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // PostID parses a post ID, failing t unless it is a non-zero decimal

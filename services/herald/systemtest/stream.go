@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 func openStream(t *testing.T, c *Client, user string) <-chan *feedv1.Post {
@@ -68,7 +69,7 @@ func testLiveStream(t *testing.T, c *Client) {
 	// The server subscribes the stream after the call returns; post until
 	// one arrives, which shows the stream is live.
 	live := false
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitfor.Deadline)
 	for i := 0; !live && time.Now().Before(deadline); i++ {
 		c.CreatePost(t, a, fmt.Sprintf("ping %d", i), "")
 		select {
@@ -84,13 +85,13 @@ func testLiveStream(t *testing.T, c *Client) {
 		}
 	}
 	if !live {
-		t.Fatalf("stream of %s delivered no post by %s within 5s", b, a)
+		t.Fatalf("stream of %s delivered no post by %s within %v", b, a, waitfor.Deadline)
 	}
 
 	t.Run("FolloweePost", func(t *testing.T) {
 		noise := c.CreatePost(t, stranger, "not followed", "")
 		want := c.CreatePost(t, a, "live post", "")
-		got, skipped := awaitPost(t, ch, want.GetPostId(), 5*time.Second)
+		got, skipped := awaitPost(t, ch, want.GetPostId(), waitfor.Deadline)
 		if got.GetText() != "live post" || got.GetAuthorId() != a || !got.GetCreateTime().AsTime().Equal(want.GetCreateTime().AsTime()) {
 			t.Errorf("streamed post = %v; want %v", got, want)
 		}
@@ -103,7 +104,7 @@ func testLiveStream(t *testing.T, c *Client) {
 
 	t.Run("OwnPost", func(t *testing.T) {
 		want := c.CreatePost(t, b, "my own live post", "")
-		got, _ := awaitPost(t, ch, want.GetPostId(), 5*time.Second)
+		got, _ := awaitPost(t, ch, want.GetPostId(), waitfor.Deadline)
 		if got.GetText() != want.GetText() || got.GetAuthorId() != b {
 			t.Errorf("streamed own post = %v; want %v", got, want)
 		}
@@ -112,7 +113,7 @@ func testLiveStream(t *testing.T, c *Client) {
 	t.Run("FollowWhileStreaming", func(t *testing.T) {
 		c.Follow(t, b, late)
 		want := c.CreatePost(t, late, "followed after the stream opened", "")
-		got, _ := awaitPost(t, ch, want.GetPostId(), 5*time.Second)
+		got, _ := awaitPost(t, ch, want.GetPostId(), waitfor.Deadline)
 		if got.GetAuthorId() != late {
 			t.Errorf("streamed post = %v; want %v", got, want)
 		}

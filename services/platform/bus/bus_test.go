@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
 	"github.com/herald-feed/herald/services/platform/embedded"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 func newBus(t *testing.T) *Bus {
@@ -58,7 +60,7 @@ func TestPublishDedupesByMsgID(t *testing.T) {
 // comes back; a permanent error terminates it.
 func TestConsumeRedeliversUntilAck(t *testing.T) {
 	b := newBus(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b.Publish(ctx, SubjectPostCreated, "a", &eventv1.PostCreated{PostId: 1})
 	b.Publish(ctx, SubjectPostDeleted, "b", &eventv1.PostDeleted{PostId: 2})
@@ -95,7 +97,21 @@ func TestConsumeRedeliversUntilAck(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("message was not redelivered until acked")
 	}
-	time.Sleep(300 * time.Millisecond) // a wrongly acked message would come back by now
+	// Prove that nothing comes back: once the server has recorded both
+	// messages as done (acked, or terminated) and holds none pending,
+	// neither can be redelivered. An ack is asynchronous, so wait for it.
+	cons, err := b.JetStream().Consumer(ctx, b.Stream(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitfor.Until(t, waitfor.Deadline, "the consumer to record both messages done", func() (bool, any) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		return info.AckFloor.Stream == 2 && info.NumAckPending == 0 && info.NumPending == 0,
+			fmt.Sprintf("ack floor %d, %d awaiting ack, %d pending", info.AckFloor.Stream, info.NumAckPending, info.NumPending)
+	})
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("Consume returned %v", err)
@@ -112,7 +128,7 @@ func TestConsumeRedeliversUntilAck(t *testing.T) {
 // reasons; a replay sends one back to its consumer and removes it.
 func TestDeadLetterAndReplay(t *testing.T) {
 	b := newBus(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b.Publish(ctx, SubjectPostCreated, "a", &eventv1.PostCreated{PostId: 1})
 	b.Publish(ctx, SubjectPostDeleted, "b", &eventv1.PostDeleted{PostId: 2})
@@ -142,15 +158,13 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	defer func() { stop(); <-done }()
 
 	var dead []DeadLetter
-	for deadline := time.Now().Add(10 * time.Second); len(dead) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("DeadLetters = %+v after 10s; want 2", dead)
-		}
+	waitfor.Until(t, waitfor.Deadline, "2 dead letters", func() (bool, any) {
 		var err error
 		if dead, err = b.DeadLetters(ctx, 10); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return len(dead) >= 2, dead
+	})
 	bySubject := map[string]DeadLetter{}
 	for _, d := range dead {
 		bySubject[d.Subject] = d
@@ -171,17 +185,12 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	if err := b.Replay(ctx, bySubject[SubjectPostCreated].Seq); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	waitfor.Until(t, waitfor.Deadline, "the replayed message's third delivery", func() (bool, any) {
 		mu.Lock()
+		defer mu.Unlock()
 		n := seen[SubjectPostCreated]
-		mu.Unlock()
-		if n == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replayed message was delivered %d times in all; want 3", n)
-		}
-	}
+		return n == 3, fmt.Sprintf("%d deliveries in all", n)
+	})
 	left, err := b.DeadLetters(ctx, 10)
 	if err != nil || len(left) != 1 || left[0].Subject != SubjectPostDeleted {
 		t.Errorf("DeadLetters after the replay = %+v, %v; want only the %s one", left, err, SubjectPostDeleted)

@@ -74,10 +74,19 @@ func New(cap int) *Cache { return NewActive(cap, 0) }
 // writes only into a timeline that exists or is claimed, and a timeline
 // not read (Range) within window expires. A window of 0 is New.
 func NewActive(cap int, window time.Duration) *Cache {
+	return NewActiveClock(cap, window, time.Now)
+}
+
+// NewActiveClock is NewActive on the clock now, so that a test can step
+// through the active window instead of sleeping through it.
+func NewActiveClock(cap int, window time.Duration, now func() time.Time) *Cache {
 	if cap < 1 {
 		cap = DefaultCap
 	}
-	c := &Cache{cap: cap, window: window, now: time.Now, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
+	if now == nil {
+		now = time.Now
+	}
+	c := &Cache{cap: cap, window: window, now: now, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
 	for i := range c.shards {
 		c.shards[i].timelines = make(map[string]*timeline)
 		c.shards[i].claims = make(map[string]time.Time)

@@ -108,6 +108,9 @@ type Config struct {
 	// timeline to get fan-out writes; an inactive user's timeline expires
 	// and is rebuilt on the next read. Default 7 days.
 	ActiveWindow time.Duration
+	// CacheClock, for tests, is the clock of the in-process cache (Cache
+	// "memory"), so a test can step past ActiveWindow. Nil: time.Now.
+	CacheClock func() time.Time
 	// FanoutChunkSize is how many followers one fan-out chunk covers: a
 	// post with more followers is split into chunk messages that every
 	// fan-out instance shares. Default 1000.
@@ -338,7 +341,7 @@ func (n *Node) openStore(ctx context.Context) error {
 func (n *Node) openCache(ctx context.Context) error {
 	switch n.cfg.Cache {
 	case "memory":
-		c := memcache.NewActive(n.cfg.TimelineCap, n.cfg.ActiveWindow)
+		c := memcache.NewActiveClock(n.cfg.TimelineCap, n.cfg.ActiveWindow, n.cfg.CacheClock)
 		n.Timelines, n.PostCache = c, c
 		n.Recent = memcache.New(n.cfg.TimelineCap)
 		n.Celebrities = memcache.NewCelebs()
