@@ -91,8 +91,12 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 	}
 	if opts.ActiveWindow > 0 {
 		// The timeline outlives the active mark by a margin, so that a
-		// write to an active user finds the timeline still there.
-		opts.TimelineTTL = opts.ActiveWindow + min(opts.ActiveWindow/10, time.Minute)
+		// write to an active user finds the timeline still there. (A
+		// write that comes later still creates a set without the
+		// completeness marker, which reads treat as missing; and a read
+		// that finds the timeline without its mark treats it as missing
+		// too: see queueRange.)
+		opts.TimelineTTL = opts.ActiveWindow + min(opts.ActiveWindow, time.Minute)
 	}
 	return &Cache{rdb: rdb, opts: opts}
 }
@@ -389,8 +393,13 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		top = "(" + member(before)
 	}
 	var above *redis.IntCmd
+	var wasActive *redis.StatusCmd
 	if c.opts.ActiveWindow > 0 {
-		pipe.Set(ctx, c.activeKey(user), 1, c.opts.ActiveWindow)
+		// SET ... GET renews the mark and says whether it was there. A
+		// timeline outlives its mark by a margin; in that margin the
+		// fan-out skips the user, so a timeline found without its mark
+		// may lack posts, and is reported missing, to be rebuilt.
+		wasActive = pipe.SetArgs(ctx, c.activeKey(user), 1, redis.SetArgs{TTL: c.opts.ActiveWindow, Get: true})
 		pipe.PExpire(ctx, key, c.opts.TimelineTTL)
 		// Between trims a timeline may hold entries past the cap; count
 		// what lies above this page to keep them hidden.
@@ -406,6 +415,13 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 			return nil, false, nil
 		} else if err != nil {
 			return nil, false, unavailable(err)
+		}
+		if wasActive != nil {
+			if err := wasActive.Err(); errors.Is(err, redis.Nil) {
+				return nil, false, nil
+			} else if err != nil {
+				return nil, false, unavailable(err)
+			}
 		}
 		members, err := page.Result()
 		if err != nil {

@@ -683,6 +683,21 @@ func RunActive(t *testing.T, open func(t *testing.T, cap int, window time.Durati
 		store(t, c, "alice", nil)
 		wantRange(t, c, "alice", 0, 100, nil)
 	})
+	t.Run("MissingOnceInactive", func(t *testing.T) {
+		// A user who has not read for a window gets no fan-out writes, so
+		// their timeline, if an adapter still keeps it, may lack posts:
+		// the first read after the window must report it missing (and
+		// so have it rebuilt), not serve it. Load can only stretch the
+		// sleep, and past the window the answer is the same.
+		const window = 300 * time.Millisecond
+		c := open(t, 10, window)
+		store(t, c, "alice", []feed.PostID{base + 1})
+		time.Sleep(window + window/3)
+		add(t, c, entries("alice", base+2)) // skipped: alice is inactive
+		wantMissing(t, c, "alice")
+		store(t, c, "alice", []feed.PostID{base + 2, base + 1})
+		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 2, base + 1})
+	})
 	t.Run("Cap", func(t *testing.T) {
 		// However an adapter trims, readers see exactly the newest cap
 		// entries, page by page, and the timeline is Full.
