@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-feed/herald/services/fanout/internal/fanout"
-	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/graphclient"
 	"github.com/herald-feed/herald/services/platform/node"
 )
@@ -43,9 +43,9 @@ func Register(n *node.Node, cfg Config) error {
 	n.Serve("fanout")
 	n.Go(func(ctx context.Context) error { return watchConsumer(ctx, n, "fanout") })
 	n.Go(func(ctx context.Context) error {
-		return n.Bus.Consume(ctx, bus.ConsumerConfig{
-			Durable:  "fanout",
-			Subjects: fanout.Subjects,
+		return n.Bus.Consume(ctx, event.ConsumerConfig{
+			Durable: "fanout",
+			Kinds:   fanout.Kinds,
 			// A message is one chunk's pipelined write, or for a post the
 			// follower list's pages and one publish per further chunk;
 			// 30s leaves room for a slow graph page or a cache hiccup

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/idgen"
 	"github.com/herald-feed/herald/services/platform/waitfor"
@@ -117,8 +117,8 @@ func TestDrillFanoutKill(t *testing.T) {
 	t.Logf("every follower had every post %v after the last kill (AckWait %v)", time.Since(killed).Round(time.Millisecond), fanoutAckWait)
 	subjects := c.subjectCounts(t)
 	t.Logf("event stream messages by subject: %v", subjects)
-	if subjects[bus.SubjectFanoutChunk] == 0 {
-		t.Errorf("no %s messages: HERALD_FANOUT_CHUNK_SIZE=%d did not take effect, and each post's fan-out was one message", bus.SubjectFanoutChunk, chunk)
+	if subjects[string(event.KindFanoutChunk)] == 0 {
+		t.Errorf("no %s messages: HERALD_FANOUT_CHUNK_SIZE=%d did not take effect, and each post's fan-out was one message", event.KindFanoutChunk, chunk)
 	}
 	d.logConsumers()
 	d.recheck("fkmc_")

@@ -1,7 +1,9 @@
-// Package bus is Herald's durable event log on NATS JetStream. The post and
-// graph services publish events; the fan-out service consumes them through
-// one durable pull consumer shared by all its instances, and the timeline
-// service tails them to feed live streams.
+// Package bus is Herald's event log (the port in package event) on NATS
+// JetStream. Each event kind is a subject under the deployment's namespace
+// ("herald.post.created"), carried in one stream; events travel as the
+// protobuf messages of proto/herald/event/v1 (package eventcodec). A durable
+// consumer is a JetStream durable pull consumer shared by every instance; a
+// tail is an ordered ephemeral consumer. Dead letters go to a second stream.
 package bus
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -16,24 +19,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-feed/herald/services/platform/event"
+	"github.com/herald-feed/herald/services/platform/event/eventcodec"
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
-// Subjects, relative to the deployment's namespace: "post.created" is
-// published as "herald.post.created". Each carries one message type from
-// proto/herald/event/v1.
-const (
-	SubjectPostCreated = "post.created"
-	SubjectPostDeleted = "post.deleted"
-	SubjectFollowed    = "graph.followed"
-	SubjectUnfollowed  = "graph.unfollowed"
-	// SubjectFanoutChunk carries one chunk of a large post's followers,
-	// published by the fan-out for the fan-out, so that every instance
-	// takes a share of one post.
-	SubjectFanoutChunk = "fanout.chunk"
-)
+// Bus implements event.Log.
+var _ event.Log = (*Bus)(nil)
 
 // Config describes the event stream.
 type Config struct {
@@ -82,6 +75,8 @@ type Bus struct {
 	log *slog.Logger
 
 	deadLetters *prometheus.CounterVec
+	undecodable *prometheus.CounterVec
+	panics      *prometheus.CounterVec
 }
 
 // New creates or updates the event stream on nc's JetStream and returns a
@@ -118,9 +113,18 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 	b := &Bus{js: js, cfg: cfg, log: log, deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_bus_dead_letters_total",
 		Help: "Events moved to the dead-letter stream, by consumer.",
-	}, []string{"consumer"})}
+	}, []string{"consumer"}),
+		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_bus_undecodable_events_total",
+			Help: "Events that did not decode, by the consumer or tail that received them; a durable consumer dead-letters them.",
+		}, []string{"consumer"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_bus_handler_panics_total",
+			Help: "Event handlers that panicked, by consumer; the event is dead-lettered with the stack.",
+		}, []string{"consumer"}),
+	}
 	if cfg.Metrics != nil {
-		cfg.Metrics.MustRegister(b.deadLetters)
+		cfg.Metrics.MustRegister(b.deadLetters, b.undecodable, b.panics)
 	}
 	return b, nil
 }
@@ -131,14 +135,25 @@ func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 // Stream returns the event stream's name.
 func (b *Bus) Stream() string { return b.cfg.Stream }
 
-// Publish appends m to subject and waits for the stream's ack. msgID is the
-// Nats-Msg-Id header: the server drops a second publish with the same ID
-// inside the dedupe window, so a retried publish never doubles an event.
-func (b *Bus) Publish(ctx context.Context, subject, msgID string, m proto.Message) error {
-	data, err := proto.Marshal(m)
+// Publish implements event.Publisher: it appends ev to its kind's subject
+// and waits for the stream's ack. ev's DedupeID is the Nats-Msg-Id header:
+// the server drops a second publish with the same ID inside the dedupe
+// window, so a retried publish never doubles an event.
+func (b *Bus) Publish(ctx context.Context, ev event.Event) error {
+	data, err := eventcodec.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("bus: marshal %s: %w", subject, err)
+		return fmt.Errorf("bus: %w", err)
 	}
+	return b.publish(ctx, string(ev.Kind()), ev.DedupeID(), data)
+}
+
+// PublishRaw appends data to subject (relative to the namespace) as it is,
+// undecodable or not: for tests of what consumers do with a bad message.
+func (b *Bus) PublishRaw(ctx context.Context, subject, msgID string, data []byte) error {
+	return b.publish(ctx, subject, msgID, data)
+}
+
+func (b *Bus) publish(ctx context.Context, subject, msgID string, data []byte) error {
 	// While the connection is down, a publish would wait for a reconnect
 	// until ctx ends; fail at once instead, so that callers with an
 	// outbox (CreatePost) answer without waiting for NATS.
@@ -155,44 +170,14 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, m proto.Messag
 	return nil
 }
 
-// ErrPermanent marks a handler error that no retry can fix, such as an
-// undecodable message. The message is terminated instead of redelivered.
-var ErrPermanent = errors.New("permanent failure")
-
-// Handler handles one message. A nil error acks it; an error wrapping
-// ErrPermanent terminates it; any other error naks it for redelivery after
-// the consumer's backoff.
-type Handler func(ctx context.Context, subject string, data []byte) error
-
-// ConsumerConfig describes a durable pull consumer.
-type ConsumerConfig struct {
-	// Durable is the consumer name that all instances share, so the stream's
-	// messages are spread across them.
-	Durable  string
-	Subjects []string
-	// AckWait is how long the server waits for an ack before redelivering.
-	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one message.
-	MaxDeliver int
-	// BackOff is the redelivery delay after the first, second, ... failed
-	// delivery; the last value repeats. Default 1s, 2s, 5s, 10s, 30s.
-	BackOff []time.Duration
-	// MaxAckPending bounds messages in flight across all instances; it is
-	// the backpressure on the fan-out.
-	MaxAckPending int
-	// Workers bounds the messages this instance handles at once. It also
-	// sizes the instance's pull (twice Workers), so that instances share
-	// a burst instead of one buffering it all. Default 1.
-	Workers int
-}
-
-// Consume runs h on each message of the durable consumer until ctx ends.
-// It returns after the in-flight handlers finish, so a shutdown either
-// acks or naks every message it took.
-func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
+// Consume implements event.Consumer on a JetStream durable pull consumer
+// named cc.Durable. An event that does not decode is logged, counted and
+// dead-lettered; a handler that panics is recovered, and its event
+// dead-lettered with the stack.
+func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Handler) error {
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        cc.Durable,
-		FilterSubjects: b.absAll(cc.Subjects),
+		FilterSubjects: b.absKinds(cc.Kinds),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        cc.AckWait,
@@ -207,16 +192,16 @@ func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 	}
 	backoff := cc.BackOff
 	if len(backoff) == 0 {
-		backoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
+		backoff = event.DefaultBackOff
 	}
 	return b.run(ctx, cons, max(cc.Workers, 1), func(ctx context.Context, m jetstream.Msg) {
-		err := h(ctx, b.rel(m.Subject()), m.Data())
+		err := b.handle(ctx, cc.Durable, m, h)
 		switch {
 		case err == nil:
 			if err := m.Ack(); err != nil {
 				b.log.Warn("ack failed; the message will be redelivered", "subject", m.Subject(), "err", err)
 			}
-		case errors.Is(err, ErrPermanent):
+		case errors.Is(err, event.ErrPermanent):
 			b.deadLetter(ctx, cc.Durable, m, err)
 		default:
 			md, mderr := m.Metadata()
@@ -236,12 +221,30 @@ func (b *Bus) Consume(ctx context.Context, cc ConsumerConfig, h Handler) error {
 	})
 }
 
-// Tail runs h on each new message on subjects, from now on, until ctx ends.
-// It uses an ordered ephemeral consumer: no acks, no state on the server,
-// for readers that only care about the live edge.
-func (b *Bus) Tail(ctx context.Context, subjects []string, h func(subject string, data []byte)) error {
+// handle decodes m and runs h on it, turning a decode failure or a panic
+// into a permanent error.
+func (b *Bus) handle(ctx context.Context, consumer string, m jetstream.Msg, h event.Handler) (err error) {
+	ev, err := eventcodec.Unmarshal(event.Kind(b.rel(m.Subject())), m.Data())
+	if err != nil {
+		b.undecodable.WithLabelValues(consumer).Inc()
+		b.log.Error("undecodable event", "subject", m.Subject(), "consumer", consumer, "bytes", len(m.Data()), "err", err)
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			b.panics.WithLabelValues(consumer).Inc()
+			err = fmt.Errorf("handler panicked: %v\n%s: %w", r, debug.Stack(), event.ErrPermanent)
+		}
+	}()
+	return h(ctx, ev)
+}
+
+// Tail implements event.Consumer with an ordered ephemeral consumer: no
+// acks, no state on the server. An event that does not decode is logged and
+// counted (consumer "tail"), and skipped.
+func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event)) error {
 	cons, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: b.absAll(subjects),
+		FilterSubjects: b.absKinds(kinds),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if ctx.Err() != nil {
@@ -250,16 +253,24 @@ func (b *Bus) Tail(ctx context.Context, subjects []string, h func(subject string
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create ordered consumer: %w", err))
 	}
-	return b.run(ctx, cons, 1, func(_ context.Context, m jetstream.Msg) { h(b.rel(m.Subject()), m.Data()) })
+	return b.run(ctx, cons, 1, func(_ context.Context, m jetstream.Msg) {
+		ev, err := eventcodec.Unmarshal(event.Kind(b.rel(m.Subject())), m.Data())
+		if err != nil {
+			b.undecodable.WithLabelValues("tail").Inc()
+			b.log.Error("undecodable event skipped by a tail", "subject", m.Subject(), "bytes", len(m.Data()), "err", err)
+			return
+		}
+		h(ev)
+	})
 }
 
 // abs returns the absolute NATS subject of a relative one.
 func (b *Bus) abs(subject string) string { return b.cfg.Namespace + "." + subject }
 
-func (b *Bus) absAll(subjects []string) []string {
-	out := make([]string, len(subjects))
-	for i, s := range subjects {
-		out[i] = b.abs(s)
+func (b *Bus) absKinds(kinds []event.Kind) []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = b.abs(string(k))
 	}
 	return out
 }

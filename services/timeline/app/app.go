@@ -4,12 +4,8 @@ package app
 import (
 	"context"
 
-	"google.golang.org/protobuf/proto"
-
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
-	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
-	"github.com/herald-feed/herald/services/platform/bus"
-	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/graphclient"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/timeline/internal/rpc"
@@ -39,32 +35,25 @@ func Register(n *node.Node, cfg Config) error {
 	n.Serve("timeline", feedv1.TimelineService_ServiceDesc.ServiceName)
 
 	n.Go(func(ctx context.Context) error {
-		return n.Bus.Tail(ctx, []string{bus.SubjectPostCreated, bus.SubjectFollowed, bus.SubjectUnfollowed},
-			func(subject string, data []byte) {
-				switch subject {
-				case bus.SubjectPostCreated:
-					var ev eventv1.PostCreated
-					if proto.Unmarshal(data, &ev) != nil || !hub.Wants(ev.AuthorId) {
+		return n.Bus.Tail(ctx, []event.Kind{event.KindPostCreated, event.KindFollowed, event.KindUnfollowed},
+			func(ev event.Event) {
+				switch ev := ev.(type) {
+				case event.PostCreated:
+					if !hub.Wants(ev.Author) {
 						return
 					}
-					p, err := svc.Post(ctx, feed.PostID(ev.PostId))
+					p, err := svc.Post(ctx, ev.Post)
 					if err != nil {
-						log.Warn("stream: load post", "post", ev.PostId, "err", err)
+						log.Warn("stream: load post", "post", ev.Post, "err", err)
 						return
 					}
 					hub.Deliver(p)
-				case bus.SubjectFollowed:
-					var ev eventv1.Followed
-					if proto.Unmarshal(data, &ev) == nil {
-						svc.FollowsChanged(ev.FollowerId)
-						hub.Followed(ev.FollowerId, ev.FolloweeId)
-					}
-				case bus.SubjectUnfollowed:
-					var ev eventv1.Unfollowed
-					if proto.Unmarshal(data, &ev) == nil {
-						svc.FollowsChanged(ev.FollowerId)
-						hub.Unfollowed(ev.FollowerId, ev.FolloweeId)
-					}
+				case event.Followed:
+					svc.FollowsChanged(ev.Follower)
+					hub.Followed(ev.Follower, ev.Followee)
+				case event.Unfollowed:
+					svc.FollowsChanged(ev.Follower)
+					hub.Unfollowed(ev.Follower, ev.Followee)
 				}
 			})
 	})

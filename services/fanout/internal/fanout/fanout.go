@@ -20,12 +20,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
-	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
@@ -53,10 +50,8 @@ type Graph interface {
 	IsFollowing(ctx context.Context, follower, followee string) (bool, error)
 }
 
-// Publisher appends chunk messages to the event stream.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
-}
+// Publisher appends chunk events to the event log.
+type Publisher = event.Publisher
 
 // Config tunes the engine.
 type Config struct {
@@ -150,52 +145,25 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Engine {
 	return e
 }
 
-// Subjects are the event subjects the engine consumes.
-var Subjects = []string{bus.SubjectPostCreated, bus.SubjectFanoutChunk, bus.SubjectPostDeleted, bus.SubjectFollowed, bus.SubjectUnfollowed}
+// Kinds are the events the engine consumes.
+var Kinds = []event.Kind{event.KindPostCreated, event.KindFanoutChunk, event.KindPostDeleted, event.KindFollowed, event.KindUnfollowed}
 
-// Handle applies one event. An undecodable event is a permanent failure;
-// any other error means "retry later".
-func (e *Engine) Handle(ctx context.Context, subject string, data []byte) error {
-	switch subject {
-	case bus.SubjectPostCreated:
-		var ev eventv1.PostCreated
-		if err := unmarshal(data, &ev); err != nil {
-			return err
-		}
-		return e.push(ctx, ev.AuthorId, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
-	case bus.SubjectFanoutChunk:
-		var ev eventv1.FanoutChunk
-		if err := unmarshal(data, &ev); err != nil {
-			return err
-		}
-		return e.write(ctx, ev.AuthorId, ev.FollowerIds, feed.PostID(ev.PostId), ev.CreateTime.AsTime())
-	case bus.SubjectPostDeleted:
-		var ev eventv1.PostDeleted
-		if err := unmarshal(data, &ev); err != nil {
-			return err
-		}
-		return e.pull(ctx, ev.AuthorId, feed.PostID(ev.PostId))
-	case bus.SubjectFollowed:
-		var ev eventv1.Followed
-		if err := unmarshal(data, &ev); err != nil {
-			return err
-		}
-		return e.followChanged(ctx, ev.FollowerId, ev.FolloweeId, true)
-	case bus.SubjectUnfollowed:
-		var ev eventv1.Unfollowed
-		if err := unmarshal(data, &ev); err != nil {
-			return err
-		}
-		return e.followChanged(ctx, ev.FollowerId, ev.FolloweeId, false)
+// Handle applies one event; an error means "retry later". It implements
+// event.Handler.
+func (e *Engine) Handle(ctx context.Context, ev event.Event) error {
+	switch ev := ev.(type) {
+	case event.PostCreated:
+		return e.push(ctx, ev.Author, ev.Post, ev.Created)
+	case event.FanoutChunk:
+		return e.write(ctx, ev.Author, ev.Followers, ev.Post, ev.Created)
+	case event.PostDeleted:
+		return e.retract(ctx, ev.Author, ev.Post)
+	case event.Followed:
+		return e.followChanged(ctx, ev.Follower, ev.Followee, true)
+	case event.Unfollowed:
+		return e.followChanged(ctx, ev.Follower, ev.Followee, false)
 	}
-	return fmt.Errorf("unexpected subject %q: %w", subject, bus.ErrPermanent)
-}
-
-func unmarshal(data []byte, m proto.Message) error {
-	if err := proto.Unmarshal(data, m); err != nil {
-		return fmt.Errorf("decode %T: %v: %w", m, err, bus.ErrPermanent)
-	}
-	return nil
+	return fmt.Errorf("fanout: unexpected event %T: %w", ev, event.ErrPermanent)
 }
 
 // pulled reports whether author's posts reach followers at read time.
@@ -241,10 +209,7 @@ func (e *Engine) push(ctx context.Context, author string, id feed.PostID, create
 			return e.write(ctx, author, users, id, created)
 		}
 		e.chunks.Inc()
-		return e.publisher.Publish(ctx, bus.SubjectFanoutChunk, fmt.Sprintf("chunk-%d-%d", id, index), &eventv1.FanoutChunk{
-			PostId: uint64(id), AuthorId: author, CreateTime: timestamppb.New(created),
-			Index: index, FollowerIds: users,
-		})
+		return e.publisher.Publish(ctx, event.FanoutChunk{Post: id, Author: author, Created: created, Index: index, Followers: users})
 	})
 }
 
@@ -274,11 +239,11 @@ func (e *Engine) write(ctx context.Context, author string, users []string, id fe
 	return nil
 }
 
-// pull removes a deleted post from its author's recent list and from
+// retract removes a deleted post from its author's recent list and from
 // followers' timelines, where a push, or a backfill from before the author
 // became pulled, may have put it. Reads already filter it out; this frees
 // the cache slots.
-func (e *Engine) pull(ctx context.Context, author string, id feed.PostID) error {
+func (e *Engine) retract(ctx context.Context, author string, id feed.PostID) error {
 	if err := e.recent.Remove(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
 		return err
 	}

@@ -6,10 +6,7 @@ import (
 	"context"
 	"errors"
 
-	"google.golang.org/protobuf/proto"
-
-	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
-	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
 )
@@ -23,9 +20,7 @@ type Store interface {
 }
 
 // Publisher appends events to the event log.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
-}
+type Publisher = event.Publisher
 
 // Service implements the graph operations.
 type Service struct {
@@ -60,7 +55,7 @@ func (s *Service) Follow(ctx context.Context, follower, followee string) error {
 	if _, err := s.store.Follow(ctx, follower, followee); err != nil {
 		return err
 	}
-	return s.bus.Publish(ctx, bus.SubjectFollowed, "", &eventv1.Followed{FollowerId: follower, FolloweeId: followee})
+	return s.bus.Publish(ctx, event.Followed{Follower: follower, Followee: followee})
 }
 
 // Unfollow is the reverse of Follow, with the same retry rule.
@@ -71,7 +66,7 @@ func (s *Service) Unfollow(ctx context.Context, follower, followee string) error
 	if _, err := s.store.Unfollow(ctx, follower, followee); err != nil {
 		return err
 	}
-	return s.bus.Publish(ctx, bus.SubjectUnfollowed, "", &eventv1.Unfollowed{FollowerId: follower, FolloweeId: followee})
+	return s.bus.Publish(ctx, event.Unfollowed{Follower: follower, Followee: followee})
 }
 
 // Followers returns a page of user's followers.

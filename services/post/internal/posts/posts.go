@@ -9,12 +9,8 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	eventv1 "github.com/herald-feed/herald/proto/herald/event/v1"
-	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/idgen"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
@@ -45,9 +41,7 @@ type Recent interface {
 }
 
 // Publisher appends events to the event log.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, m proto.Message) error
-}
+type Publisher = event.Publisher
 
 // IDs mints post IDs.
 type IDs interface {
@@ -127,8 +121,7 @@ const PublishTimeout = 5 * time.Second
 // message ID is the post ID, so a republish by the relay is dropped by the
 // stream's dedupe window.
 func (s *Service) Publish(ctx context.Context, p feed.Post) error {
-	ev := &eventv1.PostCreated{PostId: uint64(p.ID), AuthorId: p.Author, CreateTime: timestamppb.New(p.Created)}
-	if err := s.bus.Publish(ctx, bus.SubjectPostCreated, "post-"+p.ID.String(), ev); err != nil {
+	if err := s.bus.Publish(ctx, event.PostCreated{Post: p.ID, Author: p.Author, Created: p.Created}); err != nil {
 		return err
 	}
 	return s.store.MarkPublished(ctx, p.ID)
@@ -182,8 +175,7 @@ func (s *Service) Delete(ctx context.Context, id feed.PostID, author string) err
 	if err := s.recent.Remove(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
 		s.log.Warn("remove from recent posts", "post", id, "err", err)
 	}
-	ev := &eventv1.PostDeleted{PostId: uint64(id), AuthorId: author}
-	if err := s.bus.Publish(ctx, bus.SubjectPostDeleted, "delete-"+id.String(), ev); err != nil {
+	if err := s.bus.Publish(ctx, event.PostDeleted{Post: id, Author: author}); err != nil {
 		// Reads already filter the post out; only the cleanup of cached
 		// timelines is lost, and trimming ages those entries out.
 		s.log.Warn("publish PostDeleted", "post", id, "err", err)
