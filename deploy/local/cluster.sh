@@ -46,11 +46,14 @@ start_instance() {
     return 0
   fi
   port_open "$port" && die "$name: port $HOST:$port is in use by a process these scripts did not start"
+  # Each binary takes only its own flags: graph keeps no cache.
+  local cache=(-cache redis -redis "$HERALD_REDIS_ADDR")
+  [[ $svc == graph ]] && cache=()
+  mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
-    -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" -data "$(datadir "$name")" \
+    -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \
     -etcd "$HERALD_ETCD_ENDPOINTS" -nats "$HERALD_NATS_URL" \
-    -store cassandra -cassandra "$HERALD_CASSANDRA_HOSTS" \
-    -cache redis -redis "$HERALD_REDIS_ADDR"
+    -store cassandra -cassandra "$HERALD_CASSANDRA_HOSTS" "${cache[@]}"
   wait_ready "$name" "$HOST:$port" registered "${HERALD_INSTANCE_START_TIMEOUT:-60}"
 }
 

@@ -21,29 +21,28 @@ import (
 func startHerald(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, node.Config{
-		Name: "e2e", Embedded: true, DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0", LeaseTTL: 5 * time.Second,
-		Log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelError})),
+	sys, err := allinone.Open(ctx, allinone.Config{
+		Node: node.Config{
+			Name: "e2e", ListenAddr: "127.0.0.1:0", LeaseTTL: 5 * time.Second,
+			Log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelError})),
+		},
+		DataDir: t.TempDir(),
 	})
 	if err != nil {
 		cancel()
-		t.Fatalf("node.New: %v", err)
+		t.Fatalf("allinone.Open: %v", err)
 	}
-	if err := allinone.Register(ctx, n, allinone.Config{}); err != nil {
-		cancel()
-		n.Close()
-		t.Fatalf("register: %v", err)
-	}
+	n := sys.Node
 	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	go func() { done <- sys.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):
-			t.Errorf("node did not stop within 30s")
+			t.Errorf("herald did not stop within 30s")
 		}
-		n.Close()
+		sys.Close()
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -1,52 +1,164 @@
-// Package app wires the fan-out service into a Herald node.
+// Package app is the fan-out service as a unit: New opens the store and
+// cache it writes through (unless the all-in-one hands it its adapters)
+// and adds the shared event consumer to a node; Close releases what New
+// opened.
 package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-feed/herald/services/fanout/internal/fanout"
+	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/event"
+	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/graphclient"
 	"github.com/herald-feed/herald/services/platform/node"
 )
 
-// Config tunes the fan-out service.
+// Defaults of the fan-out service's settings.
+const (
+	DefaultChunkSize = fanout.DefaultChunkSize
+	// DefaultWorkers is how many events one instance handles at once.
+	DefaultWorkers = 8
+	// DefaultAddr is the split binary's gRPC (health) address.
+	DefaultAddr = "localhost:7073"
+)
+
+// Config configures the fan-out service.
 type Config struct {
-	fanout.Config
+	// ChunkSize is how many followers one chunk covers: a post with more
+	// followers is split into chunk events that every instance shares.
+	ChunkSize int
+	// Workers is how many events this instance handles at once.
+	Workers int
+	// Policy is the deployment's push/pull policy, which the timeline
+	// service must share.
+	Policy *backend.Policy
+
+	// Backends, if set, are the adapters to run on: the all-in-one's.
+	// Otherwise New opens Store and Cache.
+	Backends *backend.Set
+	Store    *backend.StoreConfig
+	Cache    *backend.CacheConfig
 }
 
-// Register adds the fan-out worker to n. All fan-out instances share one
+// BindFlags defines the fan-out service's own flags (not the policy's,
+// which the all-in-one binds once for two services).
+func BindFlags(fs *flagenv.Set, c *Config) {
+	fs.Int(&c.ChunkSize, "fanout-chunk-size", "HERALD_FANOUT_CHUNK_SIZE", DefaultChunkSize, "followers per fan-out chunk event")
+	fs.Int(&c.Workers, "fanout-workers", "HERALD_FANOUT_WORKERS", DefaultWorkers, "events one fan-out instance handles at once")
+}
+
+// Check fills in the defaults of settings left zero, and reports one out
+// of range.
+func (c *Config) Check() error {
+	if c.ChunkSize == 0 {
+		c.ChunkSize = DefaultChunkSize
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.Policy == nil {
+		c.Policy = &backend.Policy{}
+	}
+	if c.ChunkSize < 1 || c.Workers < 1 {
+		return fmt.Errorf("-fanout-chunk-size %d and -fanout-workers %d: both must be at least 1", c.ChunkSize, c.Workers)
+	}
+	return c.Policy.Check()
+}
+
+// Program is the split fan-out binary: the service on Cassandra and Redis.
+func Program() node.Program {
+	return node.Program{
+		Name:     "fanout",
+		Defaults: node.Config{ListenAddr: DefaultAddr},
+		Bind: func(fs *flagenv.Set) node.Start {
+			c := &Config{Policy: &backend.Policy{}, Store: &backend.StoreConfig{}, Cache: &backend.CacheConfig{}}
+			BindFlags(fs, c)
+			backend.BindPolicy(fs, c.Policy)
+			backend.BindStore(fs, c.Store, "cassandra")
+			backend.BindCache(fs, c.Cache, "redis")
+			return func(*node.Config) (node.Hooks, error) {
+				if err := errors.Join(c.Check(), c.Store.Check("fanout"), c.Cache.Check("fanout")); err != nil {
+					return node.Hooks{}, err
+				}
+				return node.Hooks{Attach: func(ctx context.Context, n *node.Node) (func(), error) {
+					a, err := New(ctx, *c, n)
+					if err != nil {
+						return nil, err
+					}
+					return a.Close, nil
+				}}, nil
+			}
+		},
+	}
+}
+
+// App is a running fan-out service.
+type App struct{ closers []func() }
+
+// Close releases the adapters New opened.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// New adds the fan-out worker to n. All fan-out instances share one
 // durable consumer, so the event stream is spread across them.
-func Register(n *node.Node, cfg Config) error {
+func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = &backend.Policy{}
+	}
+	a = &App{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	b := cfg.Backends
+	if b == nil {
+		b = &backend.Set{}
+		s, err := backend.OpenStore(ctx, cfg.Store, n.Log)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() { s.Close() })
+		b.Posts, b.Graph = s, s
+		c := backend.OpenCache(ctx, cfg.Cache, n.Namespace(), n.Log)
+		a.closers = append(a.closers, func() { c.Close() })
+		c.Fill(b)
+	}
 	conn, err := n.Dial("graph")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg.Strategy, cfg.Threshold = n.Strategy()
-	chunk, workers := n.Fanout()
-	if cfg.ChunkSize == 0 {
-		cfg.ChunkSize = chunk
-	}
-	e := fanout.New(cfg.Config, fanout.Deps{
+	e := fanout.New(fanout.Config{ChunkSize: cfg.ChunkSize, Strategy: cfg.Policy.Strategy, Threshold: cfg.Policy.Threshold}, fanout.Deps{
 		Publisher:   n.Bus,
 		Followers:   graphclient.New(conn),
-		Timelines:   n.Timelines,
-		Recent:      n.Recent,
-		Posts:       n.Posts,
-		Graph:       n.Graph,
-		Celebrities: n.Celebrities,
-		Unfollows:   n.Unfollows,
+		Timelines:   b.Timelines,
+		Recent:      b.Recent,
+		Posts:       b.Posts,
+		Graph:       b.Graph,
+		Celebrities: b.Celebrities,
+		Unfollows:   b.Unfollows,
 	}, n.Metrics)
-	n.Serve("fanout")
+	n.Announce("fanout")
 	n.Go(func(ctx context.Context) error { return watchConsumer(ctx, n, "fanout") })
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Consume(ctx, event.ConsumerConfig{
 			Durable: "fanout",
 			Kinds:   fanout.Kinds,
-			// A message is one chunk's pipelined write, or for a post the
+			// An event is one chunk's pipelined write, or for a post the
 			// follower list's pages and one publish per further chunk;
 			// 30s leaves room for a slow graph page or a cache hiccup
 			// before the server assumes this instance died and
@@ -54,10 +166,10 @@ func Register(n *node.Node, cfg Config) error {
 			AckWait:       30 * time.Second,
 			MaxDeliver:    10,
 			MaxAckPending: 1000,
-			Workers:       workers,
+			Workers:       cfg.Workers,
 		}, e.Handle)
 	})
-	return nil
+	return a, nil
 }
 
 // watchConsumer exports the shared consumer's backlog as gauges, polled

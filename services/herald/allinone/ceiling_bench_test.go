@@ -64,10 +64,10 @@ func BenchmarkCeiling(b *testing.B) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(64)
 	for i := range users {
-		g.Go(func() error { return n.Timelines.Store(gctx, user(i), nil) })
+		g.Go(func() error { return n.Backends.Timelines.Store(gctx, user(i), nil) })
 	}
 	for _, e := range edges {
-		g.Go(func() error { _, err := n.Graph.Follow(gctx, e.follower, e.author); return err })
+		g.Go(func() error { _, err := n.Backends.Graph.Follow(gctx, e.follower, e.author); return err })
 	}
 	if err := g.Wait(); err != nil {
 		b.Fatal(err)

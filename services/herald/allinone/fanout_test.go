@@ -11,27 +11,24 @@ import (
 	"github.com/herald-feed/herald/services/herald/allinone"
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/feed"
-	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
-func startFanout(t *testing.T, tune func(*node.Config)) (*systemtest.Client, *node.Node) {
+func startFanout(t *testing.T, tune func(*allinone.Config)) (*systemtest.Client, *allinone.System) {
 	t.Helper()
 	cfg := testConfig(t, t.TempDir())
-	cfg.Strategy = feed.Push
+	cfg.Policy.Strategy = feed.Push
 	tune(&cfg)
-	conn, n, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-		return allinone.Register(ctx, n, allinone.Config{})
-	})
+	conn, sys, stop := startSystemWith(t, cfg)
 	t.Cleanup(stop)
-	return systemtest.NewClient(conn, conn, conn), n
+	return systemtest.NewClient(conn, conn, conn), sys
 }
 
 // counter returns the value of the node's counter name (summed over
 // labels).
-func counter(t testing.TB, n *node.Node, name string) float64 {
+func counter(t testing.TB, sys *allinone.System, name string) float64 {
 	t.Helper()
-	mfs, err := n.Metrics.Gather()
+	mfs, err := sys.Node.Metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +47,7 @@ func counter(t testing.TB, n *node.Node, name string) float64 {
 // is split into chunk messages, and every follower gets it.
 func TestChunkedFanout(t *testing.T) {
 	const followers, chunk = 30, 4
-	c, n := startFanout(t, func(cfg *node.Config) { cfg.FanoutChunkSize, cfg.FanoutWorkers = chunk, 4 })
+	c, n := startFanout(t, func(cfg *allinone.Config) { cfg.Fanout.ChunkSize, cfg.Fanout.Workers = chunk, 4 })
 	var fans []string
 	for i := range followers {
 		fan := fmt.Sprintf("fan_%02d", i)
@@ -82,7 +79,7 @@ func TestChunkedFanout(t *testing.T) {
 func TestActiveWindow(t *testing.T) {
 	const window = time.Hour
 	clock := newStepClock()
-	c, n := startFanout(t, func(cfg *node.Config) { cfg.ActiveWindow, cfg.CacheClock = window, clock.Now })
+	c, n := startFanout(t, func(cfg *allinone.Config) { cfg.Cache.ActiveWindow, cfg.CacheClock = window, clock.Now })
 	ctx := context.Background()
 	c.Follow(t, "reader", "author")
 	c.Follow(t, "lurker", "author")
@@ -97,7 +94,7 @@ func TestActiveWindow(t *testing.T) {
 	}
 	cached := func(user string) ([]feed.PostID, bool) {
 		t.Helper()
-		ids, ok, err := n.Timelines.Range(ctx, user, 0, 10)
+		ids, ok, err := n.Backends.Timelines.Range(ctx, user, 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/allinone"
+	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/testenv"
@@ -51,24 +52,19 @@ func BenchmarkFanoutMillion(b *testing.B) { benchLag(b, 1_000_000, 3) }
 // embedded etcd and NATS, Pebble, and the memory cache, or Redis at
 // redisAddr under a namespace of its own, whose keys go at cleanup.
 // Active timelines outlive the setup and the run.
-func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *node.Node, func()) {
-	cfg := node.Config{
-		Name:         name,
-		Embedded:     true,
-		DataDir:      b.TempDir(),
-		ListenAddr:   "127.0.0.1:0",
-		Strategy:     feed.Push,
-		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		ActiveWindow: time.Hour,
+func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *allinone.System, func()) {
+	cfg := allinone.Config{
+		Node:    node.Config{Name: name, ListenAddr: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		DataDir: b.TempDir(),
+		Policy:  backend.Policy{Strategy: feed.Push},
+		Cache:   backend.CacheConfig{ActiveWindow: time.Hour},
 	}
 	if redisAddr != "" {
-		cfg.Cache, cfg.RedisAddrs = "redis", []string{redisAddr}
-		cfg.Namespace = fmt.Sprintf("%s%d", name, time.Now().UnixNano())
-		b.Cleanup(func() { dropRedisPrefix(b, redisAddr, cfg.Namespace+":") })
+		cfg.Cache.Kind, cfg.Cache.Addrs = "redis", []string{redisAddr}
+		cfg.Node.Namespace = fmt.Sprintf("%s%d", name, time.Now().UnixNano())
+		b.Cleanup(func() { dropRedisPrefix(b, redisAddr, cfg.Node.Namespace+":") })
 	}
-	return startNodeWith(b, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-		return allinone.Register(ctx, n, allinone.Config{})
-	})
+	return startSystemWith(b, cfg)
 }
 
 // importer is the Pebble store's bulk graph load.
@@ -91,7 +87,7 @@ func benchLag(b *testing.B, followers, posts int) {
 		users[i] = fmt.Sprintf("f%07d", i)
 	}
 	setup := time.Now()
-	if imp, ok := n.Graph.(importer); ok {
+	if imp, ok := n.Backends.Graph.(importer); ok {
 		if _, err := imp.ImportFollows(ctx, author, users); err != nil {
 			b.Fatal(err)
 		}
@@ -99,7 +95,7 @@ func benchLag(b *testing.B, followers, posts int) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(64)
 		for _, u := range users {
-			g.Go(func() error { _, err := n.Graph.Follow(gctx, u, author); return err })
+			g.Go(func() error { _, err := n.Backends.Graph.Follow(gctx, u, author); return err })
 		}
 		if err := g.Wait(); err != nil {
 			b.Fatal(err)
@@ -109,7 +105,7 @@ func benchLag(b *testing.B, followers, posts int) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(64)
 	for _, u := range users {
-		g.Go(func() error { return n.Timelines.Store(gctx, u, nil) })
+		g.Go(func() error { return n.Backends.Timelines.Store(gctx, u, nil) })
 	}
 	if err := g.Wait(); err != nil {
 		b.Fatal(err)
@@ -155,7 +151,7 @@ func benchLag(b *testing.B, followers, posts int) {
 
 // waitVisible polls the watched users' cached timelines until each has id
 // at the top, and returns each one's lag from created.
-func waitVisible(ctx context.Context, n *node.Node, watch []string, id feed.PostID, created time.Time, limit time.Duration) ([]time.Duration, error) {
+func waitVisible(ctx context.Context, n *allinone.System, watch []string, id feed.PostID, created time.Time, limit time.Duration) ([]time.Duration, error) {
 	lags := make([]time.Duration, len(watch))
 	var wg sync.WaitGroup
 	errs := make([]error, len(watch))
@@ -163,7 +159,7 @@ func waitVisible(ctx context.Context, n *node.Node, watch []string, id feed.Post
 		wg.Go(func() {
 			deadline := time.Now().Add(limit)
 			for time.Now().Before(deadline) {
-				ids, ok, err := n.Timelines.Range(ctx, u, 0, 1)
+				ids, ok, err := n.Backends.Timelines.Range(ctx, u, 0, 1)
 				if err != nil {
 					errs[i] = err
 					return

@@ -1,7 +1,6 @@
 package allinone_test
 
 import (
-	"context"
 	"slices"
 	"strconv"
 	"testing"
@@ -12,24 +11,19 @@ import (
 	"github.com/herald-feed/herald/services/herald/modelcheck"
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/feed"
-	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
-var allServices = []string{"graph", "post", "fanout", "timeline"}
-
-func startStrategy(t *testing.T, s feed.Strategy, threshold int64) (*systemtest.Client, *node.Node) {
+func startStrategy(t *testing.T, s feed.Strategy, threshold int64) (*systemtest.Client, *allinone.System) {
 	t.Helper()
 	cfg := testConfig(t, t.TempDir())
-	cfg.Strategy, cfg.CelebrityThreshold = s, threshold
+	cfg.Policy.Strategy, cfg.Policy.Threshold = s, threshold
 	// Chunks of 4 followers: every author with more than 4 followers is
 	// fanned out through chunk messages too.
-	cfg.FanoutChunkSize = 4
-	conn, n, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-		return allinone.Register(ctx, n, allinone.Config{})
-	})
+	cfg.Fanout.ChunkSize = 4
+	conn, sys, stop := startSystemWith(t, cfg)
 	t.Cleanup(stop)
-	return systemtest.NewClient(conn, conn, conn), n
+	return systemtest.NewClient(conn, conn, conn), sys
 }
 
 // TestStrategies runs the whole behaviour suite under each fan-out
@@ -46,9 +40,9 @@ func TestStrategies(t *testing.T) {
 }
 
 // pushed returns how many posts the fan-out pushed and pulled so far.
-func pushed(t *testing.T, n *node.Node) (push, pull float64) {
+func pushed(t *testing.T, sys *allinone.System) (push, pull float64) {
 	t.Helper()
-	mfs, err := n.Metrics.Gather()
+	mfs, err := sys.Node.Metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +116,8 @@ func TestModelCheckStrategies(t *testing.T) {
 	// throughout the run, racing the fan-out.
 	t.Run("hybrid-active-1s", func(t *testing.T) {
 		cfg := testConfig(t, t.TempDir())
-		cfg.CelebrityThreshold, cfg.FanoutChunkSize, cfg.ActiveWindow = 10, 4, time.Second
-		conn, _, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-			return allinone.Register(ctx, n, allinone.Config{})
-		})
+		cfg.Policy.Threshold, cfg.Fanout.ChunkSize, cfg.Cache.ActiveWindow = 10, 4, time.Second
+		conn, _, stop := startSystemWith(t, cfg)
 		defer stop()
 		modelcheck.Run(t, systemtest.NewClient(conn, conn, conn), modelcheck.Config{Seed: 7, Users: 60, Ops: 400})
 	})
@@ -139,10 +131,8 @@ func TestHistoryPastCap(t *testing.T) {
 	for _, s := range []feed.Strategy{feed.Push, feed.Pull} {
 		t.Run(string(s), func(t *testing.T) {
 			cfg := testConfig(t, t.TempDir())
-			cfg.Strategy, cfg.TimelineCap = s, 10
-			conn, _, stop := startNodeWith(t, cfg, allServices, func(ctx context.Context, n *node.Node) error {
-				return allinone.Register(ctx, n, allinone.Config{})
-			})
+			cfg.Policy.Strategy, cfg.Cache.Cap = s, 10
+			conn, _, stop := startSystemWith(t, cfg)
 			defer stop()
 			c := systemtest.NewClient(conn, conn, conn)
 			c.Follow(t, "reader", "writer")

@@ -317,25 +317,27 @@ func (in *Instance) Start() error {
 	in.mu.Lock()
 	in.starts++
 	logPath := filepath.Join(c.dir, fmt.Sprintf("%s.%d.log", in.Name, in.starts))
-	dataDir := filepath.Join(c.dir, in.Name)
 	in.mu.Unlock()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	defer logf.Close() // the child holds its own copy
-	cmd := exec.Command(filepath.Join(binDir, in.Service),
+	// Each binary takes only its own flags: graph has no cache.
+	args := []string{
 		"-namespace", c.NS,
 		"-addr", "127.0.0.1:0",
 		"-metrics", "",
 		"-lease-ttl", leaseTTL.String(),
-		"-data", dataDir,
 		"-etcd", strings.Join(c.srv.etcd, ","),
 		"-nats", c.srv.nats,
-		"-cache", "redis", "-redis", c.srv.redis,
 		"-store", "cassandra", "-cassandra", strings.Join(c.srv.cassandra, ","),
 		"-cassandra-keyspace", c.NS,
-	)
+	}
+	if in.Service != "graph" {
+		args = append(args, "-cache", "redis", "-redis", c.srv.redis)
+	}
+	cmd := exec.Command(filepath.Join(binDir, in.Service), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {

@@ -11,6 +11,15 @@ import (
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
+// Defaults shared by every adapter, stated once.
+const (
+	// DefaultCap is the most entries a cached timeline keeps.
+	DefaultCap = 800
+	// DefaultActiveWindow is how recently a user must have read their home
+	// timeline to get fan-out writes.
+	DefaultActiveWindow = 7 * 24 * time.Hour
+)
+
 // Entry is one post in one user's home timeline.
 type Entry struct {
 	User string

@@ -23,7 +23,7 @@ var (
 
 const (
 	// DefaultCap is the timeline cap New uses when given one below 1.
-	DefaultCap = 800
+	DefaultCap = cache.DefaultCap
 	// MaxPosts bounds the post cache. Past it, PutPosts drops arbitrary
 	// entries to make room: every post can be read again from the store,
 	// and a bound matters more than which bodies stay.

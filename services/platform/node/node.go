@@ -1,12 +1,14 @@
-// Package node is the runtime every Herald process shares: it connects to
-// (or embeds) etcd and NATS, opens the durable store and the cache, serves
-// gRPC and Prometheus metrics, registers the process's services in etcd
-// under a lease, and shuts all of it down in order.
+// Package node is the runtime every Herald process shares, and nothing
+// else: the etcd client and session, the event-bus connection, the gRPC
+// server with health and reflection, the metrics registry and its HTTP
+// listener, the logger, and the lifecycle (start, background workers,
+// ordered shutdown).
 //
-// A service adds itself with its package's Register function, which
-// registers its gRPC API on Node.GRPC and its background workers with
-// Node.Go. One process may hold one service (cmd/post, ...) or all four
-// (the all-in-one herald binary).
+// A node opens no store or cache and holds no service's settings: each
+// service's app package owns those, and adds itself to a node with its
+// gRPC API (Node.GRPC), its announcement (Node.Announce), its background
+// workers (Node.Go) and its shutdown hooks (Node.OnDrain). One process holds
+// one service (cmd/post, ...) or all four (the all-in-one herald binary).
 package node
 
 import (
@@ -17,7 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/sync/errgroup"
@@ -33,96 +33,48 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/herald-feed/herald/services/platform/bus"
-	"github.com/herald-feed/herald/services/platform/cache"
-	"github.com/herald-feed/herald/services/platform/cassandrastore"
 	"github.com/herald-feed/herald/services/platform/discovery"
-	"github.com/herald-feed/herald/services/platform/embedded"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/grpcserver"
-	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
-	"github.com/herald-feed/herald/services/platform/pebblestore"
-	"github.com/herald-feed/herald/services/platform/rediscache"
-	"github.com/herald-feed/herald/services/platform/store"
 )
 
-// Config configures a Node. The zero value of each field has a sensible
-// default; see defaults.
+// Defaults of the runtime's settings, each stated once.
+const (
+	DefaultNamespace       = "herald"
+	DefaultLeaseTTL        = 10 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Config configures a Node. Zero values take the defaults above.
 type Config struct {
-	// Name names this process in logs.
+	// Name names this process in logs and to NATS.
 	Name string
 	// Namespace names the deployment, so several can share the same etcd,
 	// NATS and Redis: it prefixes etcd keys, NATS subjects and Redis keys.
-	// Default "herald".
 	Namespace string
-	// ListenAddr is the gRPC listen address. Default "localhost:7070".
+	// ListenAddr is the gRPC listen address.
 	ListenAddr string
 	// AdvertiseAddr is the address registered in etcd for other processes
 	// to dial. Default: the address actually listened on.
 	AdvertiseAddr string
-	// MetricsAddr serves /metrics over HTTP; empty disables it.
+	// MetricsAddr serves /metrics over HTTP; empty disables it. A port
+	// that is taken is a start-up error.
 	MetricsAddr string
-	// DataDir holds the embedded servers' data and the Pebble store.
-	DataDir string
 
-	// Embedded starts etcd and NATS inside this process, ignoring
-	// EtcdEndpoints and NATSURL.
-	Embedded bool
-	// EtcdEndpoints are the etcd client endpoints (host:port).
+	// EtcdEndpoints are the etcd client endpoints (host:port, or
+	// unix://path).
 	EtcdEndpoints []string
 	// NATSURL is the NATS server URL.
 	NATSURL string
-	// EmbeddedNATSAddr, with Embedded, makes the embedded NATS server also
-	// listen on this host:port, for tools such as feedctl's dead-letter
-	// commands. Empty: in-process connections only.
-	EmbeddedNATSAddr string
-
-	// Store picks the durable store: "pebble" (default) or "cassandra".
-	Store string
-	// CassandraHosts are the Cassandra contact points (host or host:port).
-	CassandraHosts []string
-	// CassandraKeyspace holds Herald's tables; Open creates and migrates
-	// it. Default "herald".
-	CassandraKeyspace string
-	// CassandraConsistency is the consistency level of every store read and
-	// write. Default LOCAL_QUORUM.
-	CassandraConsistency string
-	// CassandraReplication is the CQL replication map for a keyspace that
-	// does not exist yet. Default SimpleStrategy with one replica.
-	CassandraReplication string
-	// Cache picks the timeline and post cache: "memory" (default) or
-	// "redis".
-	Cache string
-	// RedisAddrs are the Redis addresses (host:port): one for a single
-	// node, several for a Redis Cluster.
-	RedisAddrs []string
-	// TimelineCap is the most entries a cached timeline keeps. Default 800.
-	TimelineCap int
-	// Strategy is the fan-out strategy: push, pull or hybrid (default).
-	// The fan-out and timeline services of a deployment must agree on it.
-	Strategy feed.Strategy
-	// CelebrityThreshold is the follower count from which hybrid pulls an
-	// author instead of pushing. Default 10,000.
-	CelebrityThreshold int64
-	// ActiveWindow is how recently a user must have read their home
-	// timeline to get fan-out writes; an inactive user's timeline expires
-	// and is rebuilt on the next read. Default 7 days.
-	ActiveWindow time.Duration
-	// CacheClock, for tests, is the clock of the in-process cache (Cache
-	// "memory"), so a test can step past ActiveWindow. Nil: time.Now.
-	CacheClock func() time.Time
-	// FanoutChunkSize is how many followers one fan-out chunk covers: a
-	// post with more followers is split into chunk messages that every
-	// fan-out instance shares. Default 1000.
-	FanoutChunkSize int
-	// FanoutWorkers is how many events one fan-out instance handles at
-	// once. Default 8.
-	FanoutWorkers int
+	// ConnectNATS, if set, makes the NATS connection instead of NATSURL:
+	// the all-in-one connects in process to its embedded server.
+	ConnectNATS func(opts ...nats.Option) (*nats.Conn, error)
 
 	// LeaseTTL is the etcd lease TTL behind registrations and worker IDs:
-	// how long a dead instance stays in rotation. Default 10s.
+	// how long a dead instance stays in rotation.
 	LeaseTTL time.Duration
-	// ShutdownTimeout bounds the graceful drain of RPCs. Default 10s.
+	// ShutdownTimeout bounds the whole graceful drain.
 	ShutdownTimeout time.Duration
 
 	Log *slog.Logger
@@ -133,43 +85,13 @@ func (c *Config) defaults() {
 		c.Name = "herald"
 	}
 	if c.Namespace == "" {
-		c.Namespace = "herald"
-	}
-	if c.ListenAddr == "" {
-		c.ListenAddr = "localhost:7070"
-	}
-	if c.DataDir == "" {
-		c.DataDir = ".herald"
-	}
-	if c.Store == "" {
-		c.Store = "pebble"
-	}
-	if c.Cache == "" {
-		c.Cache = "memory"
-	}
-	if c.TimelineCap == 0 {
-		c.TimelineCap = 800
-	}
-	if c.Strategy == "" {
-		c.Strategy = feed.Hybrid
-	}
-	if c.CelebrityThreshold == 0 {
-		c.CelebrityThreshold = feed.DefaultCelebrityThreshold
-	}
-	if c.ActiveWindow == 0 {
-		c.ActiveWindow = 7 * 24 * time.Hour
-	}
-	if c.FanoutChunkSize == 0 {
-		c.FanoutChunkSize = 1000
-	}
-	if c.FanoutWorkers == 0 {
-		c.FanoutWorkers = 8
+		c.Namespace = DefaultNamespace
 	}
 	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 10 * time.Second
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -181,21 +103,14 @@ type Node struct {
 	cfg Config
 	Log *slog.Logger
 
-	Etcd    *clientv3.Client
+	Etcd *clientv3.Client
+	// Session holds the process's etcd lease: registrations, worker IDs
+	// and elections live as long as it does. It ends at Close, not at
+	// the shutdown signal, so that a draining process keeps its worker
+	// ID while it finishes its calls.
 	Session *concurrency.Session
 	NATS    *nats.Conn
 	Bus     *bus.Bus
-
-	Posts     store.Posts
-	Graph     store.Graph
-	Timelines cache.Timelines
-	// Recent holds each author's recent posts, in the same shape as a
-	// timeline: pulled into readers' timelines at read time.
-	Recent    cache.Timelines
-	PostCache cache.Posts
-	// Celebrities is the sticky set of authors the hybrid strategy pulls.
-	Celebrities cache.Celebrities
-	Unfollows   cache.Unfollows
 
 	// Tokens signs page tokens with a key shared by every process of the
 	// deployment through etcd.
@@ -203,173 +118,116 @@ type Node struct {
 	Metrics *prometheus.Registry
 	GRPC    *grpcserver.Server
 
-	lis      net.Listener
-	services []string
-	workers  []func(context.Context) error
+	lis        net.Listener
+	metricsLis net.Listener
+	services   []string
+	workers    []func(context.Context) error
+	drains     []func()
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 
 	closers []func() // run in reverse order by Close
+	// life is the context of the session's keep-alives: it ends at Close.
+	endLife context.CancelFunc
 }
 
-// New connects everything and listens, but serves nothing until Run.
+// New connects everything and listens, but serves nothing until Run. On
+// failure it returns the real error, naming the address or endpoint that
+// failed, and releases what it had opened.
 func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	cfg.defaults()
 	if err := feed.ValidateUserID("namespace", cfg.Namespace); err != nil {
 		return nil, err
 	}
 	n = &Node{cfg: cfg, Log: cfg.Log.With("node", cfg.Name), conns: make(map[string]*grpc.ClientConn)}
+	// A failed New returns nil, which the deferred call must not close:
+	// it closes the half-built node it captured here.
+	built := n
 	defer func() {
 		if err != nil {
-			n.Close()
+			built.Close()
 		}
 	}()
-
-	etcdEndpoints, natsURL := cfg.EtcdEndpoints, cfg.NATSURL
-	var ns *embedded.NATS
-	if cfg.Embedded {
-		e, err := embedded.StartEtcd(cfg.DataDir, "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		n.onClose(e.Close)
-		etcdEndpoints = []string{e.Endpoint()}
-		if ns, err = embedded.StartNATS(cfg.DataDir, cfg.EmbeddedNATSAddr); err != nil {
-			return nil, err
-		}
-		n.onClose(ns.Close)
+	if len(cfg.EtcdEndpoints) == 0 {
+		return nil, errors.New("no etcd endpoints configured (-etcd)")
 	}
-	if len(etcdEndpoints) == 0 {
-		return nil, errors.New("no etcd endpoints configured")
+	if cfg.NATSURL == "" && cfg.ConnectNATS == nil {
+		return nil, errors.New("no NATS server configured (-nats)")
 	}
 
-	n.Etcd, err = clientv3.New(clientv3.Config{
-		Endpoints:   etcdEndpoints,
+	// Listen first: a taken port is the commonest start-up error, and
+	// costs nothing to find.
+	if n.lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("listen for gRPC on %s: %w", cfg.ListenAddr, err)
+	}
+	lis := n.lis
+	n.onClose(func() { lis.Close() })
+	if cfg.MetricsAddr != "" {
+		if n.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		ml := n.metricsLis
+		n.onClose(func() { ml.Close() })
+	}
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.EtcdEndpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zapNop(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd %v: %w", etcdEndpoints, err)
+		return nil, fmt.Errorf("etcd %v: %w", cfg.EtcdEndpoints, err)
 	}
-	n.onClose(func() { n.Etcd.Close() })
+	n.Etcd = cli
+	n.onClose(func() { cli.Close() })
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	// The session's keep-alives run on ctx, which lives as long as the
-	// process.
-	if n.Session, err = discovery.NewSession(ctx, n.Etcd, cfg.LeaseTTL); err != nil {
-		return nil, fmt.Errorf("etcd %v: %w", etcdEndpoints, err)
+	// The session's keep-alives run until Close, not until the shutdown
+	// signal: see Node.Session.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	n.endLife = endLife
+	sess, err := discovery.NewSession(life, cli, cfg.LeaseTTL)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("etcd %v: %w", cfg.EtcdEndpoints, err)
 	}
+	n.Session = sess
 	n.onClose(func() {
 		// Session.Close waits up to the lease TTL for etcd; with etcd
 		// away that holds a shutdown for the whole TTL. Revoke with a
 		// short bound instead: if etcd is away the lease expires anyway.
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		n.Session.Orphan()
-		n.Etcd.Revoke(rctx, n.Session.Lease())
+		sess.Orphan()
+		cli.Revoke(rctx, sess.Lease())
 	})
-	key, err := sharedTokenKey(sctx, n.Etcd, cfg.Namespace+"/config/page-token-key")
+	key, err := sharedTokenKey(sctx, cli, cfg.Namespace+"/config/page-token-key")
 	if err != nil {
 		return nil, err
 	}
 	n.Tokens = pagetoken.New(key)
 
 	natsOpts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}
-	if ns != nil {
-		n.NATS, err = ns.Connect(natsOpts...)
+	if cfg.ConnectNATS != nil {
+		n.NATS, err = cfg.ConnectNATS(natsOpts...)
 	} else {
-		n.NATS, err = nats.Connect(natsURL, natsOpts...)
+		n.NATS, err = nats.Connect(cfg.NATSURL, natsOpts...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", natsURL, err)
+		return nil, fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
 	}
-	n.onClose(func() { n.NATS.Close() })
+	nc := n.NATS
+	n.onClose(nc.Close)
 	n.Metrics = prometheus.NewRegistry()
 	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if n.Bus, err = bus.New(sctx, n.NATS, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log); err != nil {
+	if n.Bus, err = bus.New(sctx, nc, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log); err != nil {
 		return nil, err
 	}
-
-	if err := n.openStore(sctx); err != nil {
-		return nil, err
-	}
-	if err := n.openCache(sctx); err != nil {
-		return nil, err
-	}
-
 	n.GRPC = grpcserver.New(n.Log, n.Metrics)
-
-	if n.lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.ListenAddr, err)
-	}
-	n.onClose(func() { n.lis.Close() })
 	return n, nil
-}
-
-func (n *Node) openStore(ctx context.Context) error {
-	switch n.cfg.Store {
-	case "pebble":
-		s, err := pebblestore.Open(filepath.Join(n.cfg.DataDir, "store"), pebblestore.Options{})
-		if err != nil {
-			return fmt.Errorf("open pebble store: %w", err)
-		}
-		n.onClose(func() { s.Close() })
-		n.Posts, n.Graph = s, s
-		return nil
-	case "cassandra":
-		if len(n.cfg.CassandraHosts) == 0 {
-			return errors.New("store cassandra needs Cassandra hosts (-cassandra)")
-		}
-		s, err := cassandrastore.Open(ctx, cassandrastore.Config{
-			Hosts:       n.cfg.CassandraHosts,
-			Keyspace:    n.cfg.CassandraKeyspace,
-			Consistency: n.cfg.CassandraConsistency,
-			Replication: n.cfg.CassandraReplication,
-			Log:         n.Log,
-		})
-		if err != nil {
-			return fmt.Errorf("open cassandra store: %w", err)
-		}
-		n.onClose(s.Close)
-		n.Posts, n.Graph = s, s
-		return nil
-	}
-	return fmt.Errorf("unknown store %q (want pebble or cassandra)", n.cfg.Store)
-}
-
-func (n *Node) openCache(ctx context.Context) error {
-	switch n.cfg.Cache {
-	case "memory":
-		c := memcache.NewActiveClock(n.cfg.TimelineCap, n.cfg.ActiveWindow, n.cfg.CacheClock)
-		n.Timelines, n.PostCache = c, c
-		n.Recent = memcache.New(n.cfg.TimelineCap)
-		n.Celebrities = memcache.NewCelebs()
-		n.Unfollows = memcache.NewUnfollows()
-		return nil
-	case "redis":
-		if len(n.cfg.RedisAddrs) == 0 {
-			return errors.New("cache redis needs Redis addresses (-redis)")
-		}
-		// RESP2: Herald uses no RESP3 feature, and go-redis skips its
-		// push-notification check on every reply under RESP2.
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: n.cfg.RedisAddrs, Protocol: 2})
-		n.onClose(func() { rdb.Close() })
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			// Not fatal: Redis is a cache, and reads fall back to the
-			// store while it is away.
-			n.Log.Warn("redis not reachable at start", "addrs", n.cfg.RedisAddrs, "err", err)
-		}
-		prefix := ""
-		if n.cfg.Namespace != "herald" {
-			prefix = n.cfg.Namespace + ":"
-		}
-		c := rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, ActiveWindow: n.cfg.ActiveWindow})
-		n.Timelines, n.PostCache, n.Celebrities, n.Unfollows = c, c, c, c
-		n.Recent = rediscache.New(rdb, rediscache.Options{Cap: n.cfg.TimelineCap, Prefix: prefix, Kind: "recent"})
-		return nil
-	}
-	return fmt.Errorf("unknown cache %q (want memory or redis)", n.cfg.Cache)
 }
 
 // Addr returns the address other processes should dial.
@@ -380,21 +238,41 @@ func (n *Node) Addr() string {
 	return n.lis.Addr().String()
 }
 
-// Serve announces that this process serves the named service ("post",
-// "graph", "fanout", "timeline") with the given gRPC service names for
-// health checks. Call it before Run.
-func (n *Node) Serve(service string, grpcServices ...string) {
+// Namespace returns the deployment's namespace.
+func (n *Node) Namespace() string { return n.cfg.Namespace }
+
+// MetricsAddr returns the address serving /metrics, or "".
+func (n *Node) MetricsAddr() string {
+	if n.metricsLis == nil {
+		return ""
+	}
+	return n.metricsLis.Addr().String()
+}
+
+// Announce says that this process serves the named service ("post",
+// "graph", "fanout", "timeline"), with the given gRPC service names for
+// health checks. Run registers each announced service in etcd. Call it
+// before Run.
+func (n *Node) Announce(service string, grpcServices ...string) {
 	n.services = append(n.services, service)
 	for _, s := range grpcServices {
 		n.GRPC.Health.SetServingStatus(s, healthpb.HealthCheckResponse_SERVING)
 	}
 }
 
-// Go adds a background worker. Run starts it and cancels its context on
-// shutdown; a worker that returns an error stops the process.
+// Go adds a background worker. Run starts it and, at shutdown, cancels its
+// context first, before the gRPC server drains, and waits for it: a
+// consumer then finishes or returns its in-flight messages while the
+// services they call still serve. A worker that returns an error stops the
+// process.
 func (n *Node) Go(worker func(ctx context.Context) error) {
 	n.workers = append(n.workers, worker)
 }
+
+// OnDrain adds a hook that runs when the shutdown begins, before the
+// workers stop and the gRPC server drains: the timeline service ends its
+// open streams there, which would otherwise hold the drain.
+func (n *Node) OnDrain(f func()) { n.drains = append(n.drains, f) }
 
 // Dial returns a shared client connection to a Herald service, found
 // through etcd.
@@ -412,22 +290,35 @@ func (n *Node) Dial(service string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// Run serves until ctx ends, then shuts down gracefully: it marks itself
-// not serving, leaves etcd, drains in-flight RPCs (up to ShutdownTimeout),
-// and stops the workers, which finish or nack their in-flight messages.
+// ErrLeaseLost is Run's error when the process's etcd lease ended while it
+// ran: its registrations and worker ID may now belong to another process.
+var ErrLeaseLost = errors.New("etcd lease lost")
+
+// Run serves until ctx ends, then shuts down in this order, all of it
+// bounded by ShutdownTimeout:
+//
+//  1. health says NOT_SERVING, and the OnDrain hooks run (open streams end
+//     with UNAVAILABLE "server shutting down"; new ones are refused);
+//  2. the workers stop taking messages, and finish or return the ones in
+//     flight, while the services they call still serve;
+//  3. the gRPC server stops accepting calls and drains the unary ones;
+//  4. the services leave etcd.
+//
+// Close then ends the session and the connections.
 func (n *Node) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
+	// The workers' context is not ctx's child: it ends when the drain
+	// says so, and a worker's failure is told from the signal.
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
+	g, gctx := errgroup.WithContext(wctx)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- n.GRPC.Serve(n.lis) }()
-
-	if n.cfg.MetricsAddr != "" {
-		srv := &http.Server{Addr: n.cfg.MetricsAddr, Handler: n.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if n.metricsLis != nil {
+		srv := &http.Server{Handler: n.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.Log.Error("metrics server", "addr", n.cfg.MetricsAddr, "err", err)
+			if err := srv.Serve(n.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.Log.Error("metrics server", "addr", n.MetricsAddr(), "err", err)
 			}
 		}()
 		defer srv.Close()
@@ -436,49 +327,69 @@ func (n *Node) Run(ctx context.Context) error {
 	for _, s := range n.services {
 		if err := discovery.Register(ctx, n.Session, n.cfg.Namespace, s, n.Addr()); err != nil {
 			n.GRPC.Stop()
-			return err
+			if ctx.Err() != nil {
+				return nil // a signal during start-up
+			}
+			return fmt.Errorf("register %s in etcd: %w", s, err)
 		}
 	}
 	n.GRPC.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	n.Log.Info("serving", "addr", n.Addr(), "services", n.services, "metrics", n.cfg.MetricsAddr)
+	n.Log.Info("serving", "addr", n.Addr(), "services", n.services, "metrics", n.MetricsAddr())
 
 	for _, w := range n.workers {
-		g.Go(func() error { return w(wctx) })
+		g.Go(func() error { return w(gctx) })
 	}
-	// The worker group's own context ends when any worker fails.
 	var fatal error
 	select {
 	case <-ctx.Done():
 	case <-gctx.Done():
-		fatal = errors.New("a background worker failed")
+		fatal = fmt.Errorf("a background worker failed: %w", context.Cause(gctx))
 	case err := <-serveErr:
 		fatal = fmt.Errorf("grpc server: %w", err)
 	case <-n.Session.Done():
-		fatal = errors.New("etcd lease lost")
+		fatal = ErrLeaseLost
+	}
+	return errors.Join(fatal, n.drain(stopWorkers, g))
+}
+
+// drain runs the shutdown of Run.
+func (n *Node) drain(stopWorkers func(), workers *errgroup.Group) error {
+	start := time.Now()
+	deadline := start.Add(n.cfg.ShutdownTimeout)
+	n.Log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout)
+	n.GRPC.Health.Shutdown()
+	for _, f := range n.drains {
+		f()
 	}
 
-	n.Log.Info("shutting down")
-	n.GRPC.Health.Shutdown()
+	stopWorkers()
+	done := make(chan error, 1)
+	go func() { done <- workers.Wait() }()
+	var werr error
+	select {
+	case werr = <-done:
+	case <-time.After(time.Until(deadline)):
+		n.Log.Warn("workers still busy at the shutdown timeout; their unacked messages will be redelivered")
+	}
+
+	stopped := make(chan struct{})
+	go func() { n.GRPC.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(max(time.Until(deadline), 0)):
+		n.Log.Warn("drain timed out; closing remaining RPCs")
+		n.GRPC.Stop()
+	}
+
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	for _, s := range n.services {
 		if err := discovery.Deregister(dctx, n.Etcd, n.cfg.Namespace, s, n.Addr()); err != nil {
 			n.Log.Warn("deregister", "service", s, "err", err)
 		}
 	}
-	cancel()
-	stopped := make(chan struct{})
-	go func() { n.GRPC.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(n.cfg.ShutdownTimeout):
-		n.Log.Warn("drain timed out; closing remaining RPCs")
-		n.GRPC.Stop()
-	}
-	stopWorkers()
-	if err := g.Wait(); err != nil {
-		return errors.Join(fatal, err)
-	}
-	return fatal
+	n.Log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	return werr
 }
 
 func (n *Node) metricsHandler() http.Handler {
@@ -487,7 +398,9 @@ func (n *Node) metricsHandler() http.Handler {
 	return mux
 }
 
-// Close releases everything New opened, in reverse order.
+// Close releases everything New opened, in reverse order: the service
+// connections, the session (its lease is revoked), NATS, etcd and the
+// listeners. It is safe on a Node that failed half-way through New.
 func (n *Node) Close() {
 	n.mu.Lock()
 	for _, c := range n.conns {
@@ -499,6 +412,9 @@ func (n *Node) Close() {
 		n.closers[i]()
 	}
 	n.closers = nil
+	if n.endLife != nil {
+		n.endLife()
+	}
 }
 
 func (n *Node) onClose(f func()) { n.closers = append(n.closers, f) }
@@ -515,23 +431,10 @@ func sharedTokenKey(ctx context.Context, cli *clientv3.Client, tokenKeyName stri
 		Else(clientv3.OpGet(tokenKeyName)).
 		Commit()
 	if err != nil {
-		return nil, fmt.Errorf("page token key: %w", err)
+		return nil, feed.Unavailable("etcd", fmt.Errorf("page token key: %w", err))
 	}
 	if resp.Succeeded {
 		return fresh, nil
 	}
 	return resp.Responses[0].GetResponseRange().Kvs[0].Value, nil
 }
-
-// Strategy returns the deployment's fan-out strategy and celebrity
-// threshold.
-func (n *Node) Strategy() (feed.Strategy, int64) { return n.cfg.Strategy, n.cfg.CelebrityThreshold }
-
-// Fanout returns the fan-out's chunk size and per-instance concurrency.
-func (n *Node) Fanout() (chunkSize, workers int) { return n.cfg.FanoutChunkSize, n.cfg.FanoutWorkers }
-
-// Namespace returns the deployment's namespace.
-func (n *Node) Namespace() string { return n.cfg.Namespace }
-
-// MetricsAddr returns the address serving /metrics, or "".
-func (n *Node) MetricsAddr() string { return n.cfg.MetricsAddr }

@@ -78,7 +78,7 @@ var (
 // New returns a Cache on rdb.
 func New(rdb redis.UniversalClient, opts Options) *Cache {
 	if opts.Cap <= 0 {
-		opts.Cap = 800
+		opts.Cap = cache.DefaultCap
 	}
 	if opts.TimelineTTL <= 0 {
 		opts.TimelineTTL = 7 * 24 * time.Hour

@@ -34,7 +34,7 @@ type recorder struct {
 	msg string
 }
 
-func (r *recorder) Helper() {}
+func (r *recorder) Helper()                           {}
 func (r *recorder) Fatalf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
 
 func TestUntilReportsLastSeen(t *testing.T) {

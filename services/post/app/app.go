@@ -1,8 +1,12 @@
-// Package app wires the post service into a Herald node.
+// Package app is the post service as a unit: New opens what the service
+// needs (unless the all-in-one hands it its adapters), adds its gRPC API,
+// its leased worker ID and the outbox relay to a node, and Close releases
+// what New opened.
 package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -11,52 +15,151 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/idgen"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/post/internal/posts"
 	"github.com/herald-feed/herald/services/post/internal/rpc"
 )
 
-// Config tunes the post service.
+// Defaults of the post service's settings.
+const (
+	// DefaultRelayTimeout is how long a post may stay unpublished before
+	// the relay republishes it: the longest a publish is waited for.
+	DefaultRelayTimeout = posts.PublishTimeout
+	// DefaultRelayInterval is how often the relay scans the outbox.
+	DefaultRelayInterval = time.Second
+	// DefaultAddr is the split binary's gRPC address.
+	DefaultAddr = "localhost:7071"
+)
+
+// Config configures the post service.
 type Config struct {
 	// RelayTimeout is how long a post may stay unpublished before the
-	// outbox relay republishes it. Default 5s.
+	// outbox relay republishes it.
 	RelayTimeout time.Duration
-	// RelayInterval is how often the relay scans. Default 1s.
+	// RelayInterval is how often the relay scans.
 	RelayInterval time.Duration
+
+	// Backends, if set, are the adapters to run on: the all-in-one's.
+	// Otherwise New opens Store and Cache.
+	Backends *backend.Set
+	Store    *backend.StoreConfig
+	Cache    *backend.CacheConfig
 }
 
-// Register adds the post service to n: its gRPC API, a worker ID leased
-// from etcd for post IDs, and the outbox relay, which runs on whichever
-// post instance wins the etcd election.
-func Register(ctx context.Context, n *node.Node, cfg Config) error {
+// BindFlags defines the post service's own flags, into c.
+func BindFlags(fs *flagenv.Set, c *Config) {
+	fs.Duration(&c.RelayTimeout, "relay-timeout", "HERALD_RELAY_TIMEOUT", DefaultRelayTimeout, "republish posts left unpublished this long")
+	fs.Duration(&c.RelayInterval, "relay-interval", "HERALD_RELAY_INTERVAL", DefaultRelayInterval, "how often the outbox relay scans for unpublished posts")
+}
+
+// Check fills in the defaults of settings left zero, and reports one out
+// of range.
+func (c *Config) Check() error {
+	if c.RelayTimeout == 0 {
+		c.RelayTimeout = DefaultRelayTimeout
+	}
+	if c.RelayInterval == 0 {
+		c.RelayInterval = DefaultRelayInterval
+	}
+	if c.RelayTimeout < time.Second || c.RelayInterval <= 0 {
+		return fmt.Errorf("-relay-timeout %v and -relay-interval %v: want at least 1s and a positive interval", c.RelayTimeout, c.RelayInterval)
+	}
+	return nil
+}
+
+// Program is the split post binary: the service on Cassandra and Redis.
+func Program() node.Program {
+	return node.Program{
+		Name:     "post",
+		Defaults: node.Config{ListenAddr: DefaultAddr},
+		Bind: func(fs *flagenv.Set) node.Start {
+			c := &Config{Store: &backend.StoreConfig{}, Cache: &backend.CacheConfig{}}
+			BindFlags(fs, c)
+			backend.BindStore(fs, c.Store, "cassandra")
+			backend.BindCache(fs, c.Cache, "redis")
+			return func(*node.Config) (node.Hooks, error) {
+				if err := errors.Join(c.Check(), c.Store.Check("post"), c.Cache.Check("post")); err != nil {
+					return node.Hooks{}, err
+				}
+				return node.Hooks{Attach: func(ctx context.Context, n *node.Node) (func(), error) {
+					a, err := New(ctx, *c, n)
+					if err != nil {
+						return nil, err
+					}
+					return a.Close, nil
+				}}, nil
+			}
+		},
+	}
+}
+
+// App is a running post service.
+type App struct {
+	closers []func()
+}
+
+// Close releases the adapters New opened.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// New adds the post service to n: its gRPC API, a worker ID leased from
+// etcd for post IDs, and the outbox relay, which runs on whichever post
+// instance wins the etcd election.
+func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	if cfg.RelayTimeout == 0 {
-		cfg.RelayTimeout = 5 * time.Second
+		cfg.RelayTimeout = DefaultRelayTimeout
 	}
 	if cfg.RelayInterval == 0 {
-		cfg.RelayInterval = time.Second
+		cfg.RelayInterval = DefaultRelayInterval
 	}
+	a = &App{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	b := cfg.Backends
+	if b == nil {
+		b = &backend.Set{}
+		s, err := backend.OpenStore(ctx, cfg.Store, n.Log)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() { s.Close() })
+		b.Posts = s
+		c := backend.OpenCache(ctx, cfg.Cache, n.Namespace(), n.Log)
+		a.closers = append(a.closers, func() { c.Close() })
+		c.Fill(b)
+	}
+
 	host, _ := os.Hostname()
 	worker, err := discovery.AcquireWorkerID(ctx, n.Session, n.Namespace(), idgen.MaxWorker, fmt.Sprintf("%s/%d", host, os.Getpid()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	gen, err := idgen.New(worker, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ids := &leasedIDs{gen: gen, session: n.Session}
 	n.Log.Info("post ids", "worker", worker)
 
-	svc := posts.New(n.Posts, n.PostCache, n.Recent, n.Bus, ids, n.Tokens, n.Log.With("service", "post"))
+	svc := posts.New(b.Posts, b.PostCache, b.Recent, n.Bus, ids, n.Tokens, n.Log.With("service", "post"))
 	feedv1.RegisterPostServiceServer(n.GRPC, rpc.New(svc))
-	n.Serve("post", feedv1.PostService_ServiceDesc.ServiceName)
+	n.Announce("post", feedv1.PostService_ServiceDesc.ServiceName)
 
-	relay := &posts.Relay{Outbox: n.Posts, Service: svc, Timeout: cfg.RelayTimeout, Interval: cfg.RelayInterval, Log: n.Log.With("service", "outbox-relay")}
+	relay := &posts.Relay{Outbox: b.Posts, Service: svc, Timeout: cfg.RelayTimeout, Interval: cfg.RelayInterval, Log: n.Log.With("service", "outbox-relay")}
 	n.Go(func(ctx context.Context) error { return lead(ctx, n, "outbox-relay", relay.Run) })
-	return nil
+	return a, nil
 }
 
 // lead runs job while this process holds leadership of name; exactly one

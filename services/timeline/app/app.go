@@ -1,38 +1,116 @@
-// Package app wires the timeline service into a Herald node.
+// Package app is the timeline service as a unit: New opens the store and
+// cache it reads (unless the all-in-one hands it its adapters), adds its
+// gRPC API and the event tail that feeds live streams to a node; Close
+// releases what New opened.
 package app
 
 import (
 	"context"
+	"errors"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/event"
+	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/graphclient"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/timeline/internal/rpc"
 	"github.com/herald-feed/herald/services/timeline/internal/timeline"
 )
 
-// Config tunes the timeline service.
+// DefaultAddr is the split binary's gRPC address.
+const DefaultAddr = "localhost:7074"
+
+// Config configures the timeline service.
 type Config struct {
-	timeline.Config
+	// Policy is the deployment's push/pull policy, which the fan-out
+	// service must share.
+	Policy *backend.Policy
+
+	// Backends, if set, are the adapters to run on: the all-in-one's.
+	// Otherwise New opens Store and Cache.
+	Backends *backend.Set
+	Store    *backend.StoreConfig
+	Cache    *backend.CacheConfig
 }
 
-// Register adds the timeline service to n: its gRPC API, and a tail of the
-// event log that feeds live streams.
-func Register(n *node.Node, cfg Config) error {
+// Program is the split timeline binary: the service on Cassandra and
+// Redis.
+func Program() node.Program {
+	return node.Program{
+		Name:     "timeline",
+		Defaults: node.Config{ListenAddr: DefaultAddr},
+		Bind: func(fs *flagenv.Set) node.Start {
+			c := &Config{Policy: &backend.Policy{}, Store: &backend.StoreConfig{}, Cache: &backend.CacheConfig{}}
+			backend.BindPolicy(fs, c.Policy)
+			backend.BindStore(fs, c.Store, "cassandra")
+			backend.BindCache(fs, c.Cache, "redis")
+			return func(*node.Config) (node.Hooks, error) {
+				if err := errors.Join(c.Policy.Check(), c.Store.Check("timeline"), c.Cache.Check("timeline")); err != nil {
+					return node.Hooks{}, err
+				}
+				return node.Hooks{Attach: func(ctx context.Context, n *node.Node) (func(), error) {
+					a, err := New(ctx, *c, n)
+					if err != nil {
+						return nil, err
+					}
+					return a.Close, nil
+				}}, nil
+			}
+		},
+	}
+}
+
+// App is a running timeline service.
+type App struct{ closers []func() }
+
+// Close releases the adapters New opened.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// New adds the timeline service to n: its gRPC API, and a tail of the
+// event log that feeds live streams. At shutdown the streams end first
+// (UNAVAILABLE "server shutting down"), so that none holds the drain.
+func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
+	if cfg.Policy == nil {
+		cfg.Policy = &backend.Policy{}
+	}
+	a = &App{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	b := cfg.Backends
+	if b == nil {
+		b = &backend.Set{}
+		s, err := backend.OpenStore(ctx, cfg.Store, n.Log)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() { s.Close() })
+		b.Posts = s
+		c := backend.OpenCache(ctx, cfg.Cache, n.Namespace(), n.Log)
+		a.closers = append(a.closers, func() { c.Close() })
+		c.Fill(b)
+	}
 	conn, err := n.Dial("graph")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log := n.Log.With("service", "timeline")
-	cfg.Strategy, _ = n.Strategy()
-	svc := timeline.New(cfg.Config, timeline.Deps{
-		Timelines: n.Timelines, Recent: n.Recent, PostCache: n.PostCache, Posts: n.Posts,
-		Following: graphclient.New(conn), Celebrities: n.Celebrities, Tokens: n.Tokens, Log: log,
+	svc := timeline.New(timeline.Config{Strategy: cfg.Policy.Strategy}, timeline.Deps{
+		Timelines: b.Timelines, Recent: b.Recent, PostCache: b.PostCache, Posts: b.Posts,
+		Following: graphclient.New(conn), Celebrities: b.Celebrities, Tokens: n.Tokens, Log: log,
 	}, n.Metrics)
 	hub := timeline.NewHub()
 	feedv1.RegisterTimelineServiceServer(n.GRPC, rpc.New(svc, hub))
-	n.Serve("timeline", feedv1.TimelineService_ServiceDesc.ServiceName)
+	n.Announce("timeline", feedv1.TimelineService_ServiceDesc.ServiceName)
+	n.OnDrain(hub.Close)
 
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Tail(ctx, []event.Kind{event.KindPostCreated, event.KindFollowed, event.KindUnfollowed},
@@ -57,5 +135,5 @@ func Register(n *node.Node, cfg Config) error {
 				}
 			})
 	})
-	return nil
+	return a, nil
 }

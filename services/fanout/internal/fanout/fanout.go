@@ -53,6 +53,14 @@ type Graph interface {
 // Publisher appends chunk events to the event log.
 type Publisher = event.Publisher
 
+// Defaults of the engine's settings.
+const (
+	DefaultChunkSize = 1000
+	// DefaultBackfill is the default timeline cap: a follow can fill a
+	// timeline, and no more.
+	DefaultBackfill = cache.DefaultCap
+)
+
 // Config tunes the engine.
 type Config struct {
 	// ChunkSize is how many followers one chunk covers: one pipelined
@@ -103,10 +111,10 @@ type Deps struct {
 // New returns an Engine whose metrics register with reg.
 func New(cfg Config, d Deps, reg prometheus.Registerer) *Engine {
 	if cfg.ChunkSize <= 0 {
-		cfg.ChunkSize = 1000
+		cfg.ChunkSize = DefaultChunkSize
 	}
 	if cfg.Backfill <= 0 {
-		cfg.Backfill = 800
+		cfg.Backfill = DefaultBackfill
 	}
 	if cfg.Strategy == "" {
 		cfg.Strategy = feed.Hybrid

@@ -5,8 +5,6 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"os"
 
@@ -15,21 +13,16 @@ import (
 )
 
 func main() {
-	var cfg allinone.Config
-	node.Main(node.Config{Name: "herald", ListenAddr: "localhost:7070", Embedded: true, DataDir: ".herald", MetricsAddr: "localhost:9470"},
-		os.Args[1:], os.Getenv,
-		func(fs *flag.FlagSet) {
-			fs.IntVar(&cfg.Fanout.ChunkSize, "chunk-size", 1000, "followers per batched timeline write")
-		},
-		func(ctx context.Context, n *node.Node) error {
-			if err := allinone.Register(ctx, n, cfg); err != nil {
-				return err
-			}
-			metrics := "off"
-			if n.MetricsAddr() != "" {
-				metrics = "http://" + n.MetricsAddr() + "/metrics"
-			}
-			fmt.Fprintf(os.Stderr, `
+	os.Exit(node.Main(allinone.Program(banner), os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// banner tells a newcomer what to try once the all-in-one serves.
+func banner(n *node.Node, _ *allinone.Config) {
+	metrics := "off"
+	if addr := n.MetricsAddr(); addr != "" {
+		metrics = "http://" + addr + "/metrics"
+	}
+	fmt.Fprintf(os.Stderr, `
 Herald is up: gRPC on %[1]s, metrics %[2]s.
 Try, in another terminal:
   bin/feedctl follow bob alice
@@ -39,6 +32,4 @@ Try, in another terminal:
 Press Ctrl-C to stop.
 
 `, n.Addr(), metrics)
-			return nil
-		})
 }

@@ -13,6 +13,11 @@ import (
 // retryable.
 var ErrSlowReader = fmt.Errorf("%w: stream reader too slow; reconnect and read the timeline to catch up", feed.ErrUnavailable)
 
+// ErrShuttingDown ends the open streams, and refuses new ones, once the
+// instance has begun to shut down: UNAVAILABLE, so the client reconnects
+// to another instance.
+var ErrShuttingDown = fmt.Errorf("%w: server shutting down", feed.ErrUnavailable)
+
 // streamBuffer is how many posts a stream may have queued.
 const streamBuffer = 256
 
@@ -23,6 +28,8 @@ type Hub struct {
 	mu       sync.Mutex
 	byAuthor map[string]map[*stream]struct{}
 	byUser   map[string]map[*stream]struct{}
+	closing  chan struct{} // closed by Close
+	closed   bool
 }
 
 type stream struct {
@@ -35,18 +42,33 @@ type stream struct {
 
 // NewHub returns an empty Hub.
 func NewHub() *Hub {
-	return &Hub{byAuthor: make(map[string]map[*stream]struct{}), byUser: make(map[string]map[*stream]struct{})}
+	return &Hub{byAuthor: make(map[string]map[*stream]struct{}), byUser: make(map[string]map[*stream]struct{}), closing: make(chan struct{})}
 }
 
-func (h *Hub) subscribe(user string, authors []string) *stream {
+// Close ends every open stream with ErrShuttingDown, and makes new ones
+// fail with it: the first step of a shutdown, since an open stream would
+// otherwise hold the drain until its timeout.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.closing)
+	}
+}
+
+func (h *Hub) subscribe(user string, authors []string) (*stream, error) {
 	st := &stream{user: user, authors: make(map[string]struct{}), posts: make(chan feed.Post, streamBuffer), slow: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrShuttingDown
+	}
 	addTo(h.byUser, user, st)
 	for _, a := range authors {
 		h.follow(st, a)
 	}
-	return st
+	return st, nil
 }
 
 func (h *Hub) unsubscribe(st *stream) {
@@ -117,12 +139,17 @@ func (s *Service) Stream(ctx context.Context, hub *Hub, user string, send func(f
 	if err != nil {
 		return err
 	}
-	st := hub.subscribe(user, append(followees, user))
+	st, err := hub.subscribe(user, append(followees, user))
+	if err != nil {
+		return err
+	}
 	defer hub.unsubscribe(st)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-hub.closing:
+			return ErrShuttingDown
 		case <-st.slow:
 			return ErrSlowReader
 		case p := <-st.posts:

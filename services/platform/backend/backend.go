@@ -1,0 +1,231 @@
+// Package backend opens the durable store and the hot cache that a split
+// service binary (cmd/post, cmd/graph, cmd/fanout, cmd/timeline) runs on:
+// Cassandra and Redis, shared by every instance of the deployment. It also
+// holds the fan-out policy that the fan-out and timeline services must
+// agree on. Each setting has its one default here, and its flag.
+//
+// The embedded adapters (Pebble, the in-process cache) are not here: they
+// belong to the all-in-one, whose one process is the whole deployment. A
+// split binary given them refuses to start, since each instance would get
+// a private store that no other instance sees.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-feed/herald/services/platform/cache"
+	"github.com/herald-feed/herald/services/platform/cassandrastore"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/flagenv"
+	"github.com/herald-feed/herald/services/platform/rediscache"
+	"github.com/herald-feed/herald/services/platform/store"
+)
+
+// Set is the adapters a service runs on. The all-in-one fills one with its
+// embedded adapters and hands it to every service; a split binary opens
+// the parts its service needs with OpenStore and OpenCache.
+type Set struct {
+	Posts store.Posts
+	Graph store.Graph
+
+	// Timelines are the home timelines.
+	Timelines cache.Timelines
+	// Recent holds each author's recent posts, in the same shape as a
+	// timeline: pulled into readers' timelines at read time.
+	Recent    cache.Timelines
+	PostCache cache.Posts
+	// Celebrities is the sticky set of authors the hybrid strategy pulls.
+	Celebrities cache.Celebrities
+	Unfollows   cache.Unfollows
+}
+
+// StoreConfig says which durable store a split binary uses: Cassandra.
+type StoreConfig struct {
+	// Kind must be "cassandra"; it is a flag so that "pebble" gets an
+	// answer that says why not.
+	Kind        string
+	Hosts       []string
+	Keyspace    string
+	Consistency string
+	Replication string
+}
+
+// BindStore defines the durable store's flags, with the store kind def:
+// "cassandra" in a split binary, "pebble" in the all-in-one.
+func BindStore(fs *flagenv.Set, c *StoreConfig, def string) {
+	fs.String(&c.Kind, "store", "HERALD_STORE", def, "durable store: cassandra, or pebble (the all-in-one's embedded store)")
+	fs.List(&c.Hosts, "cassandra", "HERALD_CASSANDRA_HOSTS", nil, "comma-separated Cassandra hosts (host:port)")
+	fs.String(&c.Keyspace, "cassandra-keyspace", "HERALD_CASSANDRA_KEYSPACE", cassandrastore.DefaultKeyspace, "Cassandra keyspace, created and migrated at start")
+	fs.String(&c.Consistency, "cassandra-consistency", "HERALD_CASSANDRA_CONSISTENCY", cassandrastore.DefaultConsistency, "Cassandra consistency level for reads and writes")
+	fs.String(&c.Replication, "cassandra-replication", "HERALD_CASSANDRA_REPLICATION", cassandrastore.DefaultReplication, "CQL replication map for a new keyspace")
+}
+
+// Check reports a setting a split binary cannot run with.
+func (c *StoreConfig) Check(binary string) error {
+	switch c.Kind {
+	case "cassandra":
+	case "pebble":
+		return fmt.Errorf("-store pebble: %s keeps no store of its own, since its other instances could not see it; use -store cassandra with -cassandra, or run the all-in-one (herald) for an embedded store", binary)
+	default:
+		return fmt.Errorf("-store %q: want cassandra", c.Kind)
+	}
+	if len(c.Hosts) == 0 {
+		return errors.New("-cassandra is required (or HERALD_CASSANDRA_HOSTS): the Cassandra hosts, host:port")
+	}
+	return nil
+}
+
+// OpenStore connects to Cassandra, creating and migrating the keyspace.
+func OpenStore(ctx context.Context, c *StoreConfig, log *slog.Logger) (*cassandrastore.Store, error) {
+	s, err := cassandrastore.Open(ctx, cassandrastore.Config{
+		Hosts: c.Hosts, Keyspace: c.Keyspace, Consistency: c.Consistency, Replication: c.Replication, Log: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cassandra %v: %w", c.Hosts, err)
+	}
+	return s, nil
+}
+
+// CacheConfig says which cache a split binary uses: Redis.
+type CacheConfig struct {
+	// Kind must be "redis"; see StoreConfig.Kind.
+	Kind  string
+	Addrs []string
+	// Cap is the most entries a cached timeline keeps.
+	Cap int
+	// ActiveWindow is how recently a user must have read their home
+	// timeline to get fan-out writes; an inactive user's timeline
+	// expires and is rebuilt on the next read.
+	ActiveWindow time.Duration
+}
+
+// BindCache defines the cache's flags, with the cache kind def: "redis"
+// in a split binary, "memory" in the all-in-one.
+func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
+	fs.String(&c.Kind, "cache", "HERALD_CACHE", def, "timeline cache: redis, or memory (the all-in-one's in-process cache)")
+	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses: one, or a Redis Cluster's")
+	BindTimelines(fs, c)
+}
+
+// BindTimelines defines the settings of cached timelines, which the
+// all-in-one's in-process cache takes too.
+func BindTimelines(fs *flagenv.Set, c *CacheConfig) {
+	fs.Int(&c.Cap, "timeline-cap", "HERALD_TIMELINE_CAP", cache.DefaultCap, "most entries a cached home timeline keeps")
+	fs.Duration(&c.ActiveWindow, "active-window", "HERALD_ACTIVE_WINDOW", cache.DefaultActiveWindow, "only users who read their home timeline within this window get fan-out writes; others are rebuilt on read")
+}
+
+// CheckTimelines fills in the defaults of timeline settings left zero, and
+// reports one out of range.
+func (c *CacheConfig) CheckTimelines() error {
+	if c.Cap == 0 {
+		c.Cap = cache.DefaultCap
+	}
+	if c.ActiveWindow == 0 {
+		c.ActiveWindow = cache.DefaultActiveWindow
+	}
+	if c.Cap < 1 {
+		return fmt.Errorf("-timeline-cap %d: must be at least 1", c.Cap)
+	}
+	if c.ActiveWindow < time.Second {
+		return fmt.Errorf("-active-window %v: must be at least 1s", c.ActiveWindow)
+	}
+	return nil
+}
+
+// Check reports a setting a split binary cannot run with.
+func (c *CacheConfig) Check(binary string) error {
+	switch c.Kind {
+	case "redis":
+	case "memory":
+		return fmt.Errorf("-cache memory: %s keeps no cache of its own, since its other instances could not see it; use -cache redis with -redis, or run the all-in-one (herald) for an in-process cache", binary)
+	default:
+		return fmt.Errorf("-cache %q: want redis", c.Kind)
+	}
+	if len(c.Addrs) == 0 {
+		return errors.New("-redis is required (or HERALD_REDIS_ADDR): the Redis addresses, host:port")
+	}
+	return c.CheckTimelines()
+}
+
+// Caches is an open Redis cache.
+type Caches struct {
+	Timelines *rediscache.Cache
+	Recent    *rediscache.Cache
+	client    redis.UniversalClient
+}
+
+// Close closes the Redis client.
+func (c *Caches) Close() error { return c.client.Close() }
+
+// OpenCache connects to Redis. Redis being away at start is not an error:
+// it is a cache, and reads fall back to the store while it is away.
+func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.Logger) *Caches {
+	// RESP2: Herald uses no RESP3 feature, and go-redis skips its
+	// push-notification check on every reply under RESP2.
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs, Protocol: 2})
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		log.Warn("redis not reachable at start", "addrs", c.Addrs, "err", err)
+	}
+	prefix := ""
+	if namespace != "herald" {
+		prefix = namespace + ":"
+	}
+	return &Caches{
+		Timelines: rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow}),
+		Recent:    rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent"}),
+		client:    rdb,
+	}
+}
+
+// Fill puts the caches into s.
+func (c *Caches) Fill(s *Set) {
+	s.Timelines, s.PostCache, s.Celebrities, s.Unfollows = c.Timelines, c.Timelines, c.Timelines, c.Timelines
+	s.Recent = c.Recent
+}
+
+// Policy is how posts reach followers: pushed at write time or pulled at
+// read time. The fan-out and timeline services of a deployment must agree
+// on it.
+type Policy struct {
+	Strategy  feed.Strategy
+	Threshold int64
+	strategy  string
+}
+
+// BindPolicy defines the policy's flags.
+func BindPolicy(fs *flagenv.Set, p *Policy) {
+	fs.String(&p.strategy, "strategy", "HERALD_STRATEGY", string(feed.Hybrid), "fan-out strategy: push, pull or hybrid; fan-out and timeline services must agree")
+	fs.Int64(&p.Threshold, "celebrity-threshold", "HERALD_CELEBRITY_THRESHOLD", feed.DefaultCelebrityThreshold, "follower count from which hybrid pulls an author at read time instead of pushing")
+}
+
+// Check parses the strategy flag, fills in the defaults of fields left
+// zero, and checks the threshold.
+func (p *Policy) Check() error {
+	raw := p.strategy
+	if raw == "" {
+		raw = string(p.Strategy)
+	}
+	if raw == "" {
+		raw = string(feed.Hybrid)
+	}
+	st, err := feed.ParseStrategy(raw)
+	if err != nil {
+		return fmt.Errorf("-strategy: %w", err)
+	}
+	p.Strategy = st
+	if p.Threshold == 0 {
+		p.Threshold = feed.DefaultCelebrityThreshold
+	}
+	if p.Threshold < 1 {
+		return fmt.Errorf("-celebrity-threshold %d: must be at least 1", p.Threshold)
+	}
+	return nil
+}
