@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 )
@@ -24,18 +25,35 @@ func NewCelebritySet(src Celebrities, ttl time.Duration) *CelebritySet {
 	return &CelebritySet{src: src, ttl: ttl}
 }
 
-// Has reports whether author is a celebrity.
+// Has reports whether author is a celebrity. The lock is never held across
+// the cache call: concurrent callers that find the copy stale may each
+// refresh it, which costs a read each and blocks nobody behind a slow one.
 func (c *CelebritySet) Has(ctx context.Context, author string) (bool, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.set == nil || time.Since(c.at) >= c.ttl {
-		set, err := c.src.Celebrities(ctx)
-		if err != nil {
-			return false, err
-		}
-		c.set, c.at = set, time.Now()
+	fresh := c.set != nil && time.Since(c.at) < c.ttl
+	has := c.set[author]
+	c.mu.Unlock()
+	if fresh {
+		return has, nil
 	}
-	return c.set[author], nil
+	set, err := c.src.Celebrities(ctx)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Keep an author Add made a celebrity meanwhile: the set only grows.
+	merged := maps.Clone(set)
+	if merged == nil {
+		merged = map[string]bool{}
+	}
+	for a, celeb := range c.set {
+		if celeb {
+			merged[a] = true
+		}
+	}
+	c.set, c.at = merged, time.Now()
+	return merged[author], nil
 }
 
 // Add makes author a celebrity, here at once and everywhere within the TTL.
@@ -44,9 +62,10 @@ func (c *CelebritySet) Add(ctx context.Context, author string) error {
 		return err
 	}
 	c.mu.Lock()
-	if c.set != nil {
-		c.set[author] = true
+	if c.set == nil {
+		c.set = map[string]bool{} // stale (c.at is zero): the next Has reads src
 	}
+	c.set[author] = true
 	c.mu.Unlock()
 	return nil
 }

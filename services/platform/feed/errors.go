@@ -15,6 +15,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrPermissionDenied means the caller may not change the thing.
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrDataLoss means stored data is corrupt: no retry can read it, so
+	// unlike ErrUnavailable it is not worth one.
+	ErrDataLoss = errors.New("data loss")
 )
 
 // InvalidError reports bad input in one named request field.
@@ -27,6 +30,12 @@ func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.F
 
 // Invalid returns an *InvalidError for field.
 func Invalid(field, reason string) error { return &InvalidError{Field: field, Reason: reason} }
+
+// DataLoss wraps err, a corrupt record in the named backend, as
+// ErrDataLoss.
+func DataLoss(backend string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrDataLoss, backend, err)
+}
 
 // Unavailable wraps err, from the named backend, as ErrUnavailable.
 func Unavailable(backend string, err error) error {

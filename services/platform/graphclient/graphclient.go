@@ -5,6 +5,7 @@ package graphclient
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"google.golang.org/grpc"
@@ -32,45 +33,54 @@ func New(conn grpc.ClientConnInterface) *Client {
 // at a time (at most feed.MaxGraphPageSize), until the list ends or fn
 // fails.
 func (c *Client) EachFollowerPage(ctx context.Context, user string, pageSize int, fn func([]string) error) error {
-	token := ""
-	for {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := c.c.ListFollowers(cctx, &feedv1.ListFollowersRequest{UserId: user, PageSize: int32(pageSize), PageToken: token},
-			grpc.WaitForReady(true))
-		cancel()
-		if err != nil {
-			return rpcstatus.Unwrap("graph", err)
-		}
-		if len(resp.UserIds) > 0 {
-			if err := fn(resp.UserIds); err != nil {
-				return err
-			}
-		}
-		if token = resp.NextPageToken; token == "" {
-			return nil
-		}
-	}
+	return eachPage(ctx, func(ctx context.Context, token string) ([]string, string, error) {
+		resp, err := c.c.ListFollowers(ctx, &feedv1.ListFollowersRequest{UserId: user, PageSize: int32(pageSize), PageToken: token}, grpc.WaitForReady(true))
+		return resp.GetUserIds(), resp.GetNextPageToken(), err
+	}, fn)
 }
 
 // Following returns up to max accounts that user follows.
 func (c *Client) Following(ctx context.Context, user string, max int) ([]string, error) {
 	var out []string
-	token := ""
-	for len(out) < max {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := c.c.ListFollowing(cctx, &feedv1.ListFollowingRequest{UserId: user, PageSize: feed.MaxGraphPageSize, PageToken: token},
-			grpc.WaitForReady(true))
-		cancel()
-		if err != nil {
-			return nil, rpcstatus.Unwrap("graph", err)
+	errEnough := errors.New("enough")
+	err := eachPage(ctx, func(ctx context.Context, token string) ([]string, string, error) {
+		resp, err := c.c.ListFollowing(ctx, &feedv1.ListFollowingRequest{UserId: user, PageSize: feed.MaxGraphPageSize, PageToken: token}, grpc.WaitForReady(true))
+		return resp.GetUserIds(), resp.GetNextPageToken(), err
+	}, func(ids []string) error {
+		out = append(out, ids...)
+		if len(out) >= max {
+			return errEnough
 		}
-		out = append(out, resp.UserIds...)
-		if token = resp.NextPageToken; token == "" {
-			break
-		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
 	}
 	if len(out) > max {
 		out = out[:max]
 	}
 	return out, nil
+}
+
+// eachPage is the paging loop of both lists: it calls page with each
+// token, each call under callTimeout, and fn with each non-empty page,
+// until the last page or an error.
+func eachPage(ctx context.Context, page func(ctx context.Context, token string) ([]string, string, error), fn func([]string) error) error {
+	token := ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		ids, next, err := page(cctx, token)
+		cancel()
+		if err != nil {
+			return rpcstatus.Unwrap("graph", err)
+		}
+		if len(ids) > 0 {
+			if err := fn(ids); err != nil {
+				return err
+			}
+		}
+		if token = next; token == "" {
+			return nil
+		}
+	}
 }

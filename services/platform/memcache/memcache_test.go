@@ -13,12 +13,18 @@ import (
 	"github.com/herald-feed/herald/services/platform/memcache"
 )
 
-func TestTimelines(t *testing.T) {
-	cachetest.RunTimelines(t, func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) })
-}
-
-func TestPosts(t *testing.T) {
-	cachetest.RunPosts(t, func(t *testing.T) cache.Posts { return memcache.New(10) })
+// TestContract runs the cache contract suite on every part of the
+// in-process cache.
+func TestContract(t *testing.T) {
+	cachetest.Run(t, cachetest.Adapter{
+		Timelines: func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) },
+		Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {
+			return memcache.NewActive(cap, window)
+		},
+		Posts:       func(t *testing.T) cache.Posts { return memcache.New(10) },
+		Celebrities: func(t *testing.T) cache.Celebrities { return memcache.NewCelebs() },
+		Unfollows:   func(t *testing.T) cache.Unfollows { return memcache.NewUnfollows() },
+	})
 }
 
 func TestNewDefaultCap(t *testing.T) {
@@ -118,23 +124,3 @@ func BenchmarkRange(b *testing.B) {
 		}
 	})
 }
-
-func TestCelebrities(t *testing.T) {
-	cachetest.RunCelebrities(t, func(t *testing.T) cache.Celebrities { return memcache.NewCelebs() })
-}
-
-func TestFull(t *testing.T) {
-	cachetest.RunFull(t, func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) })
-}
-
-func TestClaim(t *testing.T) {
-	cachetest.RunClaim(t, func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) })
-}
-
-func TestActive(t *testing.T) {
-	cachetest.RunActive(t, func(t *testing.T, cap int, window time.Duration) cache.Timelines {
-		return memcache.NewActive(cap, window)
-	})
-}
-
-func TestUnfollows(t *testing.T) { cachetest.RunUnfollows(t, memcache.NewUnfollows()) }

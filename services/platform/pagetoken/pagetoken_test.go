@@ -88,3 +88,28 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestParseRequest(t *testing.T) {
+	c := New([]byte("0123456789abcdef0123456789abcdef"))
+	tok := c.Encode("home:alice", Cursor{Last: 99})
+	for _, tc := range []struct {
+		size    int32
+		token   string
+		scope   string
+		want    Request
+		invalid bool
+	}{
+		{0, "", "home:alice", Request{Size: 20}, false},
+		{7, "", "home:alice", Request{Size: 7}, false},
+		{1000, "", "home:alice", Request{Size: 100}, false},
+		{-1, "", "home:alice", Request{}, true},
+		{5, tok, "home:alice", Request{Size: 5, Cursor: Cursor{Last: 99}}, false},
+		{5, tok, "home:bob", Request{}, true},
+		{5, tok + "x", "home:alice", Request{}, true},
+	} {
+		got, err := c.ParseRequest(tc.scope, tc.size, 100, tc.token)
+		if (err != nil) != tc.invalid || got.Size != tc.want.Size || got.Cursor.Last != tc.want.Cursor.Last {
+			t.Errorf("ParseRequest(%q, %d, 100, %q) = %+v, %v; want %+v, error %v", tc.scope, tc.size, tc.token, got, err, tc.want, tc.invalid)
+		}
+	}
+}

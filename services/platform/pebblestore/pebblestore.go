@@ -474,7 +474,7 @@ func (s *Store) scan(lower, upper []byte, limit int, fn func(k []byte)) error {
 }
 
 func corrupt(what string, key []byte) error {
-	return feed.Unavailable("pebble", fmt.Errorf("corrupt %s record at %q", what, key))
+	return feed.DataLoss("pebble", fmt.Errorf("corrupt %s record at %q", what, key))
 }
 
 func set(b *pebble.Batch, k, v []byte) {

@@ -62,22 +62,18 @@ func openOpts(t testing.TB, opts rediscache.Options) *rediscache.Cache {
 	return rediscache.New(rdb, opts)
 }
 
-func TestClaim(t *testing.T) {
-	cachetest.RunClaim(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
-}
-
-func TestActive(t *testing.T) {
-	cachetest.RunActive(t, func(t *testing.T, cap int, window time.Duration) cache.Timelines {
-		return openOpts(t, rediscache.Options{Cap: cap, ActiveWindow: window})
+// TestContract runs the cache contract suite on every port the Redis
+// cache implements.
+func TestContract(t *testing.T) {
+	cachetest.Run(t, cachetest.Adapter{
+		Timelines: func(t *testing.T, cap int) cache.Timelines { return open(t, cap) },
+		Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {
+			return openOpts(t, rediscache.Options{Cap: cap, ActiveWindow: window})
+		},
+		Posts:       func(t *testing.T) cache.Posts { return open(t, 10) },
+		Celebrities: func(t *testing.T) cache.Celebrities { return open(t, 10) },
+		Unfollows:   func(t *testing.T) cache.Unfollows { return open(t, 10) },
 	})
-}
-
-func TestTimelines(t *testing.T) {
-	cachetest.RunTimelines(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
-}
-
-func TestPosts(t *testing.T) {
-	cachetest.RunPosts(t, func(t *testing.T) cache.Posts { return open(t, 10) })
 }
 
 // TestUnavailable: a Redis that cannot be reached is feed.ErrUnavailable.
@@ -182,14 +178,6 @@ func BenchmarkRange(b *testing.B) {
 
 func errorsIsUnavailable(err error) bool { return errors.Is(err, feed.ErrUnavailable) }
 
-func TestCelebrities(t *testing.T) {
-	cachetest.RunCelebrities(t, func(t *testing.T) cache.Celebrities { return open(t, 10) })
-}
-
-func TestFull(t *testing.T) {
-	cachetest.RunFull(t, func(t *testing.T, cap int) cache.Timelines { return open(t, cap) })
-}
-
 // TestRangeBatch: a batch over two Caches sharing a client, and one list
 // of another adapter, gives what each Range gives alone.
 func TestRangeBatch(t *testing.T) {
@@ -235,5 +223,3 @@ func TestRangeBatch(t *testing.T) {
 		t.Errorf("batched results %+v, %+v; want alice's two newest, and nobody missing", *reqs[0], *reqs[3])
 	}
 }
-
-func TestUnfollows(t *testing.T) { cachetest.RunUnfollows(t, open(t, 10)) }

@@ -28,6 +28,8 @@ func From(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, feed.ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, feed.ErrDataLoss):
+		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, feed.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

@@ -52,3 +52,10 @@ func TestUnwrapRoundTrip(t *testing.T) {
 		t.Error("Unwrap(NotFound) is not feed.ErrNotFound")
 	}
 }
+
+func TestDataLossIsNotRetryable(t *testing.T) {
+	err := From(fmt.Errorf("read post: %w", feed.DataLoss("pebble", errors.New("corrupt post record"))))
+	if got := status.Code(err); got != codes.DataLoss {
+		t.Errorf("From(corrupt record) code = %v; want DataLoss, which clients do not retry", got)
+	}
+}

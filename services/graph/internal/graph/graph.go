@@ -4,7 +4,6 @@ package graph
 
 import (
 	"context"
-	"errors"
 
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -35,8 +34,12 @@ func New(s Store, b Publisher, tokens *pagetoken.Codec) *Service {
 }
 
 func validatePair(follower, followee string) error {
-	if err := errors.Join(feed.ValidateUserID("follower_id", follower), feed.ValidateUserID("followee_id", followee)); err != nil {
-		return err.(interface{ Unwrap() []error }).Unwrap()[0]
+	// The first bad field is the one reported.
+	if err := feed.ValidateUserID("follower_id", follower); err != nil {
+		return err
+	}
+	if err := feed.ValidateUserID("followee_id", followee); err != nil {
+		return err
 	}
 	if follower == followee {
 		return feed.Invalid("followee_id", "must differ from follower_id: a user cannot follow themselves")
@@ -85,20 +88,12 @@ func (s *Service) page(ctx context.Context, kind string, list lister, user strin
 	if err := feed.ValidateUserID("user_id", user); err != nil {
 		return nil, "", err
 	}
-	size, err := feed.PageSize(pageSize, feed.DefaultPageSize, feed.MaxGraphPageSize)
+	scope := kind + user
+	req, err := s.tokens.ParseRequest(scope, pageSize, feed.MaxGraphPageSize, token)
 	if err != nil {
 		return nil, "", err
 	}
-	scope := kind + user
-	var state []byte
-	if token != "" {
-		c, err := s.tokens.Decode(scope, token)
-		if err != nil {
-			return nil, "", err
-		}
-		state = c.State
-	}
-	ids, next, err := list(ctx, user, state, size)
+	ids, next, err := list(ctx, user, req.Cursor.State, req.Size)
 	if err != nil {
 		return nil, "", err
 	}

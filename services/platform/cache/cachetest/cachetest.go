@@ -1,8 +1,12 @@
 // Package cachetest is the contract suite for the cache ports in package
-// cache. Every adapter runs it from its own tests:
+// cache. Every adapter runs it from its own tests, through one entry point
+// that runs every part of the contract the adapter implements:
 //
-//	func TestTimelines(t *testing.T) {
-//		cachetest.RunTimelines(t, func(t *testing.T, cap int) cache.Timelines { return newTestCache(t, cap) })
+//	func TestContract(t *testing.T) {
+//		cachetest.Run(t, cachetest.Adapter{
+//			Timelines: func(t *testing.T, cap int) cache.Timelines { return newTestCache(t, cap) },
+//			...
+//		})
 //	}
 //
 // The suite assumes only what the doc comments in package cache promise.
@@ -23,10 +27,67 @@ import (
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
-// RunTimelines runs the contract suite for cache.Timelines. open must
+// Adapter is an adapter as the suite opens it. Each opener returns an
+// empty cache of its own and releases it with t.Cleanup; each field set is
+// a part of the contract the adapter implements. Run fails an adapter
+// whose caches implement a port it gave no opener for, so that none loses
+// its coverage by being left out.
+type Adapter struct {
+	// Timelines opens capped timelines in which Add creates a missing
+	// timeline (authors' recent lists).
+	Timelines func(t *testing.T, cap int) cache.Timelines
+	// Active opens home timelines of active users only, which expire when
+	// not read for window.
+	Active      func(t *testing.T, cap int, window time.Duration) cache.Timelines
+	Posts       func(t *testing.T) cache.Posts
+	Celebrities func(t *testing.T) cache.Celebrities
+	Unfollows   func(t *testing.T) cache.Unfollows
+}
+
+// Run runs every part of the contract that a has an opener for.
+func Run(t *testing.T, a Adapter) {
+	if a.Timelines == nil && a.Active == nil && a.Posts == nil && a.Celebrities == nil && a.Unfollows == nil {
+		t.Fatal("cachetest.Run: the Adapter has no opener")
+	}
+	if a.Timelines != nil {
+		// An adapter whose one type implements several ports must test each.
+		c := a.Timelines(t, 10)
+		for name, missing := range map[string]bool{
+			"cache.Posts":       implements[cache.Posts](c) && a.Posts == nil,
+			"cache.Celebrities": implements[cache.Celebrities](c) && a.Celebrities == nil,
+			"cache.Unfollows":   implements[cache.Unfollows](c) && a.Unfollows == nil,
+		} {
+			if missing {
+				t.Errorf("cachetest.Run: %T implements %s, but the Adapter has no opener for it", c, name)
+			}
+		}
+		t.Run("Timelines", func(t *testing.T) { runTimelines(t, a.Timelines) })
+		t.Run("Full", func(t *testing.T) { runFull(t, a.Timelines) })
+		t.Run("Claim", func(t *testing.T) { runClaim(t, a.Timelines) })
+	}
+	if a.Active != nil {
+		t.Run("Active", func(t *testing.T) { runActive(t, a.Active) })
+	}
+	if a.Posts != nil {
+		t.Run("Posts", func(t *testing.T) { runPosts(t, a.Posts) })
+	}
+	if a.Celebrities != nil {
+		t.Run("Celebrities", func(t *testing.T) { runCelebrities(t, a.Celebrities) })
+	}
+	if a.Unfollows != nil {
+		t.Run("Unfollows", func(t *testing.T) { runUnfollows(t, a.Unfollows(t)) })
+	}
+}
+
+func implements[T any](v any) bool {
+	_, ok := v.(T)
+	return ok
+}
+
+// runTimelines runs the contract suite for cache.Timelines. open must
 // return an empty cache whose timelines keep cap entries, and release it
 // with t.Cleanup; it is called once per subtest.
-func RunTimelines(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
+func runTimelines(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, open func(t *testing.T, cap int) cache.Timelines)
@@ -53,9 +114,9 @@ func RunTimelines(t *testing.T, open func(t *testing.T, cap int) cache.Timelines
 	}
 }
 
-// RunPosts runs the contract suite for cache.Posts. open must return an
+// runPosts runs the contract suite for cache.Posts. open must return an
 // empty cache and release it with t.Cleanup; it is called once per subtest.
-func RunPosts(t *testing.T, open func(t *testing.T) cache.Posts) {
+func runPosts(t *testing.T, open func(t *testing.T) cache.Posts) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, c cache.Posts)
@@ -558,9 +619,9 @@ func testTombstoneBlocksRefill(t *testing.T, c cache.Posts) {
 	wantPosts(t, "GetPosts after delete then refill", getPosts(t, c, a.ID), feed.Post{ID: a.ID, Deleted: true})
 }
 
-// RunCelebrities runs the contract suite for cache.Celebrities. open must
+// runCelebrities runs the contract suite for cache.Celebrities. open must
 // return an empty set.
-func RunCelebrities(t *testing.T, open func(t *testing.T) cache.Celebrities) {
+func runCelebrities(t *testing.T, open func(t *testing.T) cache.Celebrities) {
 	ctx := context.Background()
 	c := open(t)
 	got, err := c.Celebrities(ctx)
@@ -578,9 +639,9 @@ func RunCelebrities(t *testing.T, open func(t *testing.T) cache.Celebrities) {
 	}
 }
 
-// RunFull checks Timelines.Full: false below the cap, true at it. open
+// runFull checks Timelines.Full: false below the cap, true at it. open
 // must return an empty cache with the given cap.
-func RunFull(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
+func runFull(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
 	ctx := context.Background()
 	c := open(t, 10)
 	ids := make([]feed.PostID, 9)
@@ -604,9 +665,9 @@ func RunFull(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
 	}
 }
 
-// RunClaim checks Timelines.Claim, the cross-instance rebuild lock: one
+// runClaim checks Timelines.Claim, the cross-instance rebuild lock: one
 // claimant at a time, until Store or the claim's TTL.
-func RunClaim(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
+func runClaim(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
 	ctx := context.Background()
 	c := open(t, 10)
 	claim := func(user string, ttl time.Duration) bool {
@@ -638,10 +699,10 @@ func RunClaim(t *testing.T, open func(t *testing.T, cap int) cache.Timelines) {
 	})
 }
 
-// RunActive runs the contract suite of an active-only cache of home
+// runActive runs the contract suite of an active-only cache of home
 // timelines. open must return an empty cache with the given cap whose
 // timelines expire when not read for window.
-func RunActive(t *testing.T, open func(t *testing.T, cap int, window time.Duration) cache.Timelines) {
+func runActive(t *testing.T, open func(t *testing.T, cap int, window time.Duration) cache.Timelines) {
 	ctx := context.Background()
 	t.Run("AddSkipsMissing", func(t *testing.T) {
 		c := open(t, 10, time.Hour)
@@ -766,8 +827,8 @@ func ranged(t *testing.T, c cache.Timelines, user string) bool {
 	return ok
 }
 
-// RunUnfollows checks cache.Unfollows: a mark holds per pair until cleared.
-func RunUnfollows(t *testing.T, u cache.Unfollows) {
+// runUnfollows checks cache.Unfollows: a mark holds per pair until cleared.
+func runUnfollows(t *testing.T, u cache.Unfollows) {
 	ctx := context.Background()
 	check := func(want ...bool) {
 		t.Helper()

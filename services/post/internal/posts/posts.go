@@ -188,20 +188,13 @@ func (s *Service) List(ctx context.Context, author string, pageSize int32, token
 	if err := feed.ValidateUserID("author_id", author); err != nil {
 		return nil, "", err
 	}
-	size, err := feed.PageSize(pageSize, feed.DefaultPageSize, feed.MaxPageSize)
+	scope := "posts:" + author
+	req, err := s.tokens.ParseRequest(scope, pageSize, feed.MaxPageSize, token)
 	if err != nil {
 		return nil, "", err
 	}
-	scope := "posts:" + author
-	var before feed.PostID
-	if token != "" {
-		c, err := s.tokens.Decode(scope, token)
-		if err != nil {
-			return nil, "", err
-		}
-		before = feed.PostID(c.Last)
-	}
-	ps, err := s.store.ListByAuthor(ctx, author, before, size+1)
+	size := req.Size
+	ps, err := s.store.ListByAuthor(ctx, author, feed.PostID(req.Cursor.Last), size+1)
 	if err != nil {
 		return nil, "", err
 	}

@@ -105,11 +105,16 @@ func (s *Service) recentOf(ctx context.Context, author string, before feed.PostI
 		return nil, err
 	}
 	_, err, _ = s.rebuilds.Do("recent:"+author, func() (any, error) {
-		ps, err := s.posts.ListByAuthor(context.WithoutCancel(ctx), author, 0, s.recent.Cap())
+		// The refill is shared by every reader waiting on it, so it does
+		// not end with the first reader's context; it is bounded like a
+		// timeline rebuild.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ClaimTTL)
+		defer cancel()
+		ps, err := s.posts.ListByAuthor(rctx, author, 0, s.recent.Cap())
 		if err != nil {
 			return nil, err
 		}
-		return nil, s.recent.Store(context.WithoutCancel(ctx), author, postIDs(ps))
+		return nil, s.recent.Store(rctx, author, postIDs(ps))
 	})
 	if err != nil {
 		return nil, err

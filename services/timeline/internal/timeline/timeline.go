@@ -131,19 +131,12 @@ func (s *Service) Home(ctx context.Context, user string, pageSize int32, token s
 	if err := feed.ValidateUserID("user_id", user); err != nil {
 		return nil, "", err
 	}
-	size, err := feed.PageSize(pageSize, feed.DefaultPageSize, feed.MaxPageSize)
+	scope := "home:" + user
+	req, err := s.tokens.ParseRequest(scope, pageSize, feed.MaxPageSize, token)
 	if err != nil {
 		return nil, "", err
 	}
-	scope := "home:" + user
-	var before feed.PostID
-	if token != "" {
-		c, err := s.tokens.Decode(scope, token)
-		if err != nil {
-			return nil, "", err
-		}
-		before = feed.PostID(c.Last)
-	}
+	size, before := req.Size, feed.PostID(req.Cursor.Last)
 
 	var out []feed.Post
 	for len(out) < size {
