@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test test-repeat vet lint proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling
+.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling
 
 all: build
 
@@ -46,8 +46,8 @@ build:
 run: build
 	$(BIN)/herald $(ARGS)
 
-## test: the whole suite: generated code check, vet, unit, contract, system and cluster tests
-test: check-proto vet unit cluster-test
+## test: the whole suite: the lint checks, then unit, contract, system and cluster tests
+test: lint unit cluster-test
 
 ## unit: every package but the cluster tests (unit, contract and in-process system tests)
 unit: servers
@@ -80,9 +80,26 @@ cluster-down:
 vet:
 	$(GO) vet $(PKGS)
 
-## lint: buf lint on the protos plus go vet
-lint: vet
-	cd proto && $(BUF) lint
+## lint: buf lint and the generated-code check, go vet, staticcheck, and go mod tidy -diff in every module
+lint: check-proto vet staticcheck check-tidy
+
+STATICCHECK := $(BIN)/staticcheck
+# staticcheck is pinned in tools/go.mod and built from it; it then runs over
+# the workspace's packages.
+$(STATICCHECK): tools/go.mod tools/go.sum
+	@mkdir -p $(BIN)
+	cd tools && GOWORK=off $(GO) build -o $(CURDIR)/$(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
+
+## staticcheck: staticcheck (pinned in tools/go.mod) over every module
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) $(PKGS)
+
+## check-tidy: fail if go mod tidy would change any module's go.mod or go.sum
+check-tidy:
+	@for m in $(MODULES) $(CURDIR)/tools; do \
+		out=$$(cd $$m && $(GO) mod tidy -diff 2>&1) || { echo "check-tidy: $$m is not tidy; run make tidy:" >&2; echo "$$out" >&2; exit 1; }; \
+	done
+	@echo "check-tidy: every module is tidy"
 
 ## proto: regenerate the Go code from proto/
 proto:

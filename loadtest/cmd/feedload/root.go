@@ -36,13 +36,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 // workload holds the flags run and compare share.
 type workload struct {
-	g        graph.Params
-	setup    load.SetupConfig
-	run      load.RunConfig
-	settle   time.Duration
-	out      string
-	noChart  bool
-	lagFlags string
+	g      graph.Params
+	setup  load.SetupConfig
+	run    load.RunConfig
+	settle time.Duration
+	out    string
 }
 
 func (w *workload) bind(fs *pflag.FlagSet) {
