@@ -65,31 +65,19 @@ func (w *write) String() string {
 	return fmt.Sprintf("%s: %d failed attempts in %v", w.what, len(w.failed), w.end.Sub(w.start).Round(time.Millisecond))
 }
 
-// retry runs fn, each attempt under attemptTimeout, until it succeeds,
-// fails with a code other than UNAVAILABLE or DEADLINE_EXCEEDED, or
-// writeBudget has passed. Retrying is safe for the drills' writes: a post
-// carries an idempotency key, and follows are idempotent.
+// retry runs fn through systemtest.Retry, each attempt under
+// attemptTimeout, for up to writeBudget, and records the attempts in w.
+// Retrying is safe for the drills' writes: a post carries an idempotency
+// key, and follows are idempotent.
 func retry(w *write, fn func(ctx context.Context) error) (err error) {
 	w.start = time.Now()
 	defer func() { w.end, w.err = time.Now(), err }()
-	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-		last := fn(ctx)
-		cancel()
-		if last == nil {
-			return nil
-		}
-		w.failed = append(w.failed, last)
-		switch status.Code(last) {
-		case codes.Unavailable, codes.DeadlineExceeded:
-		default:
-			return fmt.Errorf("%s: %w", w.what, last)
-		}
-		if time.Since(w.start) > writeBudget {
-			return fmt.Errorf("%s: still failing after %d attempts in %v: %w", w.what, attempt+1, writeBudget, last)
-		}
-		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second))
+	err = systemtest.Retry(writeBudget, attemptTimeout, func(ctx context.Context, _ int) error { return fn(ctx) },
+		func(err error) { w.failed = append(w.failed, err) })
+	if err != nil {
+		return fmt.Errorf("%s: %d failed attempts: %w", w.what, len(w.failed), err)
 	}
+	return nil
 }
 
 // addUsers adds users to those the check reads.
@@ -150,7 +138,7 @@ func (d *drill) post(author, key string) (*write, error) {
 // fails the test if any follow fails.
 func (d *drill) followAll(followers []string, followee string, limit int) {
 	d.t.Helper()
-	if err := each(followers, limit, func(f string) error {
+	if err := systemtest.Each(followers, limit, func(f string) error {
 		_, err := d.follow(f, followee)
 		return err
 	}); err != nil {
@@ -162,7 +150,7 @@ func (d *drill) followAll(followers []string, followee string, limit int) {
 // makes the users active: fan-out writes their timelines from now on.
 func (d *drill) readAll(users []string, limit int) {
 	d.t.Helper()
-	if err := each(users, limit, func(u string) error {
+	if err := systemtest.Each(users, limit, func(u string) error {
 		w := &write{what: fmt.Sprintf("GetHomeTimeline(%s)", u)}
 		return retry(w, func(ctx context.Context) error {
 			_, err := d.api.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: u})
@@ -172,29 +160,6 @@ func (d *drill) readAll(users []string, limit int) {
 		d.t.Fatal(err)
 	}
 	d.addUsers(users...)
-}
-
-// each runs fn on every item, limit at a time, and returns the errors.
-func each[T any](items []T, limit int, fn func(T) error) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		sem  = make(chan struct{}, limit)
-	)
-	for _, it := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := fn(it); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // recheck runs a short random model check on the recovered cluster, under

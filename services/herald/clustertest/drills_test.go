@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/idgen"
@@ -265,7 +266,7 @@ func TestDrillRelayLeaderKill(t *testing.T) {
 			keys[i] = n
 			n++
 		}
-		if err := each(keys, len(keys), func(i int) error {
+		if err := systemtest.Each(keys, len(keys), func(i int) error {
 			w, err := d.post(authors[i%len(authors)], fmt.Sprintf("rl-%d", i))
 			if err == nil && idgen.Worker(feed.PostID(w.post)) == worker {
 				mu.Lock()

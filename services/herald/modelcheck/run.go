@@ -328,26 +328,20 @@ func (r *run) next(seq int) *op {
 func (r *run) exec(ops []*op, limit int) {
 	r.t.Helper()
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []string
-		sem  = make(chan struct{}, limit)
 	)
-	for _, o := range ops {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			o.start = time.Since(r.began)
-			err := r.do(o)
-			o.end = time.Since(r.began)
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err.Error())
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	systemtest.Each(ops, limit, func(o *op) error {
+		o.start = time.Since(r.began)
+		err := r.do(o)
+		o.end = time.Since(r.began)
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err.Error())
+			mu.Unlock()
+		}
+		return nil
+	})
 	if len(errs) > 0 {
 		r.t.Fatalf("modelcheck seed %d: %d operations failed:\n%s", r.cfg.Seed, len(errs), strings.Join(errs, "\n"))
 	}
@@ -455,24 +449,16 @@ func (r *run) follow(follower, followee string, follow bool) error {
 	})
 }
 
-// retry calls fn up to 8 times (over about 7s) while it fails with
-// UNAVAILABLE or DEADLINE_EXCEEDED, each call under
-// systemtest.CallTimeout.
+// retry calls fn through systemtest.Retry while it fails with
+// UNAVAILABLE or DEADLINE_EXCEEDED, for up to retryBudget, each call
+// under systemtest.CallTimeout.
 func retry(fn func(ctx context.Context, attempt int) error) error {
-	var err error
-	for attempt := range 8 {
-		ctx, cancel := systemtest.RPCContext()
-		err = fn(ctx, attempt)
-		cancel()
-		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded:
-			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
-			continue
-		}
-		return err
-	}
-	return err
+	return systemtest.Retry(retryBudget, systemtest.CallTimeout, fn, nil)
 }
+
+// retryBudget bounds the retries of one operation: enough to ride out an
+// instance's restart.
+const retryBudget = 10 * time.Second
 
 func parseIDs(ps []*feedv1.Post) ([]uint64, error) {
 	ids := make([]uint64, len(ps))
@@ -567,26 +553,20 @@ func (r *run) history(m mismatch) string {
 // those that differ from the model.
 func (r *run) checkAll() []mismatch {
 	var (
-		wg  sync.WaitGroup
 		mu  sync.Mutex
 		bad []mismatch
-		sem = make(chan struct{}, 8)
 	)
-	for _, u := range r.users {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			want := r.model.Home(u)
-			got, err := r.readHome(u, len(want))
-			d, ok := Compare(got, want)
-			if err != nil || !ok {
-				mu.Lock()
-				bad = append(bad, mismatch{user: u, got: got, want: want, diff: d, err: err})
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	systemtest.Each(r.users, 8, func(u string) error {
+		want := r.model.Home(u)
+		got, err := r.readHome(u, len(want))
+		d, ok := Compare(got, want)
+		if err != nil || !ok {
+			mu.Lock()
+			bad = append(bad, mismatch{user: u, got: got, want: want, diff: d, err: err})
+			mu.Unlock()
+		}
+		return nil
+	})
 	slices.SortFunc(bad, func(a, b mismatch) int { return strings.Compare(a.user, b.user) })
 	return bad
 }
