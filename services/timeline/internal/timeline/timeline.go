@@ -176,7 +176,9 @@ func (s *Service) candidates(ctx context.Context, user string, before feed.PostI
 	if err != nil {
 		return nil, err
 	}
-	authors = append(authors, user) // an author always reads their own writes
+	// An author always reads their own writes. A new slice: authors may be
+	// the memoized following list, which other readers share.
+	authors = append(slices.Clip(authors), user)
 	first := s.firstReads(ctx, user, authors, before, n)
 
 	var cached, pulled []feed.PostID
