@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -106,8 +107,19 @@ func (Followed) DedupeID() string { return "" }
 func (Unfollowed) DedupeID() string { return "" }
 
 // DedupeID implements Event: a redelivered post republishes its chunks
-// under the same IDs.
-func (e FanoutChunk) DedupeID() string { return fmt.Sprintf("chunk-%d-%d", e.Post, e.Index) }
+// under the same IDs, so the log drops them. The ID names the chunk's
+// followers, not only its place: if the follower list shifted between two
+// deliveries (an unfollow before the retry), chunk 2 holds other followers
+// and must not be dropped as a copy of the first delivery's chunk 2, or a
+// follower would miss the post. Writing a follower twice is harmless.
+func (e FanoutChunk) DedupeID() string {
+	h := fnv.New64a()
+	for _, f := range e.Followers {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("chunk-%d-%d-%016x", e.Post, e.Index, h.Sum64())
+}
 
 // Publisher appends events to the log. Publish returns once the log has
 // stored the event; an error wrapping feed.ErrUnavailable means the log
