@@ -159,6 +159,17 @@ func (s *Service) Delete(ctx context.Context, id feed.PostID, author string) err
 		return err
 	}
 	if len(ps) == 0 {
+		// Gone from the store, the source of truth: perhaps a Delete whose
+		// tombstone failed, now retried. A body still in the cache is then
+		// stale, and is tombstoned now. Only such a body: a tombstone for
+		// an ID nobody holds yet would hide the post later minted with it.
+		if hit, err := s.cache.GetPosts(ctx, []feed.PostID{id}); err == nil {
+			if p, ok := hit[id]; ok && !p.Deleted {
+				if err := s.cache.DeletePosts(ctx, []feed.PostID{id}); err != nil {
+					return err
+				}
+			}
+		}
 		return fmt.Errorf("post %s: %w", id, feed.ErrNotFound)
 	}
 	if ps[0].Author != author {
@@ -169,7 +180,9 @@ func (s *Service) Delete(ctx context.Context, id feed.PostID, author string) err
 	}
 	if err := s.cache.DeletePosts(ctx, []feed.PostID{id}); err != nil {
 		// Reads check the cache first; a stale body there would resurrect
-		// the post, so this is an error the client must retry.
+		// the post, so this is an error the client must retry. The retry
+		// finds no post in the store, and writes the tombstone then (see
+		// above).
 		return err
 	}
 	if err := s.recent.Remove(ctx, []cache.Entry{{User: author, Post: id}}); err != nil {
