@@ -60,7 +60,9 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			p.mu.Lock()
@@ -71,6 +73,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
+		<-read // all the output is in before done says the process ended
 		close(p.done)
 	}()
 	t.Cleanup(func() {
