@@ -74,40 +74,23 @@ func (c *Config) Check() error {
 
 // Program is the split fan-out binary: the service on Cassandra and Redis.
 func Program() node.Program {
-	return node.Program{
-		Name:     "fanout",
-		Defaults: node.Config{ListenAddr: DefaultAddr},
-		Bind: func(fs *flagenv.Set) node.Start {
-			c := &Config{Policy: &backend.Policy{}, Store: &backend.StoreConfig{}, Cache: &backend.CacheConfig{}}
-			BindFlags(fs, c)
-			backend.BindPolicy(fs, c.Policy)
-			backend.BindStore(fs, c.Store, "cassandra")
-			backend.BindCache(fs, c.Cache, "redis")
-			return func(*node.Config) (node.Hooks, error) {
-				if err := errors.Join(c.Check(), c.Store.Check("fanout"), c.Cache.Check("fanout")); err != nil {
-					return node.Hooks{}, err
-				}
-				return node.Hooks{Attach: func(ctx context.Context, n *node.Node) (func(), error) {
-					a, err := New(ctx, *c, n)
-					if err != nil {
-						return nil, err
-					}
-					return a.Close, nil
-				}}, nil
-			}
-		},
-	}
+	return node.ServiceProgram("fanout", DefaultAddr, func(fs *flagenv.Set) (func() error, func(context.Context, *node.Node) (func(), error)) {
+		c := &Config{Policy: &backend.Policy{}, Store: &backend.StoreConfig{}, Cache: &backend.CacheConfig{}}
+		BindFlags(fs, c)
+		backend.BindPolicy(fs, c.Policy)
+		backend.BindStore(fs, c.Store, "cassandra")
+		backend.BindCache(fs, c.Cache, "redis")
+		check := func() error { return errors.Join(c.Check(), c.Store.Check("fanout"), c.Cache.Check("fanout")) }
+		return check, node.Attach(func(ctx context.Context, n *node.Node) (*App, error) { return New(ctx, *c, n) })
+	})
 }
 
 // App is a running fan-out service.
-type App struct{ closers []func() }
+type App struct{ backends *backend.Opened }
 
 // Close releases the adapters New opened.
 func (a *App) Close() {
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		a.closers[i]()
-	}
-	a.closers = nil
+	a.backends.Close()
 }
 
 // New adds the fan-out worker to n. All fan-out instances share one
@@ -119,24 +102,21 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	if cfg.Policy == nil {
 		cfg.Policy = &backend.Policy{}
 	}
+	// A failed New returns nil; the deferred call closes what this App
+	// opened, through the pointer it captured here.
 	a = &App{}
+	opened := a
 	defer func() {
 		if err != nil {
-			a.Close()
+			opened.Close()
 		}
 	}()
 	b := cfg.Backends
 	if b == nil {
-		b = &backend.Set{}
-		s, err := backend.OpenStore(ctx, cfg.Store, n.Log)
-		if err != nil {
+		if a.backends, err = backend.Open(ctx, cfg.Store, cfg.Cache, n.Namespace(), n.Log); err != nil {
 			return nil, err
 		}
-		a.closers = append(a.closers, func() { s.Close() })
-		b.Posts, b.Graph = s, s
-		c := backend.OpenCache(ctx, cfg.Cache, n.Namespace(), n.Log)
-		a.closers = append(a.closers, func() { c.Close() })
-		c.Fill(b)
+		b = &a.backends.Set
 	}
 	conn, err := n.Dial("graph")
 	if err != nil {

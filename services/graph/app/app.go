@@ -27,37 +27,19 @@ type Config struct {
 
 // Program is the split graph binary: the service on Cassandra.
 func Program() node.Program {
-	return node.Program{
-		Name:     "graph",
-		Defaults: node.Config{ListenAddr: DefaultAddr},
-		Bind: func(fs *flagenv.Set) node.Start {
-			c := &Config{Store: &backend.StoreConfig{}}
-			backend.BindStore(fs, c.Store, "cassandra")
-			return func(*node.Config) (node.Hooks, error) {
-				if err := c.Store.Check("graph"); err != nil {
-					return node.Hooks{}, err
-				}
-				return node.Hooks{Attach: func(ctx context.Context, n *node.Node) (func(), error) {
-					a, err := New(ctx, *c, n)
-					if err != nil {
-						return nil, err
-					}
-					return a.Close, nil
-				}}, nil
-			}
-		},
-	}
+	return node.ServiceProgram("graph", DefaultAddr, func(fs *flagenv.Set) (func() error, func(context.Context, *node.Node) (func(), error)) {
+		c := &Config{Store: &backend.StoreConfig{}}
+		backend.BindStore(fs, c.Store, "cassandra")
+		return func() error { return c.Store.Check("graph") }, node.Attach(func(ctx context.Context, n *node.Node) (*App, error) { return New(ctx, *c, n) })
+	})
 }
 
 // App is a running graph service.
-type App struct{ close func() }
+type App struct{ backends *backend.Opened }
 
 // Close releases the store New opened.
 func (a *App) Close() {
-	if a.close != nil {
-		a.close()
-		a.close = nil
-	}
+	a.backends.Close()
 }
 
 // New adds the graph service's gRPC API to n.
@@ -65,12 +47,11 @@ func New(ctx context.Context, cfg Config, n *node.Node) (*App, error) {
 	a := &App{}
 	b := cfg.Backends
 	if b == nil {
-		s, err := backend.OpenStore(ctx, cfg.Store, n.Log)
-		if err != nil {
+		var err error
+		if a.backends, err = backend.Open(ctx, cfg.Store, nil, n.Namespace(), n.Log); err != nil {
 			return nil, err
 		}
-		a.close = func() { s.Close() }
-		b = &backend.Set{Graph: s}
+		b = &a.backends.Set
 	}
 	svc := graph.New(b.Graph, n.Bus, n.Tokens)
 	feedv1.RegisterGraphServiceServer(n.GRPC, rpc.New(svc))

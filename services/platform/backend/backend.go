@@ -229,3 +229,39 @@ func (p *Policy) Check() error {
 	}
 	return nil
 }
+
+// Opened is a Set that Open opened, with what closes it.
+type Opened struct {
+	Set
+	closers []func()
+}
+
+// Close closes what Open opened, the cache first. A nil Opened (an app
+// on the all-in-one's adapters) has nothing to close.
+func (o *Opened) Close() {
+	if o == nil {
+		return
+	}
+	for i := len(o.closers) - 1; i >= 0; i-- {
+		o.closers[i]()
+	}
+	o.closers = nil
+}
+
+// Open opens what a split service runs on: the Cassandra store, and the
+// Redis cache unless cache is nil (the graph service keeps none).
+func Open(ctx context.Context, store *StoreConfig, cache *CacheConfig, namespace string, log *slog.Logger) (*Opened, error) {
+	o := &Opened{}
+	s, err := OpenStore(ctx, store, log)
+	if err != nil {
+		return nil, err
+	}
+	o.closers = append(o.closers, func() { s.Close() })
+	o.Posts, o.Graph = s, s
+	if cache != nil {
+		c := OpenCache(ctx, cache, namespace, log)
+		o.closers = append(o.closers, func() { c.Close() })
+		c.Fill(&o.Set)
+	}
+	return o, nil
+}

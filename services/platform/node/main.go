@@ -120,3 +120,35 @@ func (r Hooks) run(ctx context.Context, cfg Config) error {
 	}
 	return n.Run(ctx)
 }
+
+// ServiceProgram is the Program of a split service binary: name, its
+// default listen address, and bind, which defines the service's flags and
+// returns check (a usage error, exit status 2) and attach (which adds the
+// service to the node and returns what closes it).
+func ServiceProgram(name, addr string, bind func(fs *flagenv.Set) (check func() error, attach func(ctx context.Context, n *Node) (func(), error))) Program {
+	return Program{
+		Name:     name,
+		Defaults: Config{ListenAddr: addr},
+		Bind: func(fs *flagenv.Set) Start {
+			check, attach := bind(fs)
+			return func(*Config) (Hooks, error) {
+				if err := check(); err != nil {
+					return Hooks{}, err
+				}
+				return Hooks{Attach: attach}, nil
+			}
+		},
+	}
+}
+
+// Attach adapts an app constructor to ServiceProgram's attach: the app is
+// added to the node, and its Close is what the node's lifecycle calls.
+func Attach[A interface{ Close() }](newApp func(ctx context.Context, n *Node) (A, error)) func(context.Context, *Node) (func(), error) {
+	return func(ctx context.Context, n *Node) (func(), error) {
+		a, err := newApp(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		return a.Close, nil
+	}
+}
