@@ -17,11 +17,13 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/herald-feed/herald/services/platform/cache"
 )
 
 // DefaultCap is the home timeline cap the model applies: the cache cap of
 // a default deployment.
-const DefaultCap = 800
+const DefaultCap = cache.DefaultCap
 
 // Post is one post the model knows: its author, ID and whether it was
 // deleted.

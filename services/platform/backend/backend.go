@@ -202,7 +202,7 @@ type Policy struct {
 
 // BindPolicy defines the policy's flags.
 func BindPolicy(fs *flagenv.Set, p *Policy) {
-	fs.String(&p.strategy, "strategy", "HERALD_STRATEGY", string(feed.Hybrid), "fan-out strategy: push, pull or hybrid; fan-out and timeline services must agree")
+	fs.String(&p.strategy, "strategy", "HERALD_STRATEGY", string(feed.DefaultStrategy), "fan-out strategy: push, pull or hybrid; fan-out and timeline services must agree")
 	fs.Int64(&p.Threshold, "celebrity-threshold", "HERALD_CELEBRITY_THRESHOLD", feed.DefaultCelebrityThreshold, "follower count from which hybrid pulls an author at read time instead of pushing")
 }
 
@@ -214,7 +214,7 @@ func (p *Policy) Check() error {
 		raw = string(p.Strategy)
 	}
 	if raw == "" {
-		raw = string(feed.Hybrid)
+		raw = string(feed.DefaultStrategy)
 	}
 	st, err := feed.ParseStrategy(raw)
 	if err != nil {

@@ -17,6 +17,9 @@ const (
 	Hybrid Strategy = "hybrid"
 )
 
+// DefaultStrategy is the fan-out strategy of a deployment that names none.
+const DefaultStrategy = Hybrid
+
 // DefaultCelebrityThreshold is the follower count from which Hybrid pulls.
 const DefaultCelebrityThreshold = 10_000
 

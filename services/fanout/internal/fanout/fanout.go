@@ -117,7 +117,7 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Engine {
 		cfg.Backfill = DefaultBackfill
 	}
 	if cfg.Strategy == "" {
-		cfg.Strategy = feed.Hybrid
+		cfg.Strategy = feed.DefaultStrategy
 	}
 	if cfg.Threshold <= 0 {
 		cfg.Threshold = feed.DefaultCelebrityThreshold

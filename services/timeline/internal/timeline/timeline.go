@@ -94,7 +94,7 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 		cfg.RebuildConcurrency = 16
 	}
 	if cfg.Strategy == "" {
-		cfg.Strategy = feed.Hybrid
+		cfg.Strategy = feed.DefaultStrategy
 	}
 	if cfg.MemoTTL <= 0 {
 		cfg.MemoTTL = 30 * time.Second
