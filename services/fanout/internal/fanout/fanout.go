@@ -266,28 +266,39 @@ func (e *Engine) retract(ctx context.Context, author string, id feed.PostID) err
 
 // followChanged applies a Followed (followed) or Unfollowed event so that
 // the outcome does not depend on the order in which fan-out instances
-// handle a burst of them: after its own write, the handler re-reads the
-// edge, and if it no longer matches, applies the opposite. Every write to
-// the pair's entries is followed by such a re-read, and the last write
-// comes after the last edge change was stored (its event is published
-// after the store write), so the last re-read sees the final edge and
-// leaves the timeline matching it.
+// handle a burst of them: after each of its writes, the handler re-reads
+// the edge, and while it no longer matches, applies the opposite and reads
+// again. So every write to the pair's entries is followed by a re-read by
+// the same handler. The last write to land then has a re-read after it;
+// an edge change after that re-read would have an event whose handler
+// writes later still, so that re-read saw the final edge, and the
+// timeline matches it. (Re-reading only once, after the first write, left
+// a hole: a handler that read a stale edge and wrote the opposite could
+// land that write after the final event's handler had finished.)
 func (e *Engine) followChanged(ctx context.Context, follower, followee string, followed bool) error {
-	apply := func(on bool) error {
-		if on {
-			return e.backfill(ctx, follower, followee)
+	state := followed
+	for range maxFollowFlips {
+		var err error
+		if state {
+			err = e.backfill(ctx, follower, followee)
+		} else {
+			err = e.purge(ctx, follower, followee)
 		}
-		return e.purge(ctx, follower, followee)
+		if err != nil {
+			return err
+		}
+		now, err := e.graph.IsFollowing(ctx, follower, followee)
+		if err != nil || now == state {
+			return err
+		}
+		state = now
 	}
-	if err := apply(followed); err != nil {
-		return err
-	}
-	now, err := e.graph.IsFollowing(ctx, follower, followee)
-	if err != nil || now == followed {
-		return err
-	}
-	return apply(now)
+	return fmt.Errorf("fanout: the edge %s -> %s kept changing under %d re-reads; the event will be retried", follower, followee, maxFollowFlips)
 }
+
+// maxFollowFlips bounds followChanged's write-and-re-read rounds while a
+// pair flaps; past it the event is retried later.
+const maxFollowFlips = 8
 
 // backfill copies a new followee's recent posts into the follower's
 // timeline, unless the followee is pulled: then reads merge them anyway.

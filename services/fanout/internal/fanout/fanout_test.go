@@ -861,3 +861,25 @@ func TestUnfollowDuringChunkWriteLeavesNoPost(t *testing.T) {
 	r.want("alice", 10)
 	r.want("carol") // carol no longer follows bob and was purged
 }
+
+// TestStaleFollowRereadConverges: a handler that read a stale edge and
+// wrote the opposite must read the edge again after that write. Here one
+// instance handles an old Followed event, reads the edge while bob has
+// unfollowed, and purges; before its purge lands, bob follows again and
+// another instance handles that Followed event to the end. The stale purge
+// lands last, so only a re-read after it restores alice's post.
+func TestStaleFollowRereadConverges(t *testing.T) {
+	r := newRig(t, fanout.Config{Strategy: feed.Push}, nil)
+	r.follow("alice", "bob")
+	r.post("alice", 10)
+	r.unfollow("bob", "alice") // the edge the first handler will read
+	r.homeW.beforeRemove = func() {
+		// bob follows again, and the other instance handles it fully.
+		r.follow("alice", "bob")
+		r.handle(event.Followed{Follower: "bob", Followee: "alice"})
+	}
+	r.handle(event.Followed{Follower: "bob", Followee: "alice"}) // the old event
+	if got := timeline(t, r.home, "bob"); !slices.Equal(got, []feed.PostID{10}) {
+		t.Errorf("timeline(bob) = %v; want [10]: bob follows alice, and a stale purge landed after the last backfill", got)
+	}
+}

@@ -106,6 +106,7 @@ type faultyTimelines struct {
 	addErr, removeErr error
 	adds              int
 	beforeAdd         func()
+	beforeRemove      func() // as beforeAdd, for Remove
 }
 
 func (f *faultyTimelines) Add(ctx context.Context, es []cache.Entry) error {
@@ -121,6 +122,10 @@ func (f *faultyTimelines) Add(ctx context.Context, es []cache.Entry) error {
 }
 
 func (f *faultyTimelines) Remove(ctx context.Context, es []cache.Entry) error {
+	if hook := f.beforeRemove; hook != nil {
+		f.beforeRemove = nil
+		hook()
+	}
 	if f.removeErr != nil {
 		return f.removeErr
 	}
