@@ -102,22 +102,16 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	if cfg.Policy == nil {
 		cfg.Policy = &backend.Policy{}
 	}
-	// A failed New returns nil; the deferred call closes what this App
-	// opened, through the pointer it captured here.
-	a = &App{}
-	opened := a
+	b, opened, err := backend.Use(ctx, cfg.Backends, cfg.Store, cfg.Cache, n.Namespace(), n.Log)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			opened.Close()
 		}
 	}()
-	b := cfg.Backends
-	if b == nil {
-		if a.backends, err = backend.Open(ctx, cfg.Store, cfg.Cache, n.Namespace(), n.Log); err != nil {
-			return nil, err
-		}
-		b = &a.backends.Set
-	}
+	a = &App{backends: opened}
 	conn, err := n.Dial("graph")
 	if err != nil {
 		return nil, err

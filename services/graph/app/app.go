@@ -44,15 +44,11 @@ func (a *App) Close() {
 
 // New adds the graph service's gRPC API to n.
 func New(ctx context.Context, cfg Config, n *node.Node) (*App, error) {
-	a := &App{}
-	b := cfg.Backends
-	if b == nil {
-		var err error
-		if a.backends, err = backend.Open(ctx, cfg.Store, nil, n.Namespace(), n.Log); err != nil {
-			return nil, err
-		}
-		b = &a.backends.Set
+	b, opened, err := backend.Use(ctx, cfg.Backends, cfg.Store, nil, n.Namespace(), n.Log)
+	if err != nil {
+		return nil, err
 	}
+	a := &App{backends: opened}
 	svc := graph.New(b.Graph, n.Bus, n.Tokens)
 	feedv1.RegisterGraphServiceServer(n.GRPC, rpc.New(svc))
 	n.Announce("graph", feedv1.GraphService_ServiceDesc.ServiceName)

@@ -265,3 +265,17 @@ func Open(ctx context.Context, store *StoreConfig, cache *CacheConfig, namespace
 	}
 	return o, nil
 }
+
+// Use returns the adapters an app runs on: given, the all-in-one's, if it
+// is not nil; otherwise what Open opens, which the app must Close (nil when
+// nothing was opened; Opened.Close takes nil).
+func Use(ctx context.Context, given *Set, store *StoreConfig, cache *CacheConfig, namespace string, log *slog.Logger) (*Set, *Opened, error) {
+	if given != nil {
+		return given, nil, nil
+	}
+	o, err := Open(ctx, store, cache, namespace, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &o.Set, o, nil
+}
