@@ -18,6 +18,13 @@ var (
 	// ErrDataLoss means stored data is corrupt: no retry can read it, so
 	// unlike ErrUnavailable it is not worth one.
 	ErrDataLoss = errors.New("data loss")
+	// ErrResourceExhausted means a per-user or per-instance limit refused
+	// the call (open streams, for example). Callers may retry later.
+	ErrResourceExhausted = errors.New("resource exhausted")
+	// ErrFailedPrecondition means the call is valid but the state it would
+	// change refuses it (a user at the following limit, for example); a
+	// retry fails the same way until that state changes.
+	ErrFailedPrecondition = errors.New("failed precondition")
 )
 
 // InvalidError reports bad input in one named request field.

@@ -31,8 +31,19 @@ type Server struct {
 	Health *health.Server
 }
 
+// Config adds to the server New builds.
+type Config struct {
+	// Unary and Stream run, in order, inside the logging, metrics and
+	// panic-recovery interceptor, so that a call they refuse is logged and
+	// counted like any other.
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
+	// Options are further server options, such as TLS credentials.
+	Options []grpc.ServerOption
+}
+
 // New returns a Server whose RPC latencies are recorded in reg.
-func New(log *slog.Logger, reg prometheus.Registerer) *Server {
+func New(log *slog.Logger, reg prometheus.Registerer, cfg Config) *Server {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "herald_grpc_server_handling_seconds",
 		Help:    "Latency of gRPC calls handled, by method and status code.",
@@ -40,15 +51,16 @@ func New(log *slog.Logger, reg prometheus.Registerer) *Server {
 	}, []string{"method", "code"})
 	reg.MustRegister(latency)
 	o := &observer{log: log, latency: latency}
-	s := grpc.NewServer(
+	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(lenientCodec{encoding.GetCodecV2(protocodec.Name)}),
-		grpc.ChainUnaryInterceptor(o.unary),
-		grpc.ChainStreamInterceptor(o.stream),
+		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{o.unary}, cfg.Unary...)...),
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{o.stream}, cfg.Stream...)...),
 		// Clients that stream timelines hold connections open for long;
 		// pings find dead peers.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}, cfg.Options...)
+	s := grpc.NewServer(opts...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)

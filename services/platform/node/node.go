@@ -226,7 +226,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.Bus, err = bus.New(sctx, nc, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log); err != nil {
 		return nil, err
 	}
-	n.GRPC = grpcserver.New(n.Log, n.Metrics)
+	n.GRPC = grpcserver.New(n.Log, n.Metrics, grpcserver.Config{})
 	return n, nil
 }
 

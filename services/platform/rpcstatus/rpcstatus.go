@@ -28,6 +28,10 @@ func From(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, feed.ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, feed.ErrResourceExhausted):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, feed.ErrFailedPrecondition):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, feed.ErrDataLoss):
 		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, feed.ErrUnavailable):

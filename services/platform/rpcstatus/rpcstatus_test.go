@@ -26,6 +26,8 @@ func TestFrom(t *testing.T) {
 		{fmt.Errorf("post 7: %w", feed.ErrNotFound), codes.NotFound, "post 7"},
 		{feed.ErrPermissionDenied, codes.PermissionDenied, ""},
 		{feed.Unavailable("pebble", errors.New("disk gone")), codes.Unavailable, "pebble"},
+		{fmt.Errorf("%w: at most 8 open streams per user", feed.ErrResourceExhausted), codes.ResourceExhausted, "8 open streams"},
+		{fmt.Errorf("%w: follower_id follows 5000 accounts", feed.ErrFailedPrecondition), codes.FailedPrecondition, "follower_id"},
 		{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
 		{status.Error(codes.Aborted, "x"), codes.Aborted, "x"},
 		{errors.New("bug"), codes.Internal, "bug"},
