@@ -5,6 +5,11 @@
 # (org.apache.cassandra:cassandra-all and its dependencies) are fetched with
 # `mvn dependency:copy-dependencies` (cassandra/pom.xml) into .local/cassandra-<ver>/lib, and
 # run with our own cassandra/cassandra.yaml and cassandra/logback.xml. Needs Java 17.
+# Clients log in (PasswordAuthenticator, CassandraAuthorizer) as the role herald, with the
+# password in secrets/cassandra-password; herald_admin (secrets/cassandra-admin-password)
+# is the superuser, and the default superuser cassandra cannot log in. The roles are set up
+# by services/platform/testenv/cmd/cassandraroles (a Go program with gocql: cqlsh is Python,
+# and not installed), built into the bin dir.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -18,6 +23,8 @@ TIMEOUT="${HERALD_CASSANDRA_START_TIMEOUT:-180}"
 CASS_HOME="$STATE/cassandra-$VERSION"
 LIB="$CASS_HOME/lib"
 TEMPLATES="$LOCAL_SCRIPTS/cassandra"
+PASSWORD_FILE=$(secret cassandra-password)
+ADMIN_PASSWORD_FILE=$(secret cassandra-admin-password)
 
 # Ready when the native port answers a CQL OPTIONS request (protocol v4) with SUPPORTED:
 # response header = version 0x84, flags 0, stream 1, opcode 0x06.
@@ -29,6 +36,33 @@ cql_ready() {
     printf "\x04\x00\x00\x01\x05\x00\x00\x00\x00" >&3
     head -c 5 <&3 | od -An -tx1' "$HOST" "$PORT" 2>/dev/null) || return 1
   [[ ${hdr//[[:space:]]/} == 8400000106 ]]
+}
+
+# cql_requires_login: the server answers a CQL STARTUP with AUTHENTICATE (opcode 0x03), not
+# READY (0x02): it runs with PasswordAuthenticator. A data dir from before these scripts set
+# up authentication ran with AllowAllAuthenticator, and such a server is restarted.
+cql_requires_login() {
+  local hdr
+  # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
+  hdr=$(timeout 3 bash -c '
+    exec 3<>"/dev/tcp/$0/$1" || exit 1
+    printf "\x04\x00\x00\x01\x01\x00\x00\x00\x16\x00\x01\x00\x0bCQL_VERSION\x00\x053.0.0" >&3
+    head -c 5 <&3 | od -An -tx1' "$HOST" "$PORT" 2>/dev/null) || return 1
+  [[ ${hdr//[[:space:]]/} == 8400000103 ]]
+}
+
+# cassandra_roles (ON_READY): build cassandraroles and set the roles up; it changes nothing
+# when Herald's role logs in already and cassandra does not.
+cassandra_roles() {
+  local bin="$BIN_DIR/cassandraroles"
+  if ! (cd "$REPO" && env -u GOWORK go build -o "$bin" ./services/platform/testenv/cmd/cassandraroles) \
+    >"$LOG_DIR/cassandraroles-build.log" 2>&1; then
+    tail -n 30 "$LOG_DIR/cassandraroles-build.log" >&2
+    die "building cassandraroles failed (full output: $LOG_DIR/cassandraroles-build.log)"
+  fi
+  "$bin" -hosts "$ADDR" -user "$SERVICE_USER" -password-file "$PASSWORD_FILE" \
+    -admin-password-file "$ADMIN_PASSWORD_FILE" || die "setting up Cassandra's roles failed"
+  say "  login: role $SERVICE_USER, password in $PASSWORD_FILE"
 }
 
 java_bin() {
@@ -73,6 +107,9 @@ write_config() {
     "$TEMPLATES/cassandra.yaml" >"$CONF_DIR/cassandra.yaml"
 }
 
+command -v go >/dev/null || die "go is not on PATH; it is needed to build cassandraroles"
+stop_if_stale "$NAME" cql_ready cql_requires_login
+ON_READY=cassandra_roles
 reuse_if_running "$NAME" "$ADDR" cql_ready "$TIMEOUT" "$PORT" "$STORAGE_PORT" "$JMX_PORT"
 
 JAVA=$(java_bin)
@@ -135,4 +172,5 @@ launch "$NAME" "$JAVA" "${jvm_opts[@]}" -cp "$LIB/*" org.apache.cassandra.servic
 wait_ready "$NAME" "$ADDR" cql_ready "$TIMEOUT"
 pid=$(server_pid "$NAME")
 say "  Cassandra $VERSION, pid $pid, RSS $(( $(ps -o rss= -p "$pid") / 1024 )) MiB"
-say "  cqlsh (optional): pip install cqlsh && cqlsh $HOST $PORT"
+cassandra_roles
+say "  cqlsh (optional): pip install cqlsh && cqlsh -u $SERVICE_USER $HOST $PORT (it asks for the password)"

@@ -7,8 +7,11 @@
 #   data/<server>/     server data directories
 #   logs/<server>.log  stdout+stderr of the current run (previous run: <server>.log.1)
 #   run/<server>.pid   pid of the running server
-#   conf/              generated config files (cassandra.yaml)
+#   conf/              generated config files (cassandra.yaml, redis.conf, nats.conf)
 #   build/             scratch Go modules used to build binaries
+#   secrets/           the servers' passwords, one file each (mode 0700, files 0600), made
+#                      at first start and kept; HERALD_SECRETS_DIR overrides, so that a second
+#                      server under another HERALD_LOCAL_DIR takes the same logins
 #
 # A pidfile only counts if its pid is alive AND that process runs in the server's data dir
 # (or names it on its command line): a stale pidfile whose pid was reused by an unrelated
@@ -25,6 +28,11 @@ LOG_DIR="$STATE/logs"
 RUN_DIR="$STATE/run"
 CONF_DIR="$STATE/conf"
 BUILD_DIR="$STATE/build"
+SECRETS_DIR="${HERALD_SECRETS_DIR:-$STATE/secrets}"
+
+# The user Herald logs in as, on every server. Its passwords are in $SECRETS_DIR
+# (see secret below); env.sh exports the user and the password files' paths.
+SERVICE_USER=herald
 
 # Every server listens on loopback only.
 HOST=127.0.0.1
@@ -41,6 +49,35 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 pidfile() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 logfile() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
 datadir() { printf '%s/%s' "$DATA_ROOT" "$1"; }
+
+# secret NAME: print the path of the password file $SECRETS_DIR/NAME, creating it on first
+# use with a new random password: 128 bits as 32 hex digits, which needs no quoting in any
+# server's configuration. The file (0600, in a 0700 directory) appears whole, and is never
+# rewritten: a server set up with it keeps working. Of two scripts creating it at once, the
+# first one's stays (ln does not replace a file).
+# Read a password only into a variable ($(<file)) and hand it to a server through a file,
+# stdin or the environment, never as an argument, which every user of the machine can see.
+secret() {
+  local f="$SECRETS_DIR/$1"
+  (
+    umask 077
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$SECRETS_DIR"
+    if [[ ! -e $f ]]; then
+      printf '%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$f.$$.tmp"
+      ln "$f.$$.tmp" "$f" 2>/dev/null || true
+      rm -f "$f.$$.tmp"
+    fi
+    chmod 600 "$f"
+  )
+  [[ -s $f ]] || die "$f is empty; remove it (and the server set up with it: see deploy/local/README.md)"
+  printf '%s\n' "$f"
+}
+
+# write_private FILE: write stdin to FILE with mode 0600, replacing it whole.
+write_private() {
+  (umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1")
+}
 
 # now_ms: wall clock in milliseconds.
 now_ms() { date +%s%3N; }
@@ -132,17 +169,23 @@ wait_ready() {
 
 # reuse_if_running NAME ADDR PROBE TIMEOUT_S PORT...
 # If our NAME server is running: exit 0 once it answers PROBE (waiting up to TIMEOUT_S if it
-# is still starting). Otherwise remove a stale pidfile, check the PORTs are free, and return.
+# is still starting) and ON_READY has run. Otherwise remove a stale pidfile, check the PORTs
+# are free, and return.
+# ON_READY, if the script sets it, names a function that finishes a ready server's setup
+# (its users and roles); it must be idempotent, since it runs at every start script run.
+ON_READY=
 reuse_if_running() {
   local name=$1 addr=$2 probe=$3 timeout=$4 pid port
   shift 4
   if pid=$(server_pid "$name"); then
     if "$probe"; then
       say "$name already running (pid $pid) and ready at $addr (logs: $(logfile "$name"))"
+      [[ -z $ON_READY ]] || "$ON_READY"
       exit 0
     fi
     say "$name already running (pid $pid) but not ready yet; waiting"
     wait_ready "$name" "$addr" "$probe" "$timeout"
+    [[ -z $ON_READY ]] || "$ON_READY"
     exit 0
   fi
   rm -f "$(pidfile "$name")"
@@ -151,6 +194,20 @@ reuse_if_running() {
       die "$name: port $HOST:$port is already in use by a process these scripts did not start; free it or pick another port (see deploy/local/README.md)"
     fi
   done
+}
+
+# stop_if_stale NAME ANSWERS LOGIN: if our NAME server runs and answers (the function
+# ANSWERS succeeds) but does not take Herald's login from $SECRETS_DIR (LOGIN fails), stop
+# it, so that the script starts it again with that login. Such a server was started before
+# these scripts set up credentials, or with secrets since removed. A server still starting
+# (not answering yet) is left to reuse_if_running.
+stop_if_stale() {
+  local name=$1 answers=$2 login=$3
+  server_pid "$name" >/dev/null || return 0
+  "$answers" || return 0
+  "$login" && return 0
+  say "$name is running without the login in $SECRETS_DIR (started before these scripts set up credentials, or with other secrets); restarting it"
+  stop_server "$name" "${HERALD_STOP_TIMEOUT:-30}"
 }
 
 # launch NAME CMD [ARGS...]: start CMD detached (new session, stdin from /dev/null,

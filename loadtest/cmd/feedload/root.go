@@ -16,6 +16,7 @@ import (
 	"github.com/herald-feed/herald/loadtest/internal/load"
 	"github.com/herald-feed/herald/loadtest/internal/report"
 	"github.com/herald-feed/herald/loadtest/internal/stats"
+	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -89,6 +90,8 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 		allowRemote bool
 		skipSetup   bool
 		setupOnly   bool
+		tlsOn       bool
+		tls         tlsconfig.Files
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -108,6 +111,9 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 			w.run.RunID = strconv.FormatInt(time.Now().Unix(), 36)
 			ctx := cmd.Context()
 			dc := load.DialConfig{Addr: addr, Namespace: ns, AllowRemote: allowRemote}
+			if tlsOn || tls != (tlsconfig.Files{}) {
+				dc.TLS = &tls
+			}
 			if etcd != "" {
 				dc.Etcd = strings.Split(etcd, ",")
 			}
@@ -176,6 +182,10 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 	fs.StringVar(&etcd, "etcd", "", "etcd endpoints; if set, find each service through etcd instead of --addr")
 	fs.StringVar(&ns, "namespace", "herald", "deployment name, for --etcd discovery")
 	fs.BoolVar(&allowRemote, "allow-remote", false, "allow a target outside 127.0.0.0/8 and ::1 (only a deployment you own)")
+	fs.BoolVar(&tlsOn, "tls", false, "call over TLS, trusting the system's CAs (implied by --tls-ca, --tls-cert and --tls-key)")
+	fs.StringVar(&tls.CA, "tls-ca", "", "PEM CA bundle: call over TLS, trusting only these CAs")
+	fs.StringVar(&tls.Cert, "tls-cert", "", "PEM client certificate, for a deployment with mutual TLS")
+	fs.StringVar(&tls.Key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.BoolVar(&skipSetup, "skip-setup", false, "do not build the graph (an earlier run with the same graph flags built it)")
 	fs.BoolVar(&setupOnly, "setup-only", false, "build the graph and stop")
 	fs.StringVar(&w.out, "out", "feedload-report", "directory for the report files")

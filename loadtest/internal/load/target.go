@@ -22,6 +22,7 @@ import (
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
 // DialConfig says where the deployment is: one process at Addr (the
@@ -33,6 +34,10 @@ type DialConfig struct {
 	// AllowRemote permits targets outside the loopback range. A load test
 	// is only to be pointed at a deployment its runner owns.
 	AllowRemote bool
+	// TLS, if set, makes the calls over TLS with these files (see
+	// tlsconfig.ClientCredentials): the zero Files trusts the system's
+	// CAs and presents no client certificate. Nil: plaintext.
+	TLS *tlsconfig.Files
 }
 
 // Target is the deployment under load: one client per API.
@@ -97,13 +102,21 @@ func checkLoopback(ctx context.Context, hostport string) error {
 // health check, so that a wrong address fails here with a plain message
 // instead of as a run full of errors.
 func Dial(ctx context.Context, cfg DialConfig) (*Target, error) {
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		var err error
+		if creds, err = tlsconfig.ClientCredentials(*cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	security := grpc.WithTransportCredentials(creds)
 	if len(cfg.Etcd) == 0 {
 		if !cfg.AllowRemote {
 			if err := checkLoopback(ctx, cfg.Addr); err != nil {
 				return nil, err
 			}
 		}
-		cc, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(cfg.Addr, security)
 		if err != nil {
 			return nil, fmt.Errorf("--addr %s: %w", cfg.Addr, err)
 		}
@@ -149,7 +162,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Target, error) {
 				}
 			}
 		}
-		cc, err := discovery.Dial(cli, cfg.Namespace, svc)
+		cc, err := discovery.Dial(cli, cfg.Namespace, svc, security)
 		if err != nil {
 			t.Close()
 			return nil, fmt.Errorf("dial %s through etcd: %w", svc, err)

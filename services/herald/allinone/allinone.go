@@ -24,9 +24,11 @@ import (
 
 	fanout "github.com/herald-feed/herald/services/fanout/app"
 	graph "github.com/herald-feed/herald/services/graph/app"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/embedded"
 	"github.com/herald-feed/herald/services/platform/flagenv"
+	"github.com/herald-feed/herald/services/platform/guard"
 	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/pebblestore"
@@ -65,9 +67,10 @@ type Config struct {
 	// test can step past the active window. Nil: time.Now.
 	CacheClock func() time.Time
 
-	Policy backend.Policy
-	Post   post.Config
-	Fanout fanout.Config
+	Policy   backend.Policy
+	Post     post.Config
+	Fanout   fanout.Config
+	Timeline timeline.Config
 
 	// Services limits the services started, for tests of one service
 	// alone. Empty: all of Services.
@@ -84,6 +87,7 @@ func Bind(fs *flagenv.Set) *Config {
 	backend.BindPolicy(fs, &c.Policy)
 	post.BindFlags(fs, &c.Post)
 	fanout.BindFlags(fs, &c.Fanout)
+	timeline.BindFlags(fs, &c.Timeline)
 	return c
 }
 
@@ -109,7 +113,7 @@ func (c *Config) Check() error {
 		errs = append(errs, fmt.Errorf("-cache %q: want memory or redis", c.Cache.Kind))
 	}
 	c.Fanout.Policy = &c.Policy
-	errs = append(errs, c.Cache.CheckTimelines(), c.Post.Check(), c.Fanout.Check())
+	errs = append(errs, c.Cache.CheckTimelines(), c.Post.Check(), c.Fanout.Check(), c.Timeline.Check())
 	return errors.Join(errs...)
 }
 
@@ -232,8 +236,15 @@ func (s *System) before(ctx context.Context) error {
 		return err
 	}
 	s.onClose(unlock)
+	if err := useDevKeys(cfg.DataDir, &cfg.Node.Guard); err != nil {
+		return err
+	}
 
-	e, err := embedded.StartEtcd(cfg.DataDir, "127.0.0.1:0")
+	sock, err := filepath.Abs(filepath.Join(cfg.DataDir, "etcd.sock"))
+	if err != nil {
+		return err
+	}
+	e, err := embedded.StartEtcd(cfg.DataDir, "unix://"+sock)
 	if err != nil {
 		return fmt.Errorf("embedded etcd in %s: %w", cfg.DataDir, err)
 	}
@@ -271,13 +282,16 @@ func (s *System) before(ctx context.Context) error {
 		if ns == "" {
 			ns = node.DefaultNamespace
 		}
-		c := backend.OpenCache(ctx, &cfg.Cache, ns, cfg.Node.Log)
+		c, err := backend.OpenCache(ctx, &cfg.Cache, ns, cfg.Node.Log)
+		if err != nil {
+			return err
+		}
 		s.onClose(func() { c.Close() })
 		c.Fill(b)
 	default:
 		c := memcache.NewActiveClock(cfg.Cache.Cap, cfg.Cache.ActiveWindow, cfg.CacheClock)
 		b.Timelines, b.PostCache = c, c
-		b.Recent = memcache.New(cfg.Cache.Cap)
+		b.Recent = memcache.NewRecentClock(cfg.Cache.Cap, memcache.DefaultRecentTTL, cfg.CacheClock)
 		b.Celebrities = memcache.NewCelebs()
 		b.Unfollows = memcache.NewUnfollows()
 	}
@@ -321,13 +335,35 @@ func (s *System) attach(ctx context.Context) error {
 			}
 			closeApp = a.Close
 		case "timeline":
-			a, err := timeline.New(ctx, timeline.Config{Backends: b, Policy: &cfg.Policy}, s.Node)
+			tc := cfg.Timeline
+			tc.Backends, tc.Policy = b, &cfg.Policy
+			a, err := timeline.New(ctx, tc, s.Node)
 			if err != nil {
 				return err
 			}
 			closeApp = a.Close
 		}
 		s.appClosers = append(s.appClosers, closeApp)
+	}
+	return nil
+}
+
+// useDevKeys makes the all-in-one trust the development key in its data
+// dir, creating it (mode 0600) at first start, and sign the calls between
+// its services with a second key there. -auth=off needs neither.
+func useDevKeys(dir string, g *guard.Settings) error {
+	if g.Auth == "off" {
+		return nil
+	}
+	dev, err := auth.LoadOrCreateKey(filepath.Join(dir, auth.DevKeyFile))
+	if err != nil {
+		return fmt.Errorf("development signing key: %w", err)
+	}
+	g.Keys = append(g.Keys, auth.NewSigner(dev).Key())
+	if g.ServiceKey == nil && g.ServiceKeyFile == "" {
+		if g.ServiceKey, err = auth.LoadOrCreateKey(filepath.Join(dir, auth.ServiceKeyFile)); err != nil {
+			return fmt.Errorf("service signing key: %w", err)
+		}
 	}
 	return nil
 }
@@ -339,6 +375,12 @@ func (s *System) attach(ctx context.Context) error {
 func lockDataDir(dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	// Only Herald's user may enter the data dir: it holds the signing
+	// keys and the socket of the embedded etcd, which has no
+	// authentication of its own.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, "herald.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)

@@ -23,7 +23,7 @@ func startStrategy(t *testing.T, s feed.Strategy, threshold int64) (*systemtest.
 	cfg.Fanout.ChunkSize = 4
 	conn, sys, stop := startSystemWith(t, cfg)
 	t.Cleanup(stop)
-	return systemtest.NewClient(conn, conn, conn), sys
+	return suiteClient(t, conn, cfg.DataDir), sys
 }
 
 // TestStrategies runs the whole behaviour suite under each fan-out

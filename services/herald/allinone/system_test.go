@@ -3,6 +3,7 @@ package allinone_test
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -11,13 +12,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/allinone"
 	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/waitfor"
@@ -72,6 +73,22 @@ func testConfig(t *testing.T, dir string) allinone.Config {
 	}
 }
 
+// dialOptions are the options of a test client of the all-in-one cfg
+// runs: with authentication on, each call acts as the user it names,
+// with a token signed by the development key in the data dir.
+func dialOptions(t testing.TB, cfg allinone.Config) []grpc.DialOption {
+	t.Helper()
+	opts := []grpc.DialOption{transportCredentials(t, cfg)}
+	if cfg.Node.Guard.Auth == "off" {
+		return opts
+	}
+	s, err := auth.DevSigner(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(opts, auth.ActAsNamedUser(s)...)
+}
+
 // startSystemWith is startSystem with a configuration of the caller's,
 // and it also returns the system.
 func startSystemWith(t testing.TB, cfg allinone.Config) (*grpc.ClientConn, *allinone.System, func()) {
@@ -86,7 +103,7 @@ func startSystemWith(t testing.TB, cfg allinone.Config) (*grpc.ClientConn, *alli
 	runErr := make(chan error, 1)
 	go func() { runErr <- sys.Run(ctx) }()
 
-	conn, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(n.Addr(), dialOptions(t, cfg)...)
 	if err != nil {
 		cancel()
 		<-runErr
@@ -149,9 +166,35 @@ func startSystemWith(t testing.TB, cfg allinone.Config) (*grpc.ClientConn, *alli
 // TestSystem runs the API behaviour suite against one shared all-in-one
 // system, which serves all three APIs on one connection.
 func TestSystem(t *testing.T) {
-	conn, stop := startSystem(t, t.TempDir())
+	dir := t.TempDir()
+	conn, stop := startSystem(t, dir)
 	defer stop()
-	systemtest.Run(t, systemtest.NewClient(conn, conn, conn))
+	systemtest.Run(t, suiteClient(t, conn, dir))
+}
+
+// suiteClient returns a behaviour-suite client over conn, with the keys
+// that the all-in-one on data dir trusts, for the calls the suite signs
+// itself.
+func suiteClient(t testing.TB, conn grpc.ClientConnInterface, dir string) *systemtest.Client {
+	t.Helper()
+	c := systemtest.NewClient(conn, conn, conn)
+	var err error
+	if c.Key, err = auth.LoadPrivateKey(filepath.Join(dir, auth.DevKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if c.ServiceKey, err = auth.LoadPrivateKey(filepath.Join(dir, auth.ServiceKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestAuth runs the authentication suite on the all-in-one, which trusts
+// the development key it created in its data dir.
+func TestAuth(t *testing.T) {
+	dir := t.TempDir()
+	conn, stop := startSystem(t, dir)
+	defer stop()
+	systemtest.RunAuth(t, suiteClient(t, conn, dir))
 }
 
 // TestRestart checks that durable data survives a restart on the same data

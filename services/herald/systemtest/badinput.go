@@ -5,12 +5,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/auth"
+	"github.com/herald-feed/herald/services/platform/feed"
 )
 
 // rawCodec sends and receives pre-encoded protobuf bytes, so that a test can
@@ -34,6 +38,15 @@ func rawCreatePost(c *Client, author, text string) error {
 	var resp []byte
 	ctx, cancel := RPCContext()
 	defer cancel()
+	// The connection cannot read a hand-encoded request to find its
+	// user, so the call carries author's token itself.
+	if c.Key != nil && feed.ValidateUserID("author_id", author) == nil {
+		tok, err := auth.NewSigner(c.Key).Token(author, time.Hour)
+		if err != nil {
+			return err
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, auth.MetadataKey, "Bearer "+tok)
+	}
 	return c.postConn.Invoke(ctx, feedv1.PostService_CreatePost_FullMethodName, &req, &resp, grpc.ForceCodec(rawCodec{}))
 }
 
@@ -51,6 +64,11 @@ func testBadInput(t *testing.T, c *Client) {
 			{"bell character", author, "a\x07b", "text"},
 			{"tab character", author, "a\tb", "text"},
 			{"NUL character", author, "a\x00b", "text"},
+			{"only zero-width spaces", author, "\u200b\u200b\u200b", "text"},
+			{"only invisible characters", author, "\u2800 \u3164\u00ad\ufeff\u200d", "text"},
+			{"only combining marks", author, "\u0301\u0301", "text"},
+			{"right-to-left override", author, "see example.com/\u202egpj.exe", "text"},
+			{"right-to-left isolate", author, "a\u2067b\u2069", "text"},
 			{"empty author", "", "hi", "author_id"},
 			{"65-character author", strings.Repeat("a", 65), "hi", "author_id"},
 			{"upper-case author", "Alice", "hi", "author_id"},
@@ -74,6 +92,18 @@ func testBadInput(t *testing.T, c *Client) {
 			err := rawCreatePost(c, tt.author, tt.text)
 			WantStatus(t, fmt.Sprintf("%s: CreatePost(%q, %q)", tt.name, tt.author, tt.text), err, codes.InvalidArgument, tt.field)
 		}
+		keys := []struct{ name, key string }{
+			{"non-ASCII key", "\u043a\u043b\u044e\u0447"},
+			{"key with a newline", "key\n1"},
+			{"key with a NUL", "key\x00"},
+			{"key with a space", "key 1"},
+		}
+		for _, tt := range keys {
+			ctx, cancel := RPCContext()
+			_, err := c.Post.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: author, Text: "hi", IdempotencyKey: tt.key})
+			cancel()
+			WantStatus(t, fmt.Sprintf("%s: CreatePost(%s, %q, key %q)", tt.name, author, "hi", tt.key), err, codes.InvalidArgument, "idempotency_key")
+		}
 		if got := c.AllUserPosts(t, author); len(got) != 0 {
 			t.Errorf("ListUserPosts(%s) after only bad CreatePosts = %v; want none stored", author, got)
 		}
@@ -82,12 +112,27 @@ func testBadInput(t *testing.T, c *Client) {
 	t.Run("CreatePostAccepted", func(t *testing.T) {
 		const ok = "bad_ok"
 		var want []string
-		for _, text := range []string{strings.Repeat("é", 500), strings.Repeat("a", 500), "a\nb", "x"} {
+		texts := []string{
+			strings.Repeat("é", 500), strings.Repeat("a", 500), "a\nb", "x",
+			"\u05e9\u05dc\u05d5\u05dd\u200f!",            // Hebrew with a right-to-left mark
+			"\U0001F468\u200d\U0001F469\u200d\U0001F467", // an emoji ZWJ sequence
+			"cafe\u0301", // e and a combining acute
+		}
+		for _, text := range texts {
 			want = append(want, c.CreatePost(t, ok, text, "").GetPostId())
 		}
 		slices.Reverse(want)
 		if got := c.AllUserPosts(t, ok); !slices.Equal(got, want) {
 			t.Errorf("ListUserPosts(%s) = %v; want %v", ok, got, want)
+		}
+
+		// Every printable ASCII character but space may be in a key, and
+		// the key still makes a retry return the first post.
+		const okKey = "bad_ok_key"
+		key := `!"#$%&'()*+,-./09:;<=>?@AZ[\]^_az{|}~` + "`"
+		first := c.CreatePost(t, okKey, "punctuated key", key)
+		if again := c.CreatePost(t, okKey, "punctuated key", key); again.GetPostId() != first.GetPostId() {
+			t.Errorf("CreatePost(%s) retry with key %q = post %s; want the first post %s", okKey, key, again.GetPostId(), first.GetPostId())
 		}
 	})
 

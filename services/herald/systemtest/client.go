@@ -2,12 +2,14 @@ package systemtest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -30,6 +32,13 @@ type Client struct {
 
 	// postConn carries hand-encoded PostService calls (see rawCreatePost).
 	postConn grpc.ClientConnInterface
+
+	// Key is a signing key the system trusts for users' tokens, and
+	// ServiceKey the one of its service tokens, for RunAuth to forge
+	// good and bad tokens with. The connections themselves act as the
+	// user each call names (auth.ActAsNamedUser).
+	Key        ed25519.PrivateKey
+	ServiceKey ed25519.PrivateKey
 }
 
 // NewClient returns a Client whose calls go to the post, graph and
@@ -54,7 +63,16 @@ func (c *Client) CreatePost(t testing.TB, author, text, key string) *feedv1.Post
 	t.Helper()
 	ctx, cancel := RPCContext()
 	defer cancel()
-	resp, err := c.Post.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: author, Text: text, IdempotencyKey: key})
+	req := &feedv1.CreatePostRequest{AuthorId: author, Text: text, IdempotencyKey: key}
+	resp, err := c.Post.CreatePost(ctx, req)
+	// A test that posts in a burst past the rate limit waits, as a
+	// client should, as long as the server's RetryInfo says.
+	for err != nil && status.Code(err) == codes.ResourceExhausted {
+		if !waitRetryInfo(ctx, err) {
+			break
+		}
+		resp, err = c.Post.CreatePost(ctx, req)
+	}
 	if err != nil {
 		t.Fatalf("CreatePost(%s, %q, %q) error = %v; want nil", author, text, key, err)
 	}
@@ -64,6 +82,22 @@ func (c *Client) CreatePost(t testing.TB, author, text, key string) *feedv1.Post
 	}
 	PostID(t, p.GetPostId())
 	return p
+}
+
+// waitRetryInfo waits for the delay of err's google.rpc.RetryInfo, and
+// reports false if err has none or ctx ends first.
+func waitRetryInfo(ctx context.Context, err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			select {
+			case <-time.After(ri.GetRetryDelay().AsDuration()):
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+	}
+	return false
 }
 
 // Follow makes follower follow followee, failing t on error.

@@ -23,6 +23,9 @@ import (
 	"github.com/herald-feed/herald/services/platform/cassandrastore"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/flagenv"
+	"github.com/herald-feed/herald/services/platform/node"
+	"github.com/herald-feed/herald/services/platform/ratelimit"
+	"github.com/herald-feed/herald/services/platform/ratelimit/redisrate"
 	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/store"
 )
@@ -43,6 +46,10 @@ type Set struct {
 	// Celebrities is the sticky set of authors the hybrid strategy pulls.
 	Celebrities cache.Celebrities
 	Unfollows   cache.Unfollows
+
+	// RateLimits holds the per-user rate-limit buckets, shared by every
+	// instance through Redis; nil keeps the node's in-process buckets.
+	RateLimits ratelimit.Limiter
 }
 
 // StoreConfig says which durable store a split binary uses: Cassandra.
@@ -54,6 +61,9 @@ type StoreConfig struct {
 	Keyspace    string
 	Consistency string
 	Replication string
+	// Login is the Cassandra role to log in as (PasswordAuthenticator);
+	// the zero Login connects without one.
+	Login node.Login
 }
 
 // BindStore defines the durable store's flags, with the store kind def:
@@ -64,6 +74,7 @@ func BindStore(fs *flagenv.Set, c *StoreConfig, def string) {
 	fs.String(&c.Keyspace, "cassandra-keyspace", "HERALD_CASSANDRA_KEYSPACE", cassandrastore.DefaultKeyspace, "Cassandra keyspace, created and migrated at start")
 	fs.String(&c.Consistency, "cassandra-consistency", "HERALD_CASSANDRA_CONSISTENCY", cassandrastore.DefaultConsistency, "Cassandra consistency level for reads and writes")
 	fs.String(&c.Replication, "cassandra-replication", "HERALD_CASSANDRA_REPLICATION", cassandrastore.DefaultReplication, "CQL replication map for a new keyspace")
+	node.BindLogin(fs, &c.Login, "cassandra", "Cassandra")
 }
 
 // Check reports a setting a split binary cannot run with.
@@ -81,10 +92,16 @@ func (c *StoreConfig) Check(binary string) error {
 	return nil
 }
 
-// OpenStore connects to Cassandra, creating and migrating the keyspace.
+// OpenStore connects to Cassandra, creating and migrating the keyspace. A
+// login whose password file does not read is an error naming its flag.
 func OpenStore(ctx context.Context, c *StoreConfig, log *slog.Logger) (*cassandrastore.Store, error) {
+	user, password, err := c.Login.Read("cassandra")
+	if err != nil {
+		return nil, err
+	}
 	s, err := cassandrastore.Open(ctx, cassandrastore.Config{
 		Hosts: c.Hosts, Keyspace: c.Keyspace, Consistency: c.Consistency, Replication: c.Replication, Log: log,
+		Username: user, Password: password,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cassandra %v: %w", c.Hosts, err)
@@ -97,6 +114,9 @@ type CacheConfig struct {
 	// Kind must be "redis"; see StoreConfig.Kind.
 	Kind  string
 	Addrs []string
+	// Login is the Redis ACL user to log in as; the zero Login connects as
+	// the default user without a password.
+	Login node.Login
 	// Cap is the most entries a cached timeline keeps.
 	Cap int
 	// ActiveWindow is how recently a user must have read their home
@@ -110,6 +130,7 @@ type CacheConfig struct {
 func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
 	fs.String(&c.Kind, "cache", "HERALD_CACHE", def, "timeline cache: redis, or memory (the all-in-one's in-process cache)")
 	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses: one, or a Redis Cluster's")
+	node.BindLogin(fs, &c.Login, "redis", "Redis")
 	BindTimelines(fs, c)
 }
 
@@ -157,21 +178,35 @@ func (c *CacheConfig) Check(binary string) error {
 type Caches struct {
 	Timelines *rediscache.Cache
 	Recent    *rediscache.Cache
-	client    redis.UniversalClient
+	// RateLimits keeps the rate-limit buckets in the same Redis.
+	RateLimits *redisrate.Limiter
+	client     redis.UniversalClient
 }
 
 // Close closes the Redis client.
 func (c *Caches) Close() error { return c.client.Close() }
 
-// OpenCache connects to Redis. Redis being away at start is not an error:
+// OpenCache connects to Redis. A login that Redis refuses at start is an
+// error, as is a password file that does not read. Redis being away at
+// start is not an error:
 // it is a cache, and reads fall back to the store while it is away.
-func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.Logger) *Caches {
+func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.Logger) (*Caches, error) {
+	user, password, err := c.Login.Read("redis")
+	if err != nil {
+		return nil, err
+	}
 	// RESP2: Herald uses no RESP3 feature, and go-redis skips its
 	// push-notification check on every reply under RESP2.
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs, Protocol: 2})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs, Username: user, Password: password, Protocol: 2})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
+	if err := rdb.Ping(pctx).Err(); redis.IsAuthError(err) {
+		rdb.Close()
+		if user == "" {
+			return nil, fmt.Errorf("redis %v wants a login (-redis-user and -redis-password-file): %w", c.Addrs, err)
+		}
+		return nil, fmt.Errorf("redis %v: log in as %s: %w", c.Addrs, user, err)
+	} else if err != nil {
 		log.Warn("redis not reachable at start", "addrs", c.Addrs, "err", err)
 	}
 	prefix := ""
@@ -179,16 +214,18 @@ func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.
 		prefix = namespace + ":"
 	}
 	return &Caches{
-		Timelines: rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow}),
-		Recent:    rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent"}),
-		client:    rdb,
-	}
+		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow}),
+		Recent:     rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent"}),
+		RateLimits: redisrate.New(rdb, prefix+"ratelimit:"),
+		client:     rdb,
+	}, nil
 }
 
 // Fill puts the caches into s.
 func (c *Caches) Fill(s *Set) {
 	s.Timelines, s.PostCache, s.Celebrities, s.Unfollows = c.Timelines, c.Timelines, c.Timelines, c.Timelines
 	s.Recent = c.Recent
+	s.RateLimits = c.RateLimits
 }
 
 // Policy is how posts reach followers: pushed at write time or pulled at
@@ -259,7 +296,11 @@ func Open(ctx context.Context, store *StoreConfig, cache *CacheConfig, namespace
 	o.closers = append(o.closers, func() { s.Close() })
 	o.Posts, o.Graph = s, s
 	if cache != nil {
-		c := OpenCache(ctx, cache, namespace, log)
+		c, err := OpenCache(ctx, cache, namespace, log)
+		if err != nil {
+			o.Close()
+			return nil, err
+		}
 		o.closers = append(o.closers, func() { c.Close() })
 		c.Fill(&o.Set)
 	}

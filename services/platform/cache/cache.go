@@ -18,6 +18,14 @@ const (
 	// DefaultActiveWindow is how recently a user must have read their home
 	// timeline to get fan-out writes.
 	DefaultActiveWindow = 7 * 24 * time.Hour
+	// DefaultRecentTTL is how long an author's recent-post list lasts
+	// after its last write (Add or Store). Its readers treat a missing
+	// list as unknown and refill it from the durable store, so expiry
+	// costs an author who posts again, or a reader, one durable read;
+	// what it bounds is the lists of authors who stopped posting, or of
+	// made-up users who never come back. A week keeps every author who
+	// posts weekly cached.
+	DefaultRecentTTL = 7 * 24 * time.Hour
 )
 
 // Entry is one post in one user's home timeline.
@@ -40,6 +48,12 @@ type Entry struct {
 // timeline not read within the window expires. Such a rebuild claims the
 // timeline before it reads the durable store, so every Add from then on
 // lands, and every post stored before then is in what it reads.
+//
+// A cache of authors' recent-post lists keeps every list while it is
+// written: Add creates a missing list, every Add or Store renews it, and
+// a list not written within its TTL (see DefaultRecentTTL) expires. Reads
+// do not renew it, so readers cannot keep a silent author's list alive;
+// a reader that finds a list missing refills it with Store.
 type Timelines interface {
 	// Add inserts each entry and trims each touched timeline to the cap,
 	// keeping the newest IDs. In an active-only cache, entries of a
@@ -88,7 +102,10 @@ type Posts interface {
 // at read time instead of pushing. Membership is sticky: an author who once
 // reached the follower threshold stays in, so that a post is never left
 // neither pushed (the author was pulled when it was written) nor pulled
-// (the author dropped back below the threshold when it was read).
+// (the author dropped back below the threshold when it was read). So the
+// set neither expires nor evicts; it is bounded by the durable follow
+// graph instead, since each member once had the threshold's number of
+// followers.
 type Celebrities interface {
 	AddCelebrity(ctx context.Context, author string) error
 	// Celebrities returns the whole set.

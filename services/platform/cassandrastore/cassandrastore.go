@@ -10,7 +10,7 @@
 //	posts_by_author  (author, bucket), post_id DESC -> text, created_at
 //	author_buckets   author, bucket DESC: the buckets an author has posted in
 //	followers        user, follower -> since; static n, the follower count
-//	following        user, followee -> since
+//	following        user, followee -> since; static n, the following count
 //	outbox           shard (hash of post_id, 16 shards), post_id
 //	idempotency      (author, key) -> post_id, written with a TTL
 //
@@ -83,6 +83,10 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// Log receives the driver's warnings. Default slog.Default().
 	Log *slog.Logger
+	// Username and Password log in to a cluster that runs Cassandra's
+	// PasswordAuthenticator; an empty Username connects without a login.
+	Username string
+	Password string
 }
 
 func (c *Config) defaults() {
@@ -109,10 +113,11 @@ func (c *Config) defaults() {
 // Store is a Cassandra-backed store.Posts and store.Graph. It is safe for
 // concurrent use. Methods must not be called after Close.
 type Store struct {
-	session    *gocql.Session
-	ttl        int           // idempotency TTL in seconds
-	timeout    time.Duration // Config.Timeout
-	countLocks *countLocks
+	session   *gocql.Session
+	ttl       int           // idempotency TTL in seconds
+	timeout   time.Duration // Config.Timeout
+	followers edges
+	following edges
 }
 
 // Open connects to the cluster, migrates the schema in cfg.Keyspace (see
@@ -152,10 +157,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		session:    session,
-		ttl:        int((cfg.IdempotencyTTL + time.Second - 1) / time.Second),
-		timeout:    cfg.Timeout,
-		countLocks: newCountLocks(),
+		session:   session,
+		ttl:       int((cfg.IdempotencyTTL + time.Second - 1) / time.Second),
+		timeout:   cfg.Timeout,
+		followers: edges{followersTable, newCountLocks()},
+		following: edges{followingTable, newCountLocks()},
 	}, nil
 }
 
@@ -187,6 +193,9 @@ func newCluster(cfg Config, cons gocql.Consistency, keyspace string) *gocql.Clus
 	}
 	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
 	cluster.Logger = driverLogger{cfg.Log}
+	if cfg.Username != "" {
+		cluster.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
 	return cluster
 }
 

@@ -122,6 +122,106 @@ func TestMigrateTwiceIsNoOp(t *testing.T) {
 	}
 }
 
+// TestFollowingCountOnOlderKeyspace: a keyspace migrated before 0002 has
+// following rows and no following count. Opening it adds the column; the
+// count of its users comes from their rows, the limit holds, and the next
+// write stores the count.
+func TestFollowingCountOnOlderKeyspace(t *testing.T) {
+	ctx := context.Background()
+	ks := freshKeyspace()
+	dropKeyspace(t, ks)
+	session := rawSession(t, "")
+	if err := cassandrastore.Migrate(ctx, session, ks, cassandrastore.DefaultReplication); err != nil {
+		t.Fatalf("Migrate(%s) error: %v", ks, err)
+	}
+	// Back to the schema of version 1, then what its Follow wrote: both
+	// rows of each edge and the follower count.
+	for _, stmt := range []string{
+		"ALTER TABLE " + ks + ".following DROP n",
+		"DELETE FROM " + ks + ".schema_migrations WHERE version = 2",
+	} {
+		if err := session.Query(stmt).Exec(); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	for _, followee := range []string{"b1", "b2", "b3"} {
+		since := time.Now()
+		if err := session.Query("INSERT INTO "+ks+".followers (user, follower, since, n) VALUES (?, 'alice', ?, 1)", followee, since).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		if err := session.Query("INSERT INTO "+ks+".following (user, followee, since) VALUES ('alice', ?, ?)", followee, since).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := openStore(t, cassandrastore.Config{Keyspace: ks})
+	if n, err := s.FollowingCount(ctx, "alice"); err != nil || n != 3 {
+		t.Fatalf("FollowingCount(alice) with rows from before 0002 = %d, %v; want 3, from the rows", n, err)
+	}
+	if _, err := s.FollowLimited(ctx, "alice", "b4", 3); !errors.Is(err, feed.ErrFailedPrecondition) {
+		t.Errorf("FollowLimited(alice, b4, 3) with 3 older rows = %v; want feed.ErrFailedPrecondition", err)
+	}
+	if changed, err := s.FollowLimited(ctx, "alice", "b2", 3); err != nil || changed {
+		t.Errorf("FollowLimited(alice, b2, 3) of an older edge = %v, %v; want false, nil", changed, err)
+	}
+	if changed, err := s.Unfollow(ctx, "alice", "b1"); err != nil || !changed {
+		t.Fatalf("Unfollow(alice, b1) = %v, %v; want true, nil", changed, err)
+	}
+	var n *int64
+	if err := session.Query("SELECT n FROM "+ks+".following WHERE user = 'alice' LIMIT 1").Scan(&n); err != nil || n == nil || *n != 2 {
+		t.Errorf("stored following count of alice after an Unfollow = %v, %v; want 2", n, err)
+	}
+	if _, err := s.FollowLimited(ctx, "alice", "b4", 3); err != nil {
+		t.Errorf("FollowLimited(alice, b4, 3) after an Unfollow = %v; want nil", err)
+	}
+	if n, err := s.FollowingCount(ctx, "alice"); err != nil || n != 3 {
+		t.Errorf("FollowingCount(alice) = %d, %v; want 3", n, err)
+	}
+	if n, err := s.FollowerCount(ctx, "b4"); err != nil || n != 1 {
+		t.Errorf("FollowerCount(b4) = %d, %v; want 1", n, err)
+	}
+
+	// A migration cut short after its ALTER runs again in full.
+	if err := session.Query("DELETE FROM " + ks + ".schema_migrations WHERE version = 2").Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cassandrastore.Migrate(ctx, session, ks, cassandrastore.DefaultReplication); err != nil {
+		t.Errorf("Migrate(%s) again over an applied 0002 = %v; want nil", ks, err)
+	}
+}
+
+// TestFollowLimitedCompletesHalfEdge: a followers row without its
+// following row (a Follow by an older version that failed half way) is an
+// edge that exists, so following it again at the limit completes it
+// rather than being refused.
+func TestFollowLimitedCompletesHalfEdge(t *testing.T) {
+	ctx := context.Background()
+	ks := freshKeyspace()
+	s := openStore(t, cassandrastore.Config{Keyspace: ks})
+	for _, b := range []string{"b1", "b2"} {
+		if _, err := s.Follow(ctx, "alice", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The followers row of alice -> half, with no following row.
+	if err := rawSession(t, ks).Query("UPDATE followers SET n = 1, since = ? WHERE user = 'half' AND follower = 'alice'", time.Now()).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := s.FollowLimited(ctx, "alice", "half", 2); err != nil || changed {
+		t.Fatalf("FollowLimited(alice, half, 2) at the limit with only the followers row = %v, %v; want false, nil", changed, err)
+	}
+	page, _, err := s.Following(ctx, "alice", nil, 10)
+	if err != nil || !slices.Equal(page, []string{"b1", "b2", "half"}) {
+		t.Errorf("Following(alice) = %v, %v; want [b1 b2 half]", page, err)
+	}
+	if n, err := s.FollowingCount(ctx, "alice"); err != nil || n != 3 {
+		t.Errorf("FollowingCount(alice) = %d, %v; want 3", n, err)
+	}
+	if _, err := s.FollowLimited(ctx, "alice", "b3", 2); !errors.Is(err, feed.ErrFailedPrecondition) {
+		t.Errorf("FollowLimited(alice, b3, 2) = %v; want feed.ErrFailedPrecondition", err)
+	}
+}
+
 func maps(a, b map[int]time.Time) bool {
 	if len(a) != len(b) {
 		return false

@@ -1,8 +1,10 @@
 package cassandrastore
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
 	"time"
@@ -13,37 +15,77 @@ import (
 )
 
 const (
-	stmtFollowerCount = `SELECT n FROM followers WHERE user = ? LIMIT 1`
-	// The edge and the count change in one Paxos round on the followee's
-	// partition: "since = null" says the edge is new, "n = ?" that nobody
-	// changed the count since it was read.
-	stmtAddFollower = `UPDATE followers SET n = ?, since = ? WHERE user = ? AND follower = ? IF n = ? AND since = null`
-	stmtSetCount    = `UPDATE followers SET n = ? WHERE user = ? IF n = ?`
-	stmtDelFollower = `DELETE FROM followers WHERE user = ? AND follower = ? IF EXISTS`
+	// Each direction of an edge lives in its own table, in the partition
+	// of the user it belongs to, with that user's count of such edges in
+	// the partition's static column n: followers (user, follower) and
+	// following (user, followee). The edge and the count change in one
+	// Paxos round on that partition: "since = null" says the edge is new,
+	// "n = ?" that nobody changed the count since it was read.
+	stmtFollowerCount    = `SELECT n FROM followers WHERE user = ? LIMIT 1`
+	stmtAddFollower      = `UPDATE followers SET n = ?, since = ? WHERE user = ? AND follower = ? IF n = ? AND since = null`
+	stmtSetFollowerCount = `UPDATE followers SET n = ? WHERE user = ? IF n = ?`
+	stmtDelFollower      = `DELETE FROM followers WHERE user = ? AND follower = ? IF EXISTS`
+	stmtFollowerSince    = `SELECT since FROM followers WHERE user = ? AND follower = ?`
 
-	stmtAddFollowing = `INSERT INTO following (user, followee, since) VALUES (?, ?, ?)`
-	stmtDelFollowing = `DELETE FROM following WHERE user = ? AND followee = ?`
+	stmtFollowingCount    = `SELECT n FROM following WHERE user = ? LIMIT 1`
+	stmtAddFollowing      = `UPDATE following SET n = ?, since = ? WHERE user = ? AND followee = ? IF n = ? AND since = null`
+	stmtSetFollowingCount = `UPDATE following SET n = ? WHERE user = ? IF n = ?`
+	stmtDelFollowing      = `DELETE FROM following WHERE user = ? AND followee = ? IF EXISTS`
+	stmtFolloweeSince     = `SELECT since FROM following WHERE user = ? AND followee = ?`
+	// A following partition written before migration 0002 has rows and a
+	// null n; its count is its rows.
+	stmtCountFollowing = `SELECT COUNT(*) FROM following WHERE user = ? AND followee > ''`
 
 	// "> ''" skips the row Cassandra returns for a partition that holds
-	// only its static count (a user whose followers all left), whose
-	// clustering column is null.
+	// only its static count (a user whose followers all left, or who
+	// unfollowed everyone), whose clustering column is null.
 	stmtFollowers  = `SELECT follower FROM followers WHERE user = ? AND follower > ''`
 	stmtIsFollower = `SELECT follower FROM followers WHERE user = ? AND follower = ?`
-	stmtFollowing  = `SELECT followee FROM following WHERE user = ?`
+	stmtFollowing  = `SELECT followee FROM following WHERE user = ? AND followee > ''`
 )
 
-var errContention = errors.New("follower count contended; retry")
+// edgeTable is one direction of the graph: its table, named in errors, its
+// clustering column and its statements.
+type edgeTable struct {
+	name, other                     string
+	count, add, setCount, del, edge string
+	// countRows counts a partition's rows, for a table whose partitions
+	// may predate n. Empty: a null n means no rows.
+	countRows string
+}
+
+var (
+	followersTable = &edgeTable{
+		name: "followers", other: "follower",
+		count: stmtFollowerCount, add: stmtAddFollower, setCount: stmtSetFollowerCount, del: stmtDelFollower, edge: stmtFollowerSince,
+	}
+	followingTable = &edgeTable{
+		name: "following", other: "followee",
+		count: stmtFollowingCount, add: stmtAddFollowing, setCount: stmtSetFollowingCount, del: stmtDelFollowing, edge: stmtFolloweeSince,
+		countRows: stmtCountFollowing,
+	}
+)
+
+// edges is one direction of the graph in a Store: the table, and the
+// locks under which this process takes turns at its counts.
+type edges struct {
+	*edgeTable
+	locks *countLocks
+}
+
+var errContention = errors.New("edge count contended; retry")
 
 // countLocks take turns, within this process, at the compare-and-set
-// rounds on a followee's partition. Paxos commits one change to a
-// partition at a time, and proposers racing for the same partition mostly
-// make each other lose: on the local test node, 150 concurrent follows of
-// one account took 6 s racing, several giving up, and 1 s taking turns.
-// Taking turns, a round loses only to another process, which casRetry
-// handles. A
-// lock is a one-slot channel so that a waiter can give up when its context
-// ends. Users hash onto a fixed set of locks; a shared lock only makes two
-// accounts take turns.
+// rounds on one table's partition of a user (a followee's followers, a
+// follower's following). Paxos commits one change to a partition at a
+// time, and proposers racing for the same partition mostly make each other
+// lose: on the local test node, 150 concurrent follows of one account took
+// 6 s racing, several giving up, and 1 s taking turns. Taking turns, a
+// round loses only to another process, which casRetry handles. A lock is a
+// one-slot channel so that a waiter can give up when its context ends.
+// Users hash onto a fixed set of locks; a shared lock only makes two
+// accounts take turns. Each table has its own set, and no call holds locks
+// of both at once.
 type countLocks struct {
 	seed  maphash.Seed
 	locks [64]chan struct{}
@@ -68,7 +110,7 @@ func (l *countLocks) lock(ctx context.Context, user string) (func(), error) {
 	}
 }
 
-// casRetry paces the compare-and-set loop on a follower count when another
+// casRetry paces the compare-and-set loop on an edge count when another
 // process changed the count between our read and our round. The reply
 // carries the new count, so the next round could start at once, but
 // processes that keep colliding each wait a random, growing pause first.
@@ -98,60 +140,94 @@ func (r *casRetry) lost(ctx context.Context) error {
 	}
 }
 
-// Follow implements store.Graph. The followers row and the count change
-// atomically (see stmtAddFollower), so changed is exact even across client
-// retries. The following row is written after it, and on every call, also
-// when changed is false, so that a retry repairs a following row that an
-// earlier, failed call left out. A Follow and an Unfollow of the same edge
-// racing each other can leave the following row out of step with followers
-// until the edge's next Follow or Unfollow; followers is the source of
-// truth for the edge and the count.
+// Follow implements store.Graph: FollowLimited with no limit.
 func (s *Store) Follow(ctx context.Context, follower, followee string) (bool, error) {
+	return s.FollowLimited(ctx, follower, followee, 0)
+}
+
+// FollowLimited implements store.Graph. Each direction of the edge is
+// written by a lightweight transaction on its own partition, with that
+// partition's count (see edgeTable). Following goes first: its round
+// checks the follower's count against maxFollowing and raises it with the
+// edge, so racing follows by one user, from any number of processes,
+// cannot pass the limit together. Followers goes second, and its round
+// makes changed exact even across client retries: followers is the source
+// of truth for the edge and the follower count.
+//
+// The two rounds are not atomic together. A call that fails between them
+// leaves a following row without its followers row, which counts against
+// the limit (a count is never below the edges it bounds) until the
+// client's retry completes the edge or an Unfollow removes it; meanwhile
+// timeline rebuilds, which read following, merge the followee and fan-out
+// does not push to the follower. A Follow and an Unfollow of the same edge
+// racing each other can leave the two tables out of step in either
+// direction until the edge's next Follow or Unfollow.
+func (s *Store) FollowLimited(ctx context.Context, follower, followee string, maxFollowing int64) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	changed, since, err := s.addFollower(ctx, follower, followee)
+	_, since, err := s.addEdge(ctx, s.following, follower, followee, time.Now().UTC(), maxFollowing)
+	if errors.Is(err, feed.ErrFailedPrecondition) {
+		// A followers row without its following row (left by a call that
+		// failed half way before following went first) is an edge that
+		// exists: following it again completes it, past the limit.
+		if ok, ierr := s.IsFollowing(ctx, follower, followee); ierr != nil || !ok {
+			return false, cmp.Or(ierr, err)
+		}
+		_, since, err = s.addEdge(ctx, s.following, follower, followee, since, 0)
+	}
 	if err != nil {
 		return false, err
 	}
-	if err := s.session.Query(stmtAddFollowing, follower, followee, since).WithContext(ctx).Exec(); err != nil {
-		return false, fail("Follow: following", err)
-	}
-	return changed, nil
+	changed, _, err := s.addEdge(ctx, s.followers, followee, follower, since, 0)
+	return changed, err
 }
 
-// addFollower adds the followers edge and counts it, unless it exists. It
-// returns when the edge was made.
-func (s *Store) addFollower(ctx context.Context, follower, followee string) (changed bool, since time.Time, err error) {
-	unlock, err := s.countLocks.lock(ctx, followee)
+// addEdge adds the edge (user, other) to e and counts it in user's n,
+// unless it exists. With maxEdges > 0 it refuses an edge that would take n
+// past maxEdges, with an error wrapping feed.ErrFailedPrecondition. It
+// returns when the edge was made: since, for a new edge.
+func (s *Store) addEdge(ctx context.Context, e edges, user, other string, since time.Time, maxEdges int64) (changed bool, at time.Time, err error) {
+	unlock, err := e.locks.lock(ctx, user)
 	if err != nil {
 		return false, since, err
 	}
 	defer unlock()
-	n, err := s.readCount(ctx, followee)
+	n, err := s.readN(ctx, e, user)
 	if err != nil {
 		return false, since, err
 	}
-	since = time.Now().UTC()
 	for retry := s.newCASRetry(); ; {
+		have, err := s.have(ctx, e, user, n)
+		if err != nil {
+			return false, since, err
+		}
+		if maxEdges > 0 && have >= maxEdges {
+			// At the limit only an edge that exists passes.
+			var cur time.Time
+			err := s.session.Query(e.edge, user, other).WithContext(ctx).Scan(&cur)
+			if err == nil {
+				return false, cur, nil
+			}
+			if !errors.Is(err, gocql.ErrNotFound) {
+				return false, since, fail("read "+e.name, err)
+			}
+			return false, since, fmt.Errorf("%w: %s already follows %d accounts; the limit is %d", feed.ErrFailedPrecondition, user, have, maxEdges)
+		}
 		var (
 			curN     *int64
 			curSince *time.Time
 		)
-		next := int64(1)
-		if n != nil {
-			next = *n + 1
-		}
-		applied, err := s.session.Query(stmtAddFollower, next, since, followee, follower, n).
+		applied, err := s.session.Query(e.add, have+1, since, user, other, n).
 			WithContext(ctx).MapScanCAS(map[string]any{"n": &curN, "since": &curSince})
 		if err != nil {
-			return false, since, fail("Follow", err)
+			return false, since, fail("add to "+e.name, err)
 		}
 		if applied {
 			return true, since, nil
 		}
 		if curSince != nil {
-			return false, *curSince, nil // already following
+			return false, *curSince, nil // the edge exists
 		}
 		n = curN
 		if err := retry.lost(ctx); err != nil {
@@ -160,53 +236,56 @@ func (s *Store) addFollower(ctx context.Context, follower, followee string) (cha
 	}
 }
 
-// Unfollow implements store.Graph, with the same atomicity as Follow: one
-// conditional batch on the followee's partition deletes the edge and
-// lowers the count, or does neither. The following row goes after it, on
-// every call.
+// Unfollow implements store.Graph, with the same atomicity as Follow and
+// the opposite order: followers first, then following, both on every call
+// (so that a retry completes what a failed call left half done). A call
+// that fails between them leaves the edge counted against the follower's
+// limit, never uncounted.
 func (s *Store) Unfollow(ctx context.Context, follower, followee string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	changed, err := s.removeFollower(ctx, follower, followee)
+	changed, err := s.removeEdge(ctx, s.followers, followee, follower)
 	if err != nil {
 		return false, err
 	}
-	if err := s.session.Query(stmtDelFollowing, follower, followee).WithContext(ctx).Exec(); err != nil {
-		return false, fail("Unfollow: following", err)
+	if _, err := s.removeEdge(ctx, s.following, follower, followee); err != nil {
+		return false, err
 	}
 	return changed, nil
 }
 
-// removeFollower deletes the followers edge and uncounts it, if it exists.
-func (s *Store) removeFollower(ctx context.Context, follower, followee string) (bool, error) {
-	unlock, err := s.countLocks.lock(ctx, followee)
+// removeEdge deletes the edge (user, other) from e and uncounts it, if it
+// exists: one conditional batch on user's partition deletes the edge and
+// lowers n, or does neither.
+func (s *Store) removeEdge(ctx context.Context, e edges, user, other string) (bool, error) {
+	unlock, err := e.locks.lock(ctx, user)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	n, err := s.readCount(ctx, followee)
+	n, err := s.readN(ctx, e, user)
 	if err != nil {
 		return false, err
 	}
 	for retry := s.newCASRetry(); ; {
-		next := int64(0)
-		if n != nil && *n > 0 {
-			next = *n - 1
+		have, err := s.have(ctx, e, user, n)
+		if err != nil {
+			return false, err
 		}
 		b := s.session.NewBatch(gocql.LoggedBatch).WithContext(ctx)
-		b.Query(stmtSetCount, next, followee, n)
-		b.Query(stmtDelFollower, followee, follower)
+		b.Query(e.setCount, max(have, 1)-1, user, n)
+		b.Query(e.del, user, other)
 		// A batch that is not applied returns the partition's rows that its
 		// conditions read: the static row and, if it exists, the edge.
 		var (
-			rowFollower *string
-			rowN        *int64
+			rowOther *string
+			rowN     *int64
 		)
-		row := map[string]any{"follower": &rowFollower, "n": &rowN}
+		row := map[string]any{e.other: &rowOther, "n": &rowN}
 		applied, iter, err := s.session.MapExecuteBatchCAS(b, row)
 		if err != nil {
-			return false, fail("Unfollow", err)
+			return false, fail("remove from "+e.name, err)
 		}
 		if applied {
 			iter.Close()
@@ -216,17 +295,17 @@ func (s *Store) removeFollower(ctx context.Context, follower, followee string) (
 		n = rowN
 		edge := false
 		for {
-			if rowFollower != nil && *rowFollower == follower {
+			if rowOther != nil && *rowOther == other {
 				edge = true
 			}
-			rowFollower = nil
-			row = map[string]any{"follower": &rowFollower, "n": &rowN}
+			rowOther = nil
+			row = map[string]any{e.other: &rowOther, "n": &rowN}
 			if !iter.MapScan(row) {
 				break
 			}
 		}
 		if err := iter.Close(); err != nil {
-			return false, fail("Unfollow", err)
+			return false, fail("remove from "+e.name, err)
 		}
 		if !edge {
 			return false, nil
@@ -237,26 +316,51 @@ func (s *Store) removeFollower(ctx context.Context, follower, followee string) (
 	}
 }
 
-// readCount returns user's follower count, nil if it was never set.
-func (s *Store) readCount(ctx context.Context, user string) (*int64, error) {
+// readN returns user's count in e, nil if it was never set.
+func (s *Store) readN(ctx context.Context, e edges, user string) (*int64, error) {
 	var n *int64
-	err := s.session.Query(stmtFollowerCount, user).WithContext(ctx).Scan(&n)
+	err := s.session.Query(e.count, user).WithContext(ctx).Scan(&n)
 	if err != nil && err != gocql.ErrNotFound {
-		return nil, fail("read follower count", err)
+		return nil, fail("read "+e.name+" count", err)
 	}
 	return n, nil
 }
 
+// have returns how many edges user has in e, given n as read: n, or when
+// n was never set, the partition's rows if e may predate its count.
+func (s *Store) have(ctx context.Context, e edges, user string, n *int64) (int64, error) {
+	if n != nil {
+		return *n, nil
+	}
+	if e.countRows == "" {
+		return 0, nil
+	}
+	var rows int64
+	if err := s.session.Query(e.countRows, user).WithContext(ctx).Scan(&rows); err != nil {
+		return 0, fail("count "+e.name, err)
+	}
+	return rows, nil
+}
+
 // FollowerCount implements store.Graph.
 func (s *Store) FollowerCount(ctx context.Context, user string) (int64, error) {
+	return s.countOf(ctx, s.followers, user)
+}
+
+// FollowingCount implements store.Graph.
+func (s *Store) FollowingCount(ctx context.Context, user string) (int64, error) {
+	return s.countOf(ctx, s.following, user)
+}
+
+func (s *Store) countOf(ctx context.Context, e edges, user string) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := s.readCount(ctx, user)
-	if err != nil || n == nil {
+	n, err := s.readN(ctx, e, user)
+	if err != nil {
 		return 0, err
 	}
-	return *n, nil
+	return s.have(ctx, e, user, n)
 }
 
 // Followers implements store.Graph. The paging state is Cassandra's own,

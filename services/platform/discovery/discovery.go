@@ -11,6 +11,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"go.etcd.io/etcd/client/v3/naming/resolver"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	gresolver "google.golang.org/grpc/resolver"
 )
 
 // target is the endpoint-manager target of service. The resolver watches
@@ -70,17 +72,48 @@ func Endpoints(ctx context.Context, cli *clientv3.Client, ns, service string) ([
 
 // Dial returns a client connection to service that resolves through etcd
 // and balances round-robin over its live instances.
+//
+// The connection is plaintext unless opts hold grpc.WithTransportCredentials
+// (tlsconfig.Config.DialOption gives it). Over TLS, each instance's
+// certificate is verified against the host of the address it registered,
+// not against the dial target, which names no host.
 func Dial(cli *clientv3.Client, ns, service string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	b, err := resolver.NewBuilder(cli)
 	if err != nil {
 		return nil, err
 	}
 	opts = append([]grpc.DialOption{
-		grpc.WithResolvers(b),
+		grpc.WithResolvers(serverNames{b}),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}, opts...)
 	return grpc.NewClient("etcd:///"+target(ns, service), opts...)
+}
+
+// serverNames is an etcd resolver whose addresses carry their host as
+// their TLS server name. Without it, grpc-go would check every instance's
+// certificate against the target's "<namespace>/<service>". The names come
+// from the deployment's own etcd, which callers already trust to say where
+// the service is.
+type serverNames struct{ gresolver.Builder }
+
+func (b serverNames) Build(t gresolver.Target, cc gresolver.ClientConn, o gresolver.BuildOptions) (gresolver.Resolver, error) {
+	return b.Builder.Build(t, namingConn{cc}, o)
+}
+
+// namingConn names the addresses of the etcd resolver's updates, which
+// list them by endpoint only.
+type namingConn struct{ gresolver.ClientConn }
+
+func (c namingConn) UpdateState(s gresolver.State) error {
+	for _, ep := range s.Endpoints {
+		for i, a := range ep.Addresses {
+			if host, _, err := net.SplitHostPort(a.Addr); err == nil && host != "" {
+				ep.Addresses[i].ServerName = host
+			}
+		}
+	}
+	return c.ClientConn.UpdateState(s)
 }
 
 // AcquireWorkerID claims the lowest free worker ID in [0, max] under the

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -19,11 +21,19 @@ import (
 
 // Etcd is a one-member etcd cluster.
 type Etcd struct {
-	e *embed.Etcd
+	e        *embed.Etcd
+	endpoint url.URL
 }
 
 // StartEtcd starts etcd with its data under dir, serving clients on
-// clientAddr (host:port; port 0 picks a free one).
+// clientAddr: host:port (port 0 picks a free one), or unix:///path for a
+// unix socket, which only processes that may enter its directory can
+// reach. The all-in-one uses a socket in its data dir (mode 0700): etcd
+// here has no authentication, and holds the page-token key and every
+// service's registration.
+//
+// The peer listener, which a one-member cluster still needs, stays on a
+// free loopback port: it serves raft and member lists, never keys.
 func StartEtcd(dir, clientAddr string) (*Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "herald"
@@ -37,12 +47,22 @@ func StartEtcd(dir, clientAddr string) (*Etcd, error) {
 	if err != nil {
 		return nil, err
 	}
-	if clientAddr == "" || hasZeroPort(clientAddr) {
-		if clientAddr, err = freeAddr(); err != nil {
-			return nil, err
+	var cu url.URL
+	if sock, ok := strings.CutPrefix(clientAddr, "unix://"); ok {
+		// A socket's path is at most 108 bytes on Linux (sun_path).
+		if len(sock) > 100 {
+			return nil, fmt.Errorf("etcd socket path %s is longer than 100 bytes: use a shorter data dir", sock)
 		}
+		os.Remove(sock) // left by a process that died; the data dir's lock says none runs
+		cu = url.URL{Scheme: "unix", Path: sock}
+	} else {
+		if clientAddr == "" || hasZeroPort(clientAddr) {
+			if clientAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
+		cu = url.URL{Scheme: "http", Host: clientAddr}
 	}
-	cu := url.URL{Scheme: "http", Host: clientAddr}
 	pu := url.URL{Scheme: "http", Host: peerAddr}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
@@ -61,11 +81,16 @@ func StartEtcd(dir, clientAddr string) (*Etcd, error) {
 		e.Close()
 		return nil, errors.New("start embedded etcd: not ready after 30s")
 	}
-	return &Etcd{e: e}, nil
+	return &Etcd{e: e, endpoint: cu}, nil
 }
 
-// Endpoint returns the client endpoint, host:port.
-func (e *Etcd) Endpoint() string { return e.e.Clients[0].Addr().String() }
+// Endpoint returns the client endpoint: host:port, or unix:///path.
+func (e *Etcd) Endpoint() string {
+	if e.endpoint.Scheme == "unix" {
+		return e.endpoint.String()
+	}
+	return e.e.Clients[0].Addr().String()
+}
 
 // Close stops etcd.
 func (e *Etcd) Close() { e.e.Close() }

@@ -49,6 +49,11 @@ const (
 	MaxGraphPageSize  = 1000
 )
 
+// DefaultMaxFollowing is how many accounts one user may follow unless the
+// graph service's -max-following says otherwise: Twitter's long-standing
+// 5,000.
+const DefaultMaxFollowing = 5000
+
 // PageSize turns a requested page size into the one to use: 0 means def,
 // anything above max is coerced to max, and a negative size is invalid.
 func PageSize(n int32, def, max int) (int, error) {

@@ -146,6 +146,17 @@ func (s *Set) Bool(p *bool, name, env string, def bool, u string) {
 	s.BoolVar(p, name, def, usage(u, env))
 }
 
+// Var defines a flag of any flag.Value, such as a rate limit, whose
+// default is v's value before the call, or env's value, which v.Set parses.
+func (s *Set) Var(v flag.Value, name, env, u string) {
+	if e, ok := s.lookup(env); ok {
+		if err := v.Set(e); err != nil {
+			s.bad(env, e, err)
+		}
+	}
+	s.FlagSet.Var(v, name, usage(u, env))
+}
+
 // Parse reads the environment's errors, then parses args. It returns every
 // variable that did not parse, or the flag package's error for a bad flag
 // (flag.ErrHelp for -help).

@@ -1,6 +1,13 @@
-// Package memcache is the in-process cache: home timelines and post bodies
-// in memory, for a single-process Herald. It implements cache.Timelines and
-// cache.Posts.
+// Package memcache is the in-process cache: home timelines, authors'
+// recent-post lists, post bodies and the small sets beside them in memory,
+// for a single-process Herald. It implements every port of package cache.
+//
+// Everything a call can create is bounded, since any caller can name any
+// user: timelines expire (see NewActive and NewRecent) and each Cache
+// keeps at most about MaxTimelines of them; the post cache holds at most
+// MaxPosts bodies and tombstones; unfollow marks lapse after
+// cache.UnfollowTTL and number at most MaxUnfollows. Past a bound an
+// entry is evicted; each bound says which, and what that costs.
 package memcache
 
 import (
@@ -24,23 +31,46 @@ var (
 const (
 	// DefaultCap is the timeline cap New uses when given one below 1.
 	DefaultCap = cache.DefaultCap
+	// DefaultRecentTTL is the recent lists' TTL NewRecent uses when given
+	// one below 1.
+	DefaultRecentTTL = cache.DefaultRecentTTL
 	// MaxPosts bounds the post cache. Past it, PutPosts drops arbitrary
 	// entries to make room: every post can be read again from the store,
 	// and a bound matters more than which bodies stay.
 	MaxPosts = 100_000
+	// MaxTimelines bounds the timelines one Cache keeps, about: each of
+	// its shards keeps MaxTimelines/shards. Past it, creating a timeline
+	// evicts the one of a few sampled that expires first, the least
+	// recently read (active) or written (recent lists): its next reader
+	// rebuilds it. A timeline under a rebuild's claim is never evicted,
+	// so that a post pushed into it during the rebuild survives to the
+	// Store; claims last seconds, so they exceed the bound only briefly.
+	MaxTimelines = 100_000
+	// MaxUnfollows bounds the unfollow marks. Past it, lapsed marks are
+	// dropped, and then the mark of a few sampled that lapses first: a
+	// mark evicted early can only let a push that was already under way
+	// put one post of an unfollowed author back into a timeline.
+	MaxUnfollows = 100_000
 
-	shards = 64
+	shards       = 64
+	shardMax     = MaxTimelines / shards
+	evictSamples = 8
 )
 
 // Cache holds timelines and post bodies. It is safe for concurrent use.
 //
-// A Cache made by New keeps every timeline until the process ends, so
-// memory grows with the users fan-out has touched, each at most Cap
-// entries. One made by NewActive keeps only timelines read within its
-// window (see cache.Timelines).
+// A Cache made by New keeps a timeline until it is evicted (see
+// MaxTimelines). One made by NewActive keeps only timelines read within
+// its window, and one made by NewRecent only lists written within its TTL
+// (see cache.Timelines).
 type Cache struct {
-	cap    int
-	window time.Duration // 0: timelines never expire, and Add creates them
+	cap int
+	// window, if positive, makes an active-only cache: Add writes only
+	// into a timeline that exists or is claimed, and a read renews it.
+	// Otherwise Add creates timelines, and a write renews them for ttl
+	// (0: they never expire).
+	window time.Duration
+	ttl    time.Duration
 	now    func() time.Time
 	seed   maphash.Seed
 	// Timelines are sharded by user so that fan-out to many users does not
@@ -66,9 +96,26 @@ type timeline struct {
 }
 
 // New returns an empty cache whose timelines keep the newest cap entries.
-// Add creates a timeline that does not exist, and timelines never expire:
-// the shape of authors' recent-post lists.
-func New(cap int) *Cache { return NewActive(cap, 0) }
+// Add creates a timeline that does not exist, and timelines never expire,
+// though they are evicted past MaxTimelines: the shape of authors'
+// recent-post lists, without their TTL, for tests.
+func New(cap int) *Cache { return newCache(cap, 0, 0, time.Now) }
+
+// NewRecent returns an empty cache of authors' recent-post lists: Add
+// creates a list that does not exist, every Add or Store renews it, and a
+// list not written within ttl expires. A ttl below 1 is DefaultRecentTTL.
+func NewRecent(cap int, ttl time.Duration) *Cache {
+	return NewRecentClock(cap, ttl, time.Now)
+}
+
+// NewRecentClock is NewRecent on the clock now, so that a test can step
+// through the TTL instead of sleeping through it.
+func NewRecentClock(cap int, ttl time.Duration, now func() time.Time) *Cache {
+	if ttl < 1 {
+		ttl = DefaultRecentTTL
+	}
+	return newCache(cap, 0, ttl, now)
+}
 
 // NewActive returns an empty cache of active users' home timelines: Add
 // writes only into a timeline that exists or is claimed, and a timeline
@@ -80,13 +127,17 @@ func NewActive(cap int, window time.Duration) *Cache {
 // NewActiveClock is NewActive on the clock now, so that a test can step
 // through the active window instead of sleeping through it.
 func NewActiveClock(cap int, window time.Duration, now func() time.Time) *Cache {
+	return newCache(cap, window, 0, now)
+}
+
+func newCache(cap int, window, ttl time.Duration, now func() time.Time) *Cache {
 	if cap < 1 {
 		cap = DefaultCap
 	}
 	if now == nil {
 		now = time.Now
 	}
-	c := &Cache{cap: cap, window: window, now: now, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
+	c := &Cache{cap: cap, window: window, ttl: ttl, now: now, seed: maphash.MakeSeed(), posts: make(map[feed.PostID]feed.Post)}
 	for i := range c.shards {
 		c.shards[i].timelines = make(map[string]*timeline)
 		c.shards[i].claims = make(map[string]time.Time)
@@ -112,11 +163,13 @@ func (c *Cache) Add(_ context.Context, entries []cache.Entry) error {
 				if c.window > 0 && !s.claimedLocked(e.User, now) {
 					continue // an inactive user: the next read rebuilds
 				}
-				t = &timeline{}
+				t = c.createLocked(s, e.User, now)
 				if c.window > 0 {
 					t.expires = now.Add(c.window)
 				}
-				s.timelines[e.User] = t
+			}
+			if c.ttl > 0 {
+				t.expires = now.Add(c.ttl)
 			}
 			t.insert(e.Post, c.cap)
 		}
@@ -139,13 +192,55 @@ func (s *shard) claimedLocked(user string, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
+// createLocked puts a new, empty timeline for user into s, first evicting
+// one if s is at its bound (see MaxTimelines).
+func (c *Cache) createLocked(s *shard, user string, now time.Time) *timeline {
+	delete(s.timelines, user) // an expired one, which makes room itself
+	if len(s.timelines) >= shardMax {
+		evict(s.timelines, func(u string, t *timeline) (time.Time, bool) {
+			return t.expires, !s.claimedLocked(u, now)
+		})
+	}
+	t := &timeline{}
+	s.timelines[user] = t
+	return t
+}
+
+// evict deletes from m, of up to evictSamples of its entries, the one
+// that expires first among those rank says may go. Map iteration starts
+// at a random place, so this is a sampled, approximate LRU in O(1), the
+// way Redis evicts. It deletes nothing when no sampled entry may go.
+func evict[K comparable, V any](m map[K]V, rank func(K, V) (expires time.Time, ok bool)) {
+	var (
+		victim  K
+		soonest time.Time
+		found   bool
+		seen    int
+	)
+	for k, v := range m {
+		if at, ok := rank(k, v); ok && (!found || at.Before(soonest)) {
+			victim, soonest, found = k, at, true
+		}
+		if seen++; seen == evictSamples {
+			break
+		}
+	}
+	if found {
+		delete(m, victim)
+	}
+}
+
+// expiry is how long a timeline lasts untouched: the window, or the TTL.
+func (c *Cache) expiry() time.Duration { return max(c.window, c.ttl) }
+
 // sweepLocked drops s's expired timelines and lapsed claims, at most once
-// per quarter window, so that memory tracks the active users.
+// per quarter of the expiry, so that memory tracks the users who read
+// (active) or write (recent lists).
 func (c *Cache) sweepLocked(s *shard, now time.Time) {
-	if c.window == 0 || now.Before(s.nextSweep) {
+	if c.expiry() == 0 || now.Before(s.nextSweep) {
 		return
 	}
-	s.nextSweep = now.Add(c.window / 4)
+	s.nextSweep = now.Add(c.expiry() / 4)
 	for u, t := range s.timelines {
 		if !now.Before(t.expires) {
 			delete(s.timelines, u)
@@ -166,6 +261,16 @@ func (c *Cache) Claim(_ context.Context, user string, ttl time.Duration) (bool, 
 	now := c.now()
 	if s.claimedLocked(user, now) {
 		return false, nil
+	}
+	if len(s.claims) >= shardMax {
+		// A claim lasts until Store or its TTL, seconds; only failed
+		// rebuilds leave lapsed ones behind. Live ones are never dropped:
+		// the rebuild's lock and the fan-out's writes depend on them.
+		for u, until := range s.claims {
+			if !now.Before(until) {
+				delete(s.claims, u)
+			}
+		}
 	}
 	s.claims[user] = now.Add(ttl)
 	return true, nil
@@ -241,11 +346,11 @@ func (c *Cache) Store(_ context.Context, user string, ids []feed.PostID) error {
 	now := c.now()
 	t := c.liveLocked(s, user, now)
 	if t == nil {
-		t = &timeline{}
-		s.timelines[user] = t
+		c.sweepLocked(s, now)
+		t = c.createLocked(s, user, now)
 	}
-	if c.window > 0 {
-		t.expires = now.Add(c.window)
+	if e := c.expiry(); e > 0 {
+		t.expires = now.Add(e)
 	}
 	delete(s.claims, user)
 	t.ids = append(t.ids, ids...)
@@ -346,7 +451,8 @@ func (c *Cache) DeletePosts(_ context.Context, ids []feed.PostID) error {
 	return nil
 }
 
-// Celebs is the in-memory cache.Celebrities.
+// Celebs is the in-memory cache.Celebrities. Like every such set it is
+// sticky and unbounded by design; see cache.Celebrities for what bounds it.
 type Celebs struct {
 	mu sync.Mutex
 	m  map[string]bool
@@ -372,33 +478,52 @@ func (c *Celebs) Celebrities(context.Context) (map[string]bool, error) {
 	return maps.Clone(c.m), nil
 }
 
-// Unfollows is the in-memory cache.Unfollows.
+// Unfollows is the in-memory cache.Unfollows. Marks lapse after
+// cache.UnfollowTTL, and there are at most MaxUnfollows of them.
 type Unfollows struct {
-	mu  sync.Mutex
-	m   map[[2]string]time.Time // follower, followee -> when the mark lapses
-	now func() time.Time
+	mu        sync.Mutex
+	m         map[[2]string]time.Time // follower, followee -> when the mark lapses
+	now       func() time.Time
+	nextSweep time.Time
 }
 
 var _ cache.Unfollows = (*Unfollows)(nil)
 
 // NewUnfollows returns an empty set of marks.
-func NewUnfollows() *Unfollows {
-	return &Unfollows{m: make(map[[2]string]time.Time), now: time.Now}
+func NewUnfollows() *Unfollows { return NewUnfollowsClock(time.Now) }
+
+// NewUnfollowsClock is NewUnfollows on the clock now, so that a test can
+// step through cache.UnfollowTTL.
+func NewUnfollowsClock(now func() time.Time) *Unfollows {
+	if now == nil {
+		now = time.Now
+	}
+	return &Unfollows{m: make(map[[2]string]time.Time), now: now}
 }
 
-// MarkUnfollowed implements cache.Unfollows.
+// MarkUnfollowed implements cache.Unfollows. At MaxUnfollows marks it
+// drops the lapsed ones, scanning at most once per quarter TTL so that a
+// full set of live marks does not cost a scan per call, and then, if need
+// be, evicts one.
 func (u *Unfollows) MarkUnfollowed(_ context.Context, follower, followee string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.now()
-	if len(u.m) >= MaxPosts { // bound memory: drop lapsed marks
-		for k, until := range u.m {
-			if !now.Before(until) {
-				delete(u.m, k)
+	k := [2]string{follower, followee}
+	if _, ok := u.m[k]; !ok && len(u.m) >= MaxUnfollows {
+		if !now.Before(u.nextSweep) {
+			u.nextSweep = now.Add(cache.UnfollowTTL / 4)
+			for k, until := range u.m {
+				if !now.Before(until) {
+					delete(u.m, k)
+				}
 			}
 		}
+		if len(u.m) >= MaxUnfollows {
+			evict(u.m, func(_ [2]string, until time.Time) (time.Time, bool) { return until, true })
+		}
 	}
-	u.m[[2]string{follower, followee}] = now.Add(cache.UnfollowTTL)
+	u.m[k] = now.Add(cache.UnfollowTTL)
 	return nil
 }
 

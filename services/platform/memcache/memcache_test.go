@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,9 @@ func TestContract(t *testing.T) {
 		Timelines: func(t *testing.T, cap int) cache.Timelines { return memcache.New(cap) },
 		Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {
 			return memcache.NewActive(cap, window)
+		},
+		Recent: func(t *testing.T, cap int, ttl time.Duration) cache.Timelines {
+			return memcache.NewRecent(cap, ttl)
 		},
 		Posts:       func(t *testing.T) cache.Posts { return memcache.New(10) },
 		Celebrities: func(t *testing.T) cache.Celebrities { return memcache.NewCelebs() },
@@ -52,6 +57,203 @@ func TestPostsBounded(t *testing.T) {
 	}
 	if _, ok := got[ids[n-1]]; !ok {
 		t.Errorf("GetPosts(last put) missed; want the newest put kept")
+	}
+}
+
+// clock is a test clock that moves only when told to.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Step(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func present(t *testing.T, c cache.Timelines, user string) bool {
+	t.Helper()
+	_, ok, err := c.Range(context.Background(), user, 0, 1)
+	if err != nil {
+		t.Fatalf("Range(%q): %v", user, err)
+	}
+	return ok
+}
+
+// TestRecentTTL steps through a recent list's TTL: writes renew it, reads
+// do not, and it is gone a TTL after the last write.
+func TestRecentTTL(t *testing.T) {
+	ctx := context.Background()
+	const ttl = time.Hour
+	clk := newClock()
+	c := memcache.NewRecentClock(10, ttl, clk.Now)
+	if err := c.Store(ctx, "alice", []feed.PostID{1}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(ttl - time.Second)
+	if !present(t, c, "alice") {
+		t.Fatalf("Range(alice) %v after Store = missing; want it kept for %v", ttl-time.Second, ttl)
+	}
+	if err := c.Add(ctx, []cache.Entry{{User: "alice", Post: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(ttl - time.Second)
+	if !present(t, c, "alice") {
+		t.Errorf("Range(alice) %v after an Add = missing; want the Add to have renewed it", ttl-time.Second)
+	}
+	// The Range just now, and this one, renew nothing.
+	clk.Step(time.Second)
+	if present(t, c, "alice") {
+		t.Errorf("Range(alice) a TTL after the last write = found; want it expired, reads do not renew")
+	}
+	if full, err := c.Full(ctx, "alice"); err != nil || full {
+		t.Errorf("Full(alice) after expiry = %v, %v; want false", full, err)
+	}
+}
+
+func TestNewRecentDefaultTTL(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	c := memcache.NewRecentClock(10, 0, clk.Now)
+	if err := c.Store(ctx, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(memcache.DefaultRecentTTL - time.Second)
+	if !present(t, c, "alice") {
+		t.Errorf("NewRecentClock(10, 0): list gone before DefaultRecentTTL (%v)", memcache.DefaultRecentTTL)
+	}
+	clk.Step(time.Second)
+	if present(t, c, "alice") {
+		t.Errorf("NewRecentClock(10, 0): list kept past DefaultRecentTTL (%v)", memcache.DefaultRecentTTL)
+	}
+}
+
+// TestTimelinesBounded: however many users calls name, a Cache keeps at
+// most MaxTimelines timelines, and keeps the one just written.
+func TestTimelinesBounded(t *testing.T) {
+	ctx := context.Background()
+	for name, c := range map[string]*memcache.Cache{
+		"New":       memcache.New(10),
+		"NewRecent": memcache.NewRecent(10, time.Hour),
+		"NewActive": memcache.NewActive(10, time.Hour),
+	} {
+		t.Run(name, func(t *testing.T) {
+			const n = memcache.MaxTimelines + 500
+			for u := range n {
+				if err := c.Store(ctx, fmt.Sprintf("user_%d", u), []feed.PostID{feed.PostID(u + 1)}); err != nil {
+					t.Fatalf("Store error: %v", err)
+				}
+			}
+			kept := 0
+			for u := range n {
+				if present(t, c, fmt.Sprintf("user_%d", u)) {
+					kept++
+				}
+			}
+			if kept > memcache.MaxTimelines {
+				t.Errorf("after Store for %d users, %d timelines kept; want at most %d", n, kept, memcache.MaxTimelines)
+			}
+			if last := fmt.Sprintf("user_%d", n-1); !present(t, c, last) {
+				t.Errorf("Range(%s), the last stored = missing; want it kept", last)
+			}
+		})
+	}
+}
+
+// TestClaimedNotEvicted: a post pushed into a timeline while its rebuild
+// runs must survive the rebuild's Store, even if the cache fills up
+// meanwhile.
+func TestClaimedNotEvicted(t *testing.T) {
+	ctx := context.Background()
+	c := memcache.NewActive(10, time.Hour)
+	if ok, err := c.Claim(ctx, "alice", time.Minute); err != nil || !ok {
+		t.Fatalf("Claim(alice) = %v, %v; want true", ok, err)
+	}
+	if err := c.Add(ctx, []cache.Entry{{User: "alice", Post: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	// Enough users that every timeline in alice's shard is sampled for
+	// eviction many times over; alice's, the least recently read, would
+	// go first.
+	for u := range 3 * memcache.MaxTimelines {
+		if err := c.Store(ctx, fmt.Sprintf("user_%d", u), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Store(ctx, "alice", []feed.PostID{5}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := c.Range(ctx, "alice", 0, 10); err != nil || !ok || !slices.Equal(got, []feed.PostID{9, 5}) {
+		t.Errorf("Range(alice) after the rebuild = %v, %v, %v; want [9 5], true, nil: the pushed post was evicted", got, ok, err)
+	}
+}
+
+func TestUnfollowsLapse(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	u := memcache.NewUnfollowsClock(clk.Now)
+	if err := u.MarkUnfollowed(ctx, "bob", "idol"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(cache.UnfollowTTL - time.Second)
+	if got, err := u.Unfollowed(ctx, "idol", []string{"bob"}); err != nil || !got[0] {
+		t.Errorf("Unfollowed(idol, bob) before UnfollowTTL = %v, %v; want [true]", got, err)
+	}
+	clk.Step(time.Second)
+	if got, err := u.Unfollowed(ctx, "idol", []string{"bob"}); err != nil || got[0] {
+		t.Errorf("Unfollowed(idol, bob) at UnfollowTTL = %v, %v; want [false]", got, err)
+	}
+}
+
+// TestUnfollowsBounded: at most MaxUnfollows marks, lapsed ones going
+// first, and the newest kept.
+func TestUnfollowsBounded(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	u := memcache.NewUnfollowsClock(clk.Now)
+	const n = memcache.MaxUnfollows + 500
+	followers := make([]string, n)
+	for i := range followers {
+		followers[i] = fmt.Sprintf("f%d", i)
+		if err := u.MarkUnfollowed(ctx, followers[i], "idol"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		got, err := u.Unfollowed(ctx, "idol", followers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got[n-1] {
+			t.Errorf("the newest mark was evicted; want it kept")
+		}
+		kept := 0
+		for _, g := range got {
+			if g {
+				kept++
+			}
+		}
+		return kept
+	}
+	if kept := count(); kept > memcache.MaxUnfollows {
+		t.Errorf("after %d marks, %d held; want at most %d", n, kept, memcache.MaxUnfollows)
+	}
+	// Once the marks lapse, the sweep makes room, and a new mark lands.
+	clk.Step(cache.UnfollowTTL)
+	if err := u.MarkUnfollowed(ctx, "late", "idol"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := u.Unfollowed(ctx, "idol", []string{"late"}); err != nil || !got[0] {
+		t.Errorf("Unfollowed(idol, late) = %v, %v; want [true]", got, err)
 	}
 }
 

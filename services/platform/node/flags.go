@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/herald-feed/herald/services/platform/flagenv"
+	"github.com/herald-feed/herald/services/platform/guard"
+	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
 // Flags holds the runtime's flag values until Config turns them into a
@@ -29,12 +31,15 @@ func BindFlags(fs *flagenv.Set, def Config, embedded bool) *Flags {
 	fs.String(&c.ListenAddr, "addr", "HERALD_ADDR", c.ListenAddr, "gRPC listen address")
 	fs.String(&c.AdvertiseAddr, "advertise", "HERALD_ADVERTISE", "", "address registered in etcd for other processes; default: the listen address")
 	fs.String(&c.MetricsAddr, "metrics", "HERALD_METRICS_ADDR", c.MetricsAddr, "HTTP address serving /metrics; empty disables it")
+	tlsconfig.Bind(fs, &c.TLS)
 	if !embedded {
 		fs.List(&c.EtcdEndpoints, "etcd", "HERALD_ETCD_ENDPOINTS", nil, "comma-separated etcd endpoints (required)")
 		fs.String(&c.NATSURL, "nats", "HERALD_NATS_URL", "", "NATS server URL (required)")
+		bindCredentials(fs, c)
 	}
 	fs.Duration(&c.LeaseTTL, "lease-ttl", "HERALD_LEASE_TTL", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs: how long a dead instance stays in rotation")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, "bound on the graceful drain at SIGTERM")
+	guard.BindFlags(fs, &c.Guard)
 	fs.String(&f.level, "log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	fs.Bool(&f.json, "log-json", "HERALD_LOG_JSON", false, "log JSON instead of text")
 	return f

@@ -30,13 +30,17 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	grpccredentials "google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/grpcserver"
+	"github.com/herald-feed/herald/services/platform/guard"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
+	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
 // Defaults of the runtime's settings, each stated once.
@@ -61,6 +65,10 @@ type Config struct {
 	// MetricsAddr serves /metrics over HTTP; empty disables it. A port
 	// that is taken is a start-up error.
 	MetricsAddr string
+	// TLS names the PEM files of the gRPC listener's certificate, and the
+	// CAs of mutual TLS between services; the zero value is plaintext.
+	// Dial's calls use the same settings: see package tlsconfig.
+	TLS tlsconfig.Files
 
 	// EtcdEndpoints are the etcd client endpoints (host:port, or
 	// unix://path).
@@ -70,12 +78,19 @@ type Config struct {
 	// ConnectNATS, if set, makes the NATS connection instead of NATSURL:
 	// the all-in-one connects in process to its embedded server.
 	ConnectNATS func(opts ...nats.Option) (*nats.Conn, error)
+	// EtcdLogin and NATSLogin are the users this process logs in to etcd
+	// and NATS as; the zero Login connects without one (credentials.go).
+	EtcdLogin Login
+	NATSLogin Login
 
 	// LeaseTTL is the etcd lease TTL behind registrations and worker IDs:
 	// how long a dead instance stays in rotation.
 	LeaseTTL time.Duration
 	// ShutdownTimeout bounds the whole graceful drain.
 	ShutdownTimeout time.Duration
+
+	// Guard holds authentication and rate limits (see package guard).
+	Guard guard.Settings
 
 	Log *slog.Logger
 }
@@ -117,7 +132,15 @@ type Node struct {
 	Tokens  *pagetoken.Codec
 	Metrics *prometheus.Registry
 	GRPC    *grpcserver.Server
+	// Guard authenticates calls and limits their rate; a service with a
+	// shared store for limits (Redis) gives it one with UseLimiter.
+	Guard *guard.Guard
 
+	// serviceCreds sign this process's calls to other services, if the
+	// deployment has a service key.
+	serviceCreds grpccredentials.PerRPCCredentials
+
+	tls        *tlsconfig.Config // nil: plaintext
 	lis        net.Listener
 	metricsLis net.Listener
 	services   []string
@@ -155,6 +178,22 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.NATSURL == "" && cfg.ConnectNATS == nil {
 		return nil, errors.New("no NATS server configured (-nats)")
 	}
+	creds, err := cfg.readLogins()
+	if err != nil {
+		return nil, err
+	}
+
+	// Keys next: a missing or unreadable key file is a configuration
+	// error, found before anything is opened.
+	gcfg, svcKey, err := cfg.Guard.Open(n.Log)
+	if err != nil {
+		return nil, err
+	}
+
+	// The TLS files too: a certificate that does not load fails here.
+	if n.tls, err = tlsconfig.Load(cfg.TLS, n.Log); err != nil {
+		return nil, err
+	}
 
 	// Listen first: a taken port is the commonest start-up error, and
 	// costs nothing to find.
@@ -173,6 +212,8 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.EtcdEndpoints,
+		Username:    creds.etcdUser,
+		Password:    creds.etcdPassword,
 		DialTimeout: 5 * time.Second,
 		Logger:      zapNop(),
 	})
@@ -211,6 +252,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.Tokens = pagetoken.New(key)
 
 	natsOpts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}
+	natsOpts = append(natsOpts, creds.nats...)
 	if cfg.ConnectNATS != nil {
 		n.NATS, err = cfg.ConnectNATS(natsOpts...)
 	} else {
@@ -226,7 +268,15 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.Bus, err = bus.New(sctx, nc, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log); err != nil {
 		return nil, err
 	}
-	n.GRPC = grpcserver.New(n.Log, n.Metrics, grpcserver.Config{})
+	n.Guard = guard.New(gcfg, n.Metrics)
+	if svcKey != nil {
+		n.serviceCreds = auth.ServiceCredentials(auth.NewServiceSigner(svcKey), cfg.Name)
+	}
+	n.GRPC = grpcserver.New(n.Log, n.Metrics, grpcserver.Config{
+		Unary:   []grpc.UnaryServerInterceptor{n.Guard.Unary},
+		Stream:  []grpc.StreamServerInterceptor{n.Guard.Stream},
+		Options: n.tls.ServerOptions(),
+	})
 	return n, nil
 }
 
@@ -275,14 +325,18 @@ func (n *Node) Go(worker func(ctx context.Context) error) {
 func (n *Node) OnDrain(f func()) { n.drains = append(n.drains, f) }
 
 // Dial returns a shared client connection to a Herald service, found
-// through etcd.
+// through etcd, over TLS if Config.TLS names a certificate.
 func (n *Node) Dial(service string) (*grpc.ClientConn, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c, ok := n.conns[service]; ok {
 		return c, nil
 	}
-	c, err := discovery.Dial(n.Etcd, n.cfg.Namespace, service)
+	opts := []grpc.DialOption{n.tls.DialOption()}
+	if n.serviceCreds != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(n.serviceCreds))
+	}
+	c, err := discovery.Dial(n.Etcd, n.cfg.Namespace, service, opts...)
 	if err != nil {
 		return nil, err
 	}

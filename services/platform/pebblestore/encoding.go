@@ -34,6 +34,10 @@ func countKey(user string) []byte {
 	return append([]byte{prefixCount, '/'}, user...)
 }
 
+func followingCountKey(user string) []byte {
+	return append([]byte{prefixFollowingCount, '/'}, user...)
+}
+
 // prefixEnd returns the smallest key above every key that starts with
 // prefix. Every prefix here ends in '/' or \x00, so the last byte never
 // overflows.

@@ -12,6 +12,13 @@
 //	f/<user>\x00<follower>     -> empty
 //	g/<user>\x00<followee>     -> empty
 //	c/<user>                   -> uint64 follower count
+//	h/<user>                   -> uint64 following count
+//
+// A following count is the number of g/<user> keys, kept beside them so
+// that the -max-following check is one read. It is absent for users whose
+// follows predate it, and for users ImportFollows added edges to: absent
+// means "count the g/<user> keys", and the next Follow or Unfollow writes
+// it.
 package pebblestore
 
 import (
@@ -21,6 +28,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -55,9 +63,11 @@ type Store struct {
 	now func() time.Time // the clock for idempotency TTLs; tests replace it
 
 	// locks serialise read-check-write sections on one subject (an
-	// idempotency key, a followee's edges and count, a post's tombstone):
-	// Pebble has no transactions, so two concurrent Follows could
-	// otherwise both see "no edge" and count twice. They are striped, so
+	// idempotency key, a followee's edges and count, a follower's
+	// following count, a post's tombstone): Pebble has no transactions,
+	// so two concurrent Follows could otherwise both see "no edge" and
+	// count twice, or both see room under the following limit and pass it
+	// together. They are striped, so
 	// that writes on different subjects commit concurrently and Pebble
 	// syncs them together; one global lock held every post's synced write
 	// in line behind the last.
@@ -66,11 +76,47 @@ type Store struct {
 
 // lock locks the stripe of subject and returns its unlock.
 func (s *Store) lock(subject string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(subject))
-	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m := &s.locks[s.stripe(subject)]
 	m.Lock()
 	return m.Unlock
+}
+
+// lockBoth locks the stripes of a and b, lower stripe first so that two
+// callers locking the same pair in opposite orders cannot deadlock, and
+// returns their unlock. Every path takes at most two stripes, in this
+// order, or all of them (lockAll).
+func (s *Store) lockBoth(a, b string) func() {
+	i, j := s.stripe(a), s.stripe(b)
+	if i == j {
+		return s.lock(a)
+	}
+	if i > j {
+		i, j = j, i
+	}
+	s.locks[i].Lock()
+	s.locks[j].Lock()
+	return func() {
+		s.locks[j].Unlock()
+		s.locks[i].Unlock()
+	}
+}
+
+// lockAll locks every stripe, in order, and returns their unlock.
+func (s *Store) lockAll() func() {
+	for i := range s.locks {
+		s.locks[i].Lock()
+	}
+	return func() {
+		for i := range s.locks {
+			s.locks[i].Unlock()
+		}
+	}
+}
+
+func (s *Store) stripe(subject string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(subject))
+	return h.Sum32() % uint32(len(s.locks))
 }
 
 const (
@@ -81,6 +127,7 @@ const (
 	prefixFollowers = 'f'
 	prefixFollowing = 'g'
 	prefixCount     = 'c'
+	prefixFollowingCount = 'h'
 )
 
 // Open opens, or creates, the database in dir.
@@ -253,19 +300,29 @@ func (s *Store) ListUnpublished(ctx context.Context, before feed.PostID, limit i
 
 // Follow implements store.Graph.
 func (s *Store) Follow(ctx context.Context, follower, followee string) (bool, error) {
-	return s.setEdge(ctx, follower, followee, true)
+	return s.setEdge(ctx, follower, followee, true, 0)
+}
+
+// FollowLimited implements store.Graph. The check and the write hold the
+// follower's lock, so racing follows by one user cannot together pass
+// maxFollowing.
+func (s *Store) FollowLimited(ctx context.Context, follower, followee string, maxFollowing int64) (bool, error) {
+	return s.setEdge(ctx, follower, followee, true, maxFollowing)
 }
 
 // Unfollow implements store.Graph.
 func (s *Store) Unfollow(ctx context.Context, follower, followee string) (bool, error) {
-	return s.setEdge(ctx, follower, followee, false)
+	return s.setEdge(ctx, follower, followee, false, 0)
 }
 
-func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool) (bool, error) {
+// setEdge adds (on) or removes the edge, with the followee's follower count
+// and the follower's following count, in one batch. It holds the locks of
+// both subjects: every write of the edge or of either count takes them.
+func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool, maxFollowing int64) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	defer s.lock("edges\x00" + followee)()
+	defer s.lockBoth("edges\x00"+followee, "following\x00"+follower)()
 
 	fKey := userKey(prefixFollowers, followee, follower)
 	_, exists, err := s.get(fKey)
@@ -274,6 +331,13 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 	}
 	if exists == on {
 		return false, nil
+	}
+	m, err := s.followingCount(follower)
+	if err != nil {
+		return false, err
+	}
+	if on && maxFollowing > 0 && m >= uint64(maxFollowing) {
+		return false, fmt.Errorf("%w: %s already follows %d accounts; the limit is %d", feed.ErrFailedPrecondition, follower, m, maxFollowing)
 	}
 	n, err := s.count(followee)
 	if err != nil {
@@ -286,12 +350,15 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 		set(b, fKey, nil)
 		set(b, gKey, nil)
 		n++
+		m++
 	} else {
 		del(b, fKey)
 		del(b, gKey)
 		n = max(n, 1) - 1
+		m = max(m, 1) - 1
 	}
 	set(b, countKey(followee), binary.BigEndian.AppendUint64(nil, n))
+	set(b, followingCountKey(follower), binary.BigEndian.AppendUint64(nil, m))
 	if err := b.Commit(pebble.Sync); err != nil {
 		return false, feed.Unavailable("pebble", err)
 	}
@@ -301,10 +368,15 @@ func (s *Store) setEdge(ctx context.Context, follower, followee string, on bool)
 // ImportFollows stores the follows of followee by each of followers in a
 // few large batches, and reports how many were new. It is for loading a
 // graph in bulk (benchmarks, migrations): it sits below the graph service,
-// so it publishes no Followed events and triggers no backfill. Existing
-// edges are skipped, so it can be rerun.
+// so it publishes no Followed events, triggers no backfill and ignores the
+// following limit. Existing edges are skipped, so it can be rerun.
+//
+// It holds every lock until it is done, so other writes wait for it: a
+// new follower's following count is dropped rather than read and raised
+// (the count is then taken from their g/ keys when next needed), and no
+// Follow may slip a count in between.
 func (s *Store) ImportFollows(ctx context.Context, followee string, followers []string) (int, error) {
-	defer s.lock("edges\x00" + followee)()
+	defer s.lockAll()()
 	n, err := s.count(followee)
 	if err != nil {
 		return 0, err
@@ -341,6 +413,7 @@ func (s *Store) ImportFollows(ctx context.Context, followee string, followers []
 		}
 		set(b, fKey, nil)
 		set(b, userKey(prefixFollowing, f, followee), nil)
+		del(b, followingCountKey(f))
 		n++
 		added++
 		if added%perBatch == 0 {
@@ -416,14 +489,41 @@ func (s *Store) FollowerCount(ctx context.Context, user string) (int64, error) {
 }
 
 func (s *Store) count(user string) (uint64, error) {
-	v, ok, err := s.get(countKey(user))
-	if err != nil || !ok {
+	n, _, err := s.getCount("count", countKey(user))
+	return n, err
+}
+
+// FollowingCount implements store.Graph.
+func (s *Store) FollowingCount(ctx context.Context, user string) (int64, error) {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if len(v) != 8 {
-		return 0, corrupt("count", countKey(user))
+	n, err := s.followingCount(user)
+	return int64(n), err
+}
+
+func (s *Store) followingCount(user string) (uint64, error) {
+	n, ok, err := s.getCount("following count", followingCountKey(user))
+	if err != nil || ok {
+		return n, err
 	}
-	return binary.BigEndian.Uint64(v), nil
+	// No count: the user's follows predate it, or ImportFollows added to
+	// them. The keys are the truth; count them.
+	prefix := userPrefix(prefixFollowing, user)
+	err = s.scan(prefix, prefixEnd(prefix), math.MaxInt, func([]byte) { n++ })
+	return n, err
+}
+
+// getCount reads the uint64 count at key, and whether there is one.
+func (s *Store) getCount(what string, key []byte) (uint64, bool, error) {
+	v, ok, err := s.get(key)
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, corrupt(what, key)
+	}
+	return binary.BigEndian.Uint64(v), true, nil
 }
 
 // get returns a copy of the value at key, and whether there was one.

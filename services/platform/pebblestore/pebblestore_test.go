@@ -2,6 +2,7 @@ package pebblestore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -159,5 +160,28 @@ func TestImportFollows(t *testing.T) {
 	}
 	if listed != 25_000 {
 		t.Errorf("Followers listed %d; want 25000", listed)
+	}
+
+	// Each follower's following count takes the imported edge in, and the
+	// limit counts it.
+	if _, err := s.Follow(ctx, "f00002", "other"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user string
+		want int64
+	}{{"f00000", 1}, {"f00002", 2}, {"f24999", 1}, {"star", 0}} {
+		if n, err := s.FollowingCount(ctx, c.user); err != nil || n != c.want {
+			t.Errorf("FollowingCount(%s) after ImportFollows = %d, %v; want %d", c.user, n, err, c.want)
+		}
+	}
+	if _, err := s.FollowLimited(ctx, "f00002", "third", 2); !errors.Is(err, feed.ErrFailedPrecondition) {
+		t.Errorf("FollowLimited(f00002, third, 2) with an imported and a followed edge = %v; want feed.ErrFailedPrecondition", err)
+	}
+	if _, err := s.FollowLimited(ctx, "f00003", "third", 2); err != nil {
+		t.Errorf("FollowLimited(f00003, third, 2) with one imported edge = %v; want nil", err)
+	}
+	if n, err := s.FollowingCount(ctx, "f00003"); err != nil || n != 2 {
+		t.Errorf("FollowingCount(f00003) after a follow on top of an import = %d, %v; want 2", n, err)
 	}
 }

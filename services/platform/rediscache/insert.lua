@@ -2,11 +2,13 @@
 -- each to the newest cap, atomically. KEYS come in pairs: a set, then its
 -- rebuild claim (same hash tag, so same slot). ARGV[1] is the cap, ARGV[2]
 -- the TTL in milliseconds, ARGV[3] the mode:
---   add     insert, creating the set if it is missing, and give a new set
---           the TTL (authors' recent-post lists; home timelines without
---           an active window);
---   store   insert, mark the set complete with the empty member, reset
---           its TTL and release the claim (a rebuild).
+--   add     insert, creating the set if it is missing, and renew its TTL,
+--           so that a set lasts the TTL after its last write (authors'
+--           recent-post lists; home timelines without an active window);
+--   store   insert, mark the set complete with the empty member, drop the
+--           claim's placeholder member "\0" (see pending in
+--           rediscache.go), renew the TTL and release the claim (a
+--           rebuild).
 -- (Home timelines with an active window take fan-out writes as plain
 -- pipelined commands instead; see Cache.Add.)
 -- Then, for each pair, a count n and n members.
@@ -18,6 +20,9 @@ for k = 1, #KEYS, 2 do
   local key = KEYS[k]
   local n = tonumber(ARGV[a])
   a = a + 1
+  if mode == "store" then
+    redis.call("ZREM", key, "\0")
+  end
   local size = redis.call("ZCARD", key)
   do
     local args = {}
@@ -37,11 +42,9 @@ for k = 1, #KEYS, 2 do
     if size + added > cap + 1 then
       redis.call("ZREMRANGEBYRANK", key, 1, -(cap + 1))
     end
+    redis.call("PEXPIRE", key, ttl)
     if mode == "store" then
-      redis.call("PEXPIRE", key, ttl)
       redis.call("DEL", KEYS[k + 1])
-    elseif size == 0 then
-      redis.call("PEXPIRE", key, ttl)
     end
   end
   a = a + n

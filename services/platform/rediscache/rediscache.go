@@ -10,6 +10,14 @@
 //	tl.claim:{alice}  STRING: a rebuild's lock on her timeline, with a short TTL
 //	recent:{alice}    ZSET: alice's own recent posts (a Cache of Kind "recent")
 //	post:{<id>}       STRING: a post body, or a one-byte tombstone
+//	unf:{bob}:alice   STRING: bob unfollowed alice lately
+//	celebs            SET: the celebrities (sticky; see cache.Celebrities)
+//
+// Any caller can name any user, so every key but celebs has a TTL, which
+// is what bounds what made-up users leave behind: a home timeline and its
+// active mark the active window after the last read, a recent list
+// TimelineTTL after its last write, a claim its rebuild's TTL, a post body
+// PostTTL after it was cached, an unfollow mark cache.UnfollowTTL.
 //
 // A timeline member is the post ID as 8 big-endian bytes, and every score
 // is 0. Redis orders equal-score members by their bytes, and big-endian
@@ -17,7 +25,9 @@
 // A score cannot carry a 64-bit ID: a float64 is exact only to 2^53. Equal
 // scores also keep the small-set listpack encoding compact (see
 // docs/benchmarks.md for the measured bytes per entry). The empty member
-// "" sorts below every ID and marks a timeline complete.
+// "" sorts below every ID and marks a timeline complete. The one-byte
+// member "\x00", between it and every ID, holds a claimed timeline's key
+// until its Store (see Claim).
 package rediscache
 
 import (
@@ -37,9 +47,11 @@ import (
 type Options struct {
 	// Cap is the most entries a timeline keeps. Default 800.
 	Cap int
-	// TimelineTTL expires a timeline this long after it was created or
-	// rebuilt; the next read rebuilds it. Default 7 days. With an
-	// ActiveWindow, the window is the TTL instead.
+	// TimelineTTL expires a timeline, or a recent list, this long after
+	// its last write (Add or Store); reads do not renew it, and the next
+	// read after it expired rebuilds it. Default cache.DefaultRecentTTL.
+	// With an ActiveWindow, the window and a margin are the TTL instead,
+	// renewed by reads.
 	TimelineTTL time.Duration
 	// ActiveWindow, if positive, keeps active users' timelines only:
 	// every Range and Claim marks the user active for ActiveWindow, and
@@ -78,7 +90,7 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 		opts.Cap = cache.DefaultCap
 	}
 	if opts.TimelineTTL <= 0 {
-		opts.TimelineTTL = 7 * 24 * time.Hour
+		opts.TimelineTTL = cache.DefaultRecentTTL
 	}
 	if opts.PostTTL <= 0 {
 		opts.PostTTL = 24 * time.Hour
@@ -114,6 +126,19 @@ func (c *Cache) postKey(id feed.PostID) string { return c.opts.Prefix + "post:{"
 
 // complete is the member that marks a timeline complete.
 const complete = ""
+
+// pending is the member that Claim puts into an active user's timeline,
+// so that the key exists, with its TTL, before the fan-out's first ZADD,
+// which would create it without one; Store removes it. Without it, a
+// rebuild that failed after the fan-out wrote into the claimed timeline
+// would leave a key that never expires, of a user who may never read
+// again. It sorts between complete and every ID, so a trim spares it
+// only on an incomplete timeline (rank 0), and readers skip it as they
+// skip complete. While it is in a complete timeline (a Claim after a read
+// found the timeline without its active mark), Full may say true one
+// entry early, which sends a reader past the end to the durable store
+// for nothing.
+const pending = "\x00"
 
 func member(id feed.PostID) string {
 	var b [8]byte

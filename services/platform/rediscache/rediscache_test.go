@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -45,6 +46,14 @@ func open(t testing.TB, cap int) *rediscache.Cache {
 }
 
 func openOpts(t testing.TB, opts rediscache.Options) *rediscache.Cache {
+	rdb, prefix := client(t)
+	opts.Prefix = prefix
+	return rediscache.New(rdb, opts)
+}
+
+// client returns a client of the test Redis and a key prefix of its own,
+// whose keys it deletes afterwards.
+func client(t testing.TB) (redis.UniversalClient, string) {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.Redis(t)}})
 	prefix := fmt.Sprintf("test:%x:%d:", run, seq.Add(1))
 	t.Cleanup(func() {
@@ -58,8 +67,7 @@ func openOpts(t testing.TB, opts rediscache.Options) *rediscache.Cache {
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("redis %s: %v", testenv.Redis(t), err)
 	}
-	opts.Prefix = prefix
-	return rediscache.New(rdb, opts)
+	return rdb, prefix
 }
 
 // TestContract runs the cache contract suite on every port the Redis
@@ -69,6 +77,9 @@ func TestContract(t *testing.T) {
 		Timelines: func(t *testing.T, cap int) cache.Timelines { return open(t, cap) },
 		Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {
 			return openOpts(t, rediscache.Options{Cap: cap, ActiveWindow: window})
+		},
+		Recent: func(t *testing.T, cap int, ttl time.Duration) cache.Timelines {
+			return openOpts(t, rediscache.Options{Cap: cap, Kind: "recent", TimelineTTL: ttl})
 		},
 		Posts:       func(t *testing.T) cache.Posts { return open(t, 10) },
 		Celebrities: func(t *testing.T) cache.Celebrities { return open(t, 10) },
@@ -221,5 +232,175 @@ func TestRangeBatch(t *testing.T) {
 	}
 	if !reqs[0].OK || len(reqs[0].IDs) != 2 || reqs[3].OK {
 		t.Errorf("batched results %+v, %+v; want alice's two newest, and nobody missing", *reqs[0], *reqs[3])
+	}
+}
+
+// pttl returns key's remaining TTL; it fails the test unless the key
+// exists and has one.
+func pttl(t *testing.T, rdb redis.UniversalClient, key string) time.Duration {
+	t.Helper()
+	d, err := rdb.PTTL(context.Background(), key).Result()
+	if err != nil {
+		t.Fatalf("PTTL %s: %v", key, err)
+	}
+	switch {
+	case d == -2:
+		t.Fatalf("PTTL %s: no such key; want a key with a TTL", key)
+	case d <= 0:
+		t.Fatalf("PTTL %s: the key has no TTL; want one", key)
+	}
+	return d
+}
+
+// TestRecentTTLRenewedByWrites: a recent list with the default options
+// lives cache.DefaultRecentTTL after each write, and reads do not renew
+// it. The TTL is read, not waited for.
+func TestRecentTTLRenewedByWrites(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := client(t)
+	c := rediscache.New(rdb, rediscache.Options{Cap: 10, Prefix: prefix, Kind: "recent"})
+	key := prefix + "recent:{alice}"
+	const short = 10 * time.Second
+	writes := []struct {
+		name  string
+		write func() error
+	}{
+		{"Add creating the list", func() error { return c.Add(ctx, []cache.Entry{{User: "alice", Post: 1}}) }},
+		{"Store", func() error { return c.Store(ctx, "alice", []feed.PostID{1}) }},
+		{"Add", func() error { return c.Add(ctx, []cache.Entry{{User: "alice", Post: 2}}) }},
+	}
+	for _, w := range writes {
+		if err := w.write(); err != nil {
+			t.Fatalf("%s: %v", w.name, err)
+		}
+		if d := pttl(t, rdb, key); d <= short || d > cache.DefaultRecentTTL {
+			t.Errorf("PTTL after %s = %v; want in (%v, %v]: the write renews the list for DefaultRecentTTL", w.name, d, short, cache.DefaultRecentTTL)
+		}
+		// Shorten it, so that the next write's renewal shows.
+		if err := rdb.PExpire(ctx, key, short).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Range(ctx, "alice", 0, 10); err != nil {
+			t.Fatal(err)
+		}
+		if d := pttl(t, rdb, key); d > short {
+			t.Errorf("PTTL after a Range = %v; want at most %v: reads do not renew a recent list", d, short)
+		}
+	}
+}
+
+// TestMadeUpUserKeysExpire calls every port the way requests for a
+// made-up user would, including a rebuild that fails after the fan-out
+// wrote into the claimed timeline, and checks that every key they leave
+// behind has a TTL within its bound. Only the celebrity set has none: it
+// is sticky by design.
+func TestMadeUpUserKeysExpire(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := client(t)
+	const window, claimTTL = time.Hour, 5 * time.Second
+	home := rediscache.New(rdb, rediscache.Options{Cap: 10, Prefix: prefix, ActiveWindow: window})
+	recent := rediscache.New(rdb, rediscache.Options{Cap: 10, Prefix: prefix, Kind: "recent"})
+	const base feed.PostID = 1 << 60
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// A read of a missing timeline, its rebuild's claim, a push that
+	// lands in it, and no Store: the rebuild failed.
+	_, _, err := home.Range(ctx, "ghost", 0, 10)
+	must("Range", err)
+	_, err = home.Claim(ctx, "ghost", claimTTL)
+	must("Claim", err)
+	must("Add", home.Add(ctx, []cache.Entry{{User: "ghost", Post: base + 1}}))
+	// A rebuilt timeline, which gets its mark.
+	_, err = home.Claim(ctx, "wraith", claimTTL)
+	must("Claim", err)
+	must("Store", home.Store(ctx, "wraith", []feed.PostID{base + 2}))
+	// A post, its recent list, a reader's refill of another's, a delete.
+	must("recent Add", recent.Add(ctx, []cache.Entry{{User: "ghost", Post: base + 1}}))
+	must("recent Store", recent.Store(ctx, "phantom", nil))
+	must("PutPosts", home.PutPosts(ctx, []feed.Post{{ID: base + 1, Author: "ghost", Text: "boo"}}))
+	must("DeletePosts", home.DeletePosts(ctx, []feed.PostID{base + 3}))
+	must("MarkUnfollowed", home.MarkUnfollowed(ctx, "ghost", "wraith"))
+	must("AddCelebrity", home.AddCelebrity(ctx, "ghost"))
+
+	bounds := []struct {
+		kind string
+		max  time.Duration
+	}{
+		{"tl:", window + time.Minute},
+		{"tl.active:", window},
+		{"tl.claim:", claimTTL},
+		{"recent:", cache.DefaultRecentTTL},
+		{"post:", 24 * time.Hour},
+		{"unf:", cache.UnfollowTTL},
+	}
+	seen := map[string]int{}
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		name := key[len(prefix):]
+		if name == "celebs" {
+			seen[name]++
+			continue
+		}
+		d := pttl(t, rdb, key)
+		known := false
+		for _, b := range bounds {
+			if len(name) >= len(b.kind) && name[:len(b.kind)] == b.kind {
+				known = true
+				seen[b.kind]++
+				if d > b.max {
+					t.Errorf("PTTL %s = %v; want at most %v", name, d, b.max)
+				}
+			}
+		}
+		if !known {
+			t.Errorf("key %s: of no kind this test knows the bound of", name)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// tl: ghost and wraith; tl.active: both; tl.claim: ghost's (Store
+	// released wraith's); recent: ghost and phantom; post: two; unf: one.
+	want := map[string]int{"tl:": 2, "tl.active:": 2, "tl.claim:": 1, "recent:": 2, "post:": 2, "unf:": 1, "celebs": 1}
+	if !maps.Equal(seen, want) {
+		t.Errorf("keys by kind = %v; want %v", seen, want)
+	}
+}
+
+// TestClaimPlaceholderHidden: the member Claim puts into a timeline is
+// never shown, does not complete it, and is gone after Store.
+func TestClaimPlaceholderHidden(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := client(t)
+	c := rediscache.New(rdb, rediscache.Options{Cap: 3, Prefix: prefix, ActiveWindow: time.Hour})
+	const base feed.PostID = 1 << 60
+	key := prefix + "tl:{alice}"
+	if _, err := c.Claim(ctx, "alice", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	pttl(t, rdb, key)
+	if _, ok, err := c.Range(ctx, "alice", 0, 10); err != nil || ok {
+		t.Errorf("Range of a claimed timeline = %v, %v; want missing", ok, err)
+	}
+	if err := c.Add(ctx, []cache.Entry{{User: "alice", Post: base + 9}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(ctx, "alice", []feed.PostID{base + 1, base + 2}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rdb.ZCard(ctx, key).Result(); err != nil || n != 4 {
+		t.Errorf("ZCARD after Store = %d, %v; want 4: three IDs and the completeness marker", n, err)
+	}
+	got, ok, err := c.Range(ctx, "alice", 0, 10)
+	if want := []feed.PostID{base + 9, base + 2, base + 1}; err != nil || !ok || !slices.Equal(got, want) {
+		t.Errorf("Range after Store = %v, %v, %v; want %v, true, nil", got, ok, err, want)
+	}
+	if full, err := c.Full(ctx, "alice"); err != nil || !full {
+		t.Errorf("Full at the cap = %v, %v; want true", full, err)
 	}
 }

@@ -311,11 +311,16 @@ func (c *Cache) Store(ctx context.Context, user string, ids []feed.PostID) error
 
 // Claim implements cache.Timelines with SET NX on the timeline's claim
 // key. With an ActiveWindow it also marks the user active, in the same
-// round trip, so that fan-out writes land from now on.
+// round trip, so that fan-out writes land from now on, and gives the
+// timeline its key and TTL (see pending), so that what they write expires
+// even if the rebuild never stores.
 func (c *Cache) Claim(ctx context.Context, user string, ttl time.Duration) (bool, error) {
 	pipe := c.rdb.Pipeline()
 	if c.opts.ActiveWindow > 0 {
+		key := c.timelineKey(user)
 		pipe.Set(ctx, c.activeKey(user), 1, c.opts.ActiveWindow)
+		pipe.ZAddNX(ctx, key, redis.Z{Member: pending})
+		pipe.PExpire(ctx, key, c.opts.TimelineTTL)
 	}
 	claim := pipe.SetNX(ctx, c.claimKey(user), 1, ttl)
 	if _, err := pipe.Exec(ctx); err != nil {

@@ -4,7 +4,9 @@
 // contract suite in package storetest.
 //
 // Errors: a missing thing is feed.ErrNotFound; a backend that cannot be
-// reached is wrapped as feed.ErrUnavailable. Nothing else is expected.
+// reached is wrapped as feed.ErrUnavailable; a write that a limit refuses
+// (Graph.FollowLimited) wraps feed.ErrFailedPrecondition. Nothing else is
+// expected.
 package store
 
 import (
@@ -51,8 +53,18 @@ type Posts interface {
 // Graph stores who follows whom, in both directions.
 type Graph interface {
 	// Follow records that follower follows followee. changed is false if it
-	// already did.
+	// already did. It is FollowLimited with no limit: for bulk loads and
+	// tests, below the graph service that enforces one.
 	Follow(ctx context.Context, follower, followee string) (changed bool, err error)
+
+	// FollowLimited is Follow for a follower allowed at most maxFollowing
+	// followees (no limit if maxFollowing <= 0). An edge that would take
+	// FollowingCount(follower) past maxFollowing is refused with an error
+	// wrapping feed.ErrFailedPrecondition, and nothing is stored. An edge
+	// that exists already is never refused: following again stays
+	// idempotent at the limit. Adapters check and add under one lock or
+	// transaction, so racing calls cannot together pass the limit.
+	FollowLimited(ctx context.Context, follower, followee string, maxFollowing int64) (changed bool, err error)
 
 	// Unfollow removes the edge. changed is false if there was none.
 	Unfollow(ctx context.Context, follower, followee string) (changed bool, err error)
@@ -67,6 +79,10 @@ type Graph interface {
 
 	// FollowerCount returns how many followers user has.
 	FollowerCount(ctx context.Context, user string) (int64, error)
+
+	// FollowingCount returns how many accounts user follows: the length of
+	// the Following list.
+	FollowingCount(ctx context.Context, user string) (int64, error)
 
 	// IsFollowing reports whether follower follows followee now.
 	IsFollowing(ctx context.Context, follower, followee string) (bool, error)

@@ -106,6 +106,9 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.RateLimits != nil {
+		n.Guard.UseLimiter(b.RateLimits)
+	}
 	defer func() {
 		if err != nil {
 			opened.Close()

@@ -2,11 +2,18 @@
 // cache it reads (unless the all-in-one hands it its adapters), adds its
 // gRPC API and the event tail that feeds live streams to a node; Close
 // releases what New opened.
+//
+// Live streams (StreamHomeTimeline) are bounded per instance: at most
+// -max-streams-per-user (HERALD_MAX_STREAMS_PER_USER, default 8) per user
+// and -max-streams (HERALD_MAX_STREAMS, default 10000) in all; past
+// either, a new stream fails with RESOURCE_EXHAUSTED. A stream whose
+// reader falls 256 posts behind, or reads nothing, ends with UNAVAILABLE.
 package app
 
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/platform/backend"
@@ -32,6 +39,40 @@ type Config struct {
 	Backends *backend.Set
 	Store    *backend.StoreConfig
 	Cache    *backend.CacheConfig
+
+	// MaxStreamsPerUser bounds one user's open streams on an instance.
+	// Zero: timeline.DefaultMaxStreamsPerUser (8).
+	MaxStreamsPerUser int
+	// MaxStreams bounds an instance's open streams. Zero:
+	// timeline.DefaultMaxStreams (10000).
+	MaxStreams int
+}
+
+// BindFlags defines the timeline service's own flags (not the policy's,
+// which the all-in-one binds once for two services).
+func BindFlags(fs *flagenv.Set, c *Config) {
+	fs.Int(&c.MaxStreamsPerUser, "max-streams-per-user", "HERALD_MAX_STREAMS_PER_USER", timeline.DefaultMaxStreamsPerUser,
+		"open StreamHomeTimeline streams one user may hold on one instance; more fail with RESOURCE_EXHAUSTED")
+	fs.Int(&c.MaxStreams, "max-streams", "HERALD_MAX_STREAMS", timeline.DefaultMaxStreams,
+		"open StreamHomeTimeline streams one instance holds; more fail with RESOURCE_EXHAUSTED")
+}
+
+// Check fills in the defaults of settings left zero, and reports one out
+// of range.
+func (c *Config) Check() error {
+	if c.MaxStreamsPerUser == 0 {
+		c.MaxStreamsPerUser = timeline.DefaultMaxStreamsPerUser
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = timeline.DefaultMaxStreams
+	}
+	if c.MaxStreamsPerUser < 1 || c.MaxStreams < 1 {
+		return fmt.Errorf("-max-streams-per-user %d and -max-streams %d: both must be at least 1", c.MaxStreamsPerUser, c.MaxStreams)
+	}
+	if c.Policy == nil {
+		c.Policy = &backend.Policy{}
+	}
+	return nil
 }
 
 // Program is the split timeline binary: the service on Cassandra and
@@ -39,11 +80,12 @@ type Config struct {
 func Program() node.Program {
 	return node.ServiceProgram("timeline", DefaultAddr, func(fs *flagenv.Set) (func() error, func(context.Context, *node.Node) (func(), error)) {
 		c := &Config{Policy: &backend.Policy{}, Store: &backend.StoreConfig{}, Cache: &backend.CacheConfig{}}
+		BindFlags(fs, c)
 		backend.BindPolicy(fs, c.Policy)
 		backend.BindStore(fs, c.Store, "cassandra")
 		backend.BindCache(fs, c.Cache, "redis")
 		check := func() error {
-			return errors.Join(c.Policy.Check(), c.Store.Check("timeline"), c.Cache.Check("timeline"))
+			return errors.Join(c.Check(), c.Policy.Check(), c.Store.Check("timeline"), c.Cache.Check("timeline"))
 		}
 		return check, node.Attach(func(ctx context.Context, n *node.Node) (*App, error) { return New(ctx, *c, n) })
 	})
@@ -61,12 +103,15 @@ func (a *App) Close() {
 // event log that feeds live streams. At shutdown the streams end first
 // (UNAVAILABLE "server shutting down"), so that none holds the drain.
 func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
-	if cfg.Policy == nil {
-		cfg.Policy = &backend.Policy{}
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	b, opened, err := backend.Use(ctx, cfg.Backends, cfg.Store, cfg.Cache, n.Namespace(), n.Log)
 	if err != nil {
 		return nil, err
+	}
+	if b.RateLimits != nil {
+		n.Guard.UseLimiter(b.RateLimits)
 	}
 	defer func() {
 		if err != nil {
@@ -83,7 +128,7 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 		Timelines: b.Timelines, Recent: b.Recent, PostCache: b.PostCache, Posts: b.Posts,
 		Following: graphclient.New(conn), Celebrities: b.Celebrities, Tokens: n.Tokens, Log: log,
 	}, n.Metrics)
-	hub := timeline.NewHub()
+	hub := timeline.NewHub(timeline.HubConfig{MaxStreamsPerUser: cfg.MaxStreamsPerUser, MaxStreams: cfg.MaxStreams}, n.Metrics)
 	feedv1.RegisterTimelineServiceServer(n.GRPC, rpc.New(svc, hub))
 	n.Announce("timeline", feedv1.TimelineService_ServiceDesc.ServiceName)
 	n.OnDrain(hub.Close)

@@ -4,6 +4,8 @@ package graph
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -12,7 +14,10 @@ import (
 
 // Store is the part of the durable store the graph service uses.
 type Store interface {
-	Follow(ctx context.Context, follower, followee string) (bool, error)
+	// FollowLimited stores the edge unless follower already follows
+	// maxFollowing accounts, not followee among them: then it stores
+	// nothing and returns an error wrapping feed.ErrFailedPrecondition.
+	FollowLimited(ctx context.Context, follower, followee string, maxFollowing int64) (bool, error)
 	Unfollow(ctx context.Context, follower, followee string) (bool, error)
 	Followers(ctx context.Context, user string, state []byte, limit int) ([]string, []byte, error)
 	Following(ctx context.Context, user string, state []byte, limit int) ([]string, []byte, error)
@@ -23,14 +28,19 @@ type Publisher = event.Publisher
 
 // Service implements the graph operations.
 type Service struct {
-	store  Store
-	bus    Publisher
-	tokens *pagetoken.Codec
+	store        Store
+	bus          Publisher
+	tokens       *pagetoken.Codec
+	maxFollowing int64
 }
 
-// New returns a Service.
-func New(s Store, b Publisher, tokens *pagetoken.Codec) *Service {
-	return &Service{store: s, bus: b, tokens: tokens}
+// New returns a Service under which one user follows at most maxFollowing
+// accounts; maxFollowing <= 0 means feed.DefaultMaxFollowing.
+func New(s Store, b Publisher, tokens *pagetoken.Codec, maxFollowing int64) *Service {
+	if maxFollowing <= 0 {
+		maxFollowing = feed.DefaultMaxFollowing
+	}
+	return &Service{store: s, bus: b, tokens: tokens, maxFollowing: maxFollowing}
 }
 
 func validatePair(follower, followee string) error {
@@ -51,11 +61,20 @@ func validatePair(follower, followee string) error {
 // event is published on every call, not only on a change: a call that
 // stored the edge but failed to publish returns UNAVAILABLE, and the
 // client's retry then publishes it. The event's consumers are idempotent.
+//
+// A follower who already follows maxFollowing accounts cannot follow
+// another: the call fails with an error wrapping
+// feed.ErrFailedPrecondition, stores and publishes nothing. Following
+// again an account already followed still succeeds. The limit keeps every
+// following list short enough for a timeline rebuild to merge whole.
 func (s *Service) Follow(ctx context.Context, follower, followee string) error {
 	if err := validatePair(follower, followee); err != nil {
 		return err
 	}
-	if _, err := s.store.Follow(ctx, follower, followee); err != nil {
+	if _, err := s.store.FollowLimited(ctx, follower, followee, s.maxFollowing); err != nil {
+		if errors.Is(err, feed.ErrFailedPrecondition) {
+			return fmt.Errorf("%w: follower_id %s already follows %d accounts, the limit (-max-following)", feed.ErrFailedPrecondition, follower, s.maxFollowing)
+		}
 		return err
 	}
 	return s.bus.Publish(ctx, event.Followed{Follower: follower, Followee: followee})

@@ -61,14 +61,14 @@ type faultyStore struct {
 	lastLimit int
 }
 
-func (s *faultyStore) Follow(ctx context.Context, follower, followee string) (bool, error) {
+func (s *faultyStore) FollowLimited(ctx context.Context, follower, followee string, maxFollowing int64) (bool, error) {
 	s.mu.Lock()
 	s.calls++
 	s.mu.Unlock()
 	if s.followErr != nil {
 		return false, s.followErr
 	}
-	return s.Store.Follow(ctx, follower, followee)
+	return s.Store.FollowLimited(ctx, follower, followee, maxFollowing)
 }
 
 func (s *faultyStore) Unfollow(ctx context.Context, follower, followee string) (bool, error) {
@@ -113,6 +113,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureLimit(t, 0)
+}
+
+// newFixtureLimit is newFixture for a service run with -max-following
+// maxFollowing (0: the default).
+func newFixtureLimit(t *testing.T, maxFollowing int64) *fixture {
+	t.Helper()
 	db, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
 	if err != nil {
 		t.Fatalf("pebblestore.Open: %v", err)
@@ -128,7 +135,7 @@ func newFixture(t *testing.T) *fixture {
 		pub:    &recordingPublisher{},
 		tokens: pagetoken.New([]byte("0123456789abcdef0123456789abcdef")),
 	}
-	f.svc = graph.New(f.store, f.pub, f.tokens)
+	f.svc = graph.New(f.store, f.pub, f.tokens, maxFollowing)
 	return f
 }
 

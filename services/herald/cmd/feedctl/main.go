@@ -4,12 +4,27 @@
 //	feedctl post alice "hello"      # alice posts
 //	feedctl timeline bob            # bob's home timeline, newest first
 //	feedctl watch bob               # stream bob's new timeline entries
+//	feedctl token alice             # print a token for alice
+//
+// Each command acts as the user it names first (post alice acts as alice,
+// timeline bob as bob), with a token signed by the development key in
+// --data (the all-in-one's data dir, ./.herald by default), or sends
+// --token (HERALD_TOKEN) instead. Without either, calls go with no token:
+// the public reads work, and the rest get UNAUTHENTICATED.
+//
+// Calls are plaintext unless --tls or one of --tls-ca, --tls-cert and
+// --tls-key (or HERALD_TLS_CA, HERALD_TLS_CERT and HERALD_TLS_KEY, the
+// variables a Herald process reads) is given: then they are TLS, trusting
+// --tls-ca's CAs, or the system's without it, and presenting --tls-cert
+// when the server asks for a client certificate (mutual TLS).
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -23,12 +38,16 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
 func main() {
@@ -51,6 +70,12 @@ type client struct {
 	addr    string
 	etcd    string
 	timeout time.Duration
+	tlsOn   bool
+	tls     tlsconfig.Files
+	creds   credentials.TransportCredentials // made at the first dial
+	token   string
+	data    string
+	signer  *auth.Signer // the development key in data, found at the first dial
 	out     io.Writer
 	conns   map[string]*grpc.ClientConn
 }
@@ -76,7 +101,17 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&c.ns, "namespace", ns, "deployment name, for --etcd discovery (HERALD_NAMESPACE)")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of each call")
 	root.PersistentFlags().StringVar(&c.nats, "nats", os.Getenv("HERALD_NATS_URL"), "NATS URL, for the dead-letter commands (HERALD_NATS_URL)")
-	root.AddCommand(c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
+	root.PersistentFlags().BoolVar(&c.tlsOn, "tls", false, "call over TLS, trusting the system's CAs (implied by --tls-ca, --tls-cert and --tls-key)")
+	root.PersistentFlags().StringVar(&c.tls.CA, "tls-ca", os.Getenv("HERALD_TLS_CA"), "PEM CA bundle: call over TLS, trusting only these CAs (HERALD_TLS_CA)")
+	root.PersistentFlags().StringVar(&c.tls.Cert, "tls-cert", os.Getenv("HERALD_TLS_CERT"), "PEM client certificate, for a deployment with mutual TLS (HERALD_TLS_CERT)")
+	root.PersistentFlags().StringVar(&c.tls.Key, "tls-key", os.Getenv("HERALD_TLS_KEY"), "PEM private key of --tls-cert (HERALD_TLS_KEY)")
+	root.PersistentFlags().StringVar(&c.token, "token", os.Getenv("HERALD_TOKEN"), "bearer token sent with every call, instead of one signed for the user each command names (HERALD_TOKEN)")
+	data := os.Getenv("HERALD_DATA")
+	if data == "" {
+		data = ".herald"
+	}
+	root.PersistentFlags().StringVar(&c.data, "data", data, "directory of the development signing key (the all-in-one's data dir) (HERALD_DATA)")
+	root.AddCommand(c.tokenCmd(), c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
 		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
 		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd())
 	return root
@@ -88,6 +123,32 @@ func (c *client) conn(service string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[service]; ok {
 		return cc, nil
 	}
+	if c.creds == nil {
+		c.creds = insecure.NewCredentials()
+		if c.tlsOn || c.tls != (tlsconfig.Files{}) {
+			creds, err := tlsconfig.ClientCredentials(c.tls)
+			if err != nil {
+				return nil, err
+			}
+			c.creds = creds
+		}
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(c.creds)}
+	switch {
+	case c.token != "":
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(c.token)))
+	default:
+		if c.signer == nil {
+			if s, err := auth.DevSigner(c.data); err == nil {
+				c.signer = s
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+		if c.signer != nil {
+			opts = append(opts, auth.ActAsNamedUser(c.signer)...)
+		}
+	}
 	var cc *grpc.ClientConn
 	var err error
 	if c.etcd != "" {
@@ -95,9 +156,9 @@ func (c *client) conn(service string) (*grpc.ClientConn, error) {
 		if cerr != nil {
 			return nil, fmt.Errorf("etcd %s: %w", c.etcd, cerr)
 		}
-		cc, err = discovery.Dial(cli, c.ns, service)
+		cc, err = discovery.Dial(cli, c.ns, service, opts...)
 	} else {
-		cc, err = grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err = grpc.NewClient(c.addr, opts...)
 	}
 	if err != nil {
 		return nil, err
@@ -137,6 +198,35 @@ func (c *client) printNext(cmd *cobra.Command, next string) {
 		}
 		fmt.Fprintf(c.out, "-- more: feedctl %s --page-token %s\n", strings.Join(args, " "), next)
 	}
+}
+
+func (c *client) tokenCmd() *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "token USER",
+		Short: "Print a token for USER, signed with the development key in --data",
+		Long: "Print a bearer token for USER, signed with the development key that the all-in-one\n" +
+			"creates in its data dir (--data). Use it from other clients:\n" +
+			"  grpcurl -H \"authorization: Bearer $(feedctl token alice)\" ...",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := auth.DevSigner(c.data)
+			if err != nil {
+				return err
+			}
+			if err := feed.ValidateUserID("USER", args[0]); err != nil {
+				return err
+			}
+			t, err := s.Token(args[0], ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.out, t)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	return cmd
 }
 
 func (c *client) postCmd() *cobra.Command {

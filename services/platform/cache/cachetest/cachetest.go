@@ -38,7 +38,11 @@ type Adapter struct {
 	Timelines func(t *testing.T, cap int) cache.Timelines
 	// Active opens home timelines of active users only, which expire when
 	// not read for window.
-	Active      func(t *testing.T, cap int, window time.Duration) cache.Timelines
+	Active func(t *testing.T, cap int, window time.Duration) cache.Timelines
+	// Recent opens authors' recent-post lists: capped timelines in which
+	// Add creates a missing list, and which expire ttl after their last
+	// write (see cache.Timelines).
+	Recent      func(t *testing.T, cap int, ttl time.Duration) cache.Timelines
 	Posts       func(t *testing.T) cache.Posts
 	Celebrities func(t *testing.T) cache.Celebrities
 	Unfollows   func(t *testing.T) cache.Unfollows
@@ -46,7 +50,7 @@ type Adapter struct {
 
 // Run runs every part of the contract that a has an opener for.
 func Run(t *testing.T, a Adapter) {
-	if a.Timelines == nil && a.Active == nil && a.Posts == nil && a.Celebrities == nil && a.Unfollows == nil {
+	if a.Timelines == nil && a.Active == nil && a.Recent == nil && a.Posts == nil && a.Celebrities == nil && a.Unfollows == nil {
 		t.Fatal("cachetest.Run: the Adapter has no opener")
 	}
 	if a.Timelines != nil {
@@ -67,6 +71,13 @@ func Run(t *testing.T, a Adapter) {
 	}
 	if a.Active != nil {
 		t.Run("Active", func(t *testing.T) { runActive(t, a.Active) })
+	}
+	if a.Recent != nil {
+		// A recent list is a timeline in every other respect; with a TTL
+		// far beyond the test, the timelines' suite applies as it is.
+		long := func(t *testing.T, cap int) cache.Timelines { return a.Recent(t, cap, time.Hour) }
+		t.Run("RecentTimelines", func(t *testing.T) { runTimelines(t, long) })
+		t.Run("Recent", func(t *testing.T) { runRecent(t, a.Recent) })
 	}
 	if a.Posts != nil {
 		t.Run("Posts", func(t *testing.T) { runPosts(t, a.Posts) })
@@ -815,6 +826,76 @@ func runActive(t *testing.T, open func(t *testing.T, cap int, window time.Durati
 		}
 		add(t, c, entries("alice", base+2))
 		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 2, base + 1})
+	})
+}
+
+// runRecent runs the contract suite of a cache of recent-post lists. open
+// must return an empty cache with the given cap whose lists expire ttl
+// after their last write.
+func runRecent(t *testing.T, open func(t *testing.T, cap int, ttl time.Duration) cache.Timelines) {
+	t.Run("ExpiresUnwrittenThoughRead", func(t *testing.T) {
+		// A list nobody writes expires however often it is read: the
+		// reads below, every few milliseconds, must not keep it alive.
+		const ttl = 300 * time.Millisecond
+		c := open(t, 10, ttl)
+		start := time.Now()
+		store(t, c, "alice", []feed.PostID{base + 1})
+		if !ranged(t, c, "alice") && time.Since(start) < ttl {
+			t.Fatalf("Range(alice) right after Store = missing, %v after the Store began; want it kept for %v", time.Since(start).Round(time.Millisecond), ttl)
+		}
+		waitfor.Until(t, waitfor.Deadline, "an unwritten recent list to expire", func() (bool, any) {
+			return !ranged(t, c, "alice"), "Range(alice) still finds the list"
+		})
+		// What comes after is a new list, incomplete until a reader's
+		// refill from the durable store.
+		add(t, c, entries("alice", base+2))
+		wantMissing(t, c, "alice")
+		store(t, c, "alice", []feed.PostID{base + 1})
+		wantRange(t, c, "alice", 0, 100, []feed.PostID{base + 2, base + 1})
+	})
+	t.Run("AddsRenew", func(t *testing.T) {
+		// Add every ttl/5 for three TTLs: each must find the list still
+		// complete, since the Add before renewed it. As in ReadsRenew, a
+		// gap that a loaded machine stretched past the TTL makes the
+		// expiry right, and the attempt starts again.
+		const ttl = 500 * time.Millisecond
+		c := open(t, 100, ttl)
+		renewed := false
+		for attempt := 0; attempt < 5 && !renewed; attempt++ {
+			user := fmt.Sprintf("alice%d", attempt)
+			want := []feed.PostID{base}
+			prev := time.Now() // when the last write (the Store) began
+			store(t, c, user, want)
+			renewed = true
+			for i := range 15 {
+				time.Sleep(ttl / 5)
+				start := time.Now()
+				id := base + feed.PostID(i+1)
+				add(t, c, entries(user, id))
+				want = append([]feed.PostID{id}, want...)
+				got, ok, err := c.Range(context.Background(), user, 0, 100)
+				if err != nil {
+					t.Fatalf("Range(%q): %v", user, err)
+				}
+				gap := time.Since(prev)
+				prev = start
+				if ok {
+					if !slices.Equal(got, want) {
+						t.Fatalf("Range(%q, 0, 100) after Add %d = %v; want %v", user, i, got, want)
+					}
+					continue
+				}
+				if gap < ttl {
+					t.Fatalf("Add %d: the list expired although the write before it began %v earlier; want it renewed for %v", i, gap.Round(time.Millisecond), ttl)
+				}
+				t.Logf("attempt %d, Add %d: %v between writes, past the %v TTL, so the expiry is right; starting again", attempt, i, gap.Round(time.Millisecond), ttl)
+				renewed = false
+				break
+			}
+		}
+		if !renewed {
+			t.Fatalf("in 5 attempts the gap between writes passed the %v TTL each time: the machine stalled too often to check renewal", ttl)
+		}
 	})
 }
 

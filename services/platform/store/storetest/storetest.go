@@ -53,6 +53,9 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"FollowingPaging", testFollowingPaging},
 		{"GraphPrefixNamedUsers", testGraphPrefixNames},
 		{"FollowerCount", testFollowerCount},
+		{"FollowingCount", testFollowingCount},
+		{"FollowLimited", testFollowLimited},
+		{"FollowLimitedRacing", testFollowLimitedRacing},
 		{"IsFollowing", testIsFollowing},
 		{"CancelledContext", testCancelledContext},
 		{"ConcurrentWrites", testConcurrentWrites},
@@ -592,6 +595,179 @@ func testFollowerCount(t *testing.T, s Store) {
 	}
 }
 
+func testFollowingCount(t *testing.T, s Store) {
+	ctx := context.Background()
+	steps := []struct {
+		op                 string // "follow" or "unfollow"
+		follower, followee string
+		changed            bool
+		alice, carol       int64
+	}{
+		{"", "", "", false, 0, 0},
+		{"follow", "alice", "bob", true, 1, 0},
+		{"follow", "alice", "bob", false, 1, 0},
+		{"follow", "alice", "carol", true, 2, 0},
+		{"follow", "carol", "alice", true, 2, 1},
+		{"follow", "dave", "alice", true, 2, 1},
+		{"unfollow", "alice", "bob", true, 1, 1},
+		{"unfollow", "alice", "bob", false, 1, 1},
+		{"unfollow", "alice", "dave", false, 1, 1},
+		{"unfollow", "bob", "alice", false, 1, 1},
+		{"unfollow", "alice", "carol", true, 0, 1},
+		{"unfollow", "alice", "carol", false, 0, 1},
+		{"follow", "alice", "carol", true, 1, 1},
+	}
+	for i, st := range steps {
+		switch st.op {
+		case "follow":
+			follow(t, s, st.follower, st.followee, st.changed)
+		case "unfollow":
+			unfollow(t, s, st.follower, st.followee, st.changed)
+		}
+		for _, c := range []struct {
+			user string
+			want int64
+		}{{"alice", st.alice}, {"carol", st.carol}} {
+			if got, err := s.FollowingCount(ctx, c.user); err != nil || got != c.want {
+				t.Errorf("step %d (%s %s -> %s): FollowingCount(%q) = %d, %v; want %d, nil",
+					i, st.op, st.follower, st.followee, c.user, got, err, c.want)
+			}
+		}
+	}
+}
+
+// followLimited calls FollowLimited and fails t unless it returns changed
+// and no error.
+func followLimited(t *testing.T, s Store, follower, followee string, limit int64, changed bool) {
+	t.Helper()
+	if got, err := s.FollowLimited(context.Background(), follower, followee, limit); err != nil || got != changed {
+		t.Fatalf("FollowLimited(%q, %q, %d) = %v, %v; want %v, nil", follower, followee, limit, got, err, changed)
+	}
+}
+
+// wantRefused fails t unless FollowLimited refuses the edge with
+// feed.ErrFailedPrecondition.
+func wantRefused(t *testing.T, s Store, follower, followee string, limit int64) {
+	t.Helper()
+	got, err := s.FollowLimited(context.Background(), follower, followee, limit)
+	if !errors.Is(err, feed.ErrFailedPrecondition) || got {
+		t.Fatalf("FollowLimited(%q, %q, %d) = %v, %v; want false and an error wrapping feed.ErrFailedPrecondition", follower, followee, limit, got, err)
+	}
+}
+
+func wantFollowingCount(t *testing.T, s Store, when, user string, want int64) {
+	t.Helper()
+	if got, err := s.FollowingCount(context.Background(), user); err != nil || got != want {
+		t.Errorf("%s: FollowingCount(%q) = %d, %v; want %d, nil", when, user, got, err, want)
+	}
+}
+
+func testFollowLimited(t *testing.T, s Store) {
+	ctx := context.Background()
+	const limit = 3
+	for _, b := range []string{"b1", "b2", "b3"} {
+		followLimited(t, s, "alice", b, limit, true)
+	}
+	wantFollowingCount(t, s, "at the limit", "alice", 3)
+
+	// Past the limit: refused, and nothing stored on either side.
+	wantRefused(t, s, "alice", "b4", limit)
+	wantSet(t, "Following(alice) after a refused follow", pageAll(t, "Following", s.Following, "alice", 10), []string{"b1", "b2", "b3"})
+	wantSet(t, "Followers(b4) after a refused follow", pageAll(t, "Followers", s.Followers, "b4", 10), nil)
+	if n, err := s.FollowerCount(ctx, "b4"); err != nil || n != 0 {
+		t.Errorf("FollowerCount(b4) after a refused follow = %d, %v; want 0", n, err)
+	}
+	if ok, err := s.IsFollowing(ctx, "alice", "b4"); err != nil || ok {
+		t.Errorf("IsFollowing(alice, b4) after a refused follow = %v, %v; want false", ok, err)
+	}
+	wantFollowingCount(t, s, "after a refused follow", "alice", 3)
+
+	// An edge that exists is never refused, not even under a lower limit.
+	followLimited(t, s, "alice", "b2", limit, false)
+	followLimited(t, s, "alice", "b1", 2, false)
+	wantRefused(t, s, "alice", "b5", 2)
+	if n, err := s.FollowerCount(ctx, "b2"); err != nil || n != 1 {
+		t.Errorf("FollowerCount(b2) after following again at the limit = %d, %v; want 1", n, err)
+	}
+
+	// The limit is the follower's: others follow b4 freely.
+	followLimited(t, s, "bob", "b4", limit, true)
+
+	// An unfollow makes room.
+	unfollow(t, s, "alice", "b1", true)
+	wantFollowingCount(t, s, "after an unfollow", "alice", 2)
+	followLimited(t, s, "alice", "b4", limit, true)
+	wantSet(t, "Following(alice) after unfollow and follow", pageAll(t, "Following", s.Following, "alice", 10), []string{"b2", "b3", "b4"})
+	if n, err := s.FollowerCount(ctx, "b4"); err != nil || n != 2 {
+		t.Errorf("FollowerCount(b4) = %d, %v; want 2 (bob and alice)", n, err)
+	}
+
+	// No limit: maxFollowing <= 0, or Follow.
+	followLimited(t, s, "alice", "b5", 0, true)
+	followLimited(t, s, "alice", "b6", -1, true)
+	follow(t, s, "alice", "b7", true)
+	wantFollowingCount(t, s, "past the limit by unlimited follows", "alice", 6)
+	wantRefused(t, s, "alice", "b8", limit)
+	wantFollowingCount(t, s, "after a refused follow past the limit", "alice", 6)
+}
+
+// testFollowLimitedRacing: racing follows by a user one below the limit
+// admit exactly one new edge, while racing follows of edges that exist
+// all succeed.
+func testFollowLimitedRacing(t *testing.T, s Store) {
+	ctx := context.Background()
+	const limit, racers = 5, 24
+	var have []string
+	for i := range limit - 1 {
+		have = append(have, fmt.Sprintf("old%d", i))
+		followLimited(t, s, "racer", have[i], limit, true)
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		won     []string
+		refused int
+		others  []error
+	)
+	start := make(chan struct{}) // lines the racers up
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			followee := fmt.Sprintf("new%02d", i)
+			changed, err := s.FollowLimited(ctx, "racer", followee, limit)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && changed:
+				won = append(won, followee)
+			case errors.Is(err, feed.ErrFailedPrecondition) && !changed:
+				refused++
+			default:
+				others = append(others, fmt.Errorf("FollowLimited(racer, %s, %d) = %v, %v", followee, limit, changed, err))
+			}
+		})
+		// Following again what racer follows already is never refused.
+		wg.Go(func() {
+			<-start
+			if _, err := s.FollowLimited(ctx, "racer", have[i%len(have)], limit); err != nil {
+				mu.Lock()
+				others = append(others, fmt.Errorf("FollowLimited(racer, %s, %d) of an existing edge: %w", have[i%len(have)], limit, err))
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range others {
+		t.Error(err)
+	}
+	if len(won) != 1 || refused != racers-1 {
+		t.Fatalf("%d racing FollowLimited by a user one below the limit: %d succeeded (%v), %d refused; want 1 and %d", racers, len(won), won, refused, racers-1)
+	}
+	wantFollowingCount(t, s, "after the race", "racer", limit)
+	wantSet(t, "Following(racer) after the race", pageAll(t, "Following", s.Following, "racer", 10), append(have, won[0]))
+}
+
 func testCancelledContext(t *testing.T, s Store) {
 	x := newIDs(t)
 	live := create(t, s, x.post("alice", "live"), "")
@@ -610,10 +786,12 @@ func testCancelledContext(t *testing.T, s Store) {
 		{"MarkPublished", func() error { return s.MarkPublished(ctx, live.ID) }},
 		{"ListUnpublished", func() error { _, err := s.ListUnpublished(ctx, 0, 10); return err }},
 		{"Follow", func() error { _, err := s.Follow(ctx, "alice", "bob"); return err }},
+		{"FollowLimited", func() error { _, err := s.FollowLimited(ctx, "alice", "bob", 10); return err }},
 		{"Unfollow", func() error { _, err := s.Unfollow(ctx, "alice", "bob"); return err }},
 		{"Followers", func() error { _, _, err := s.Followers(ctx, "bob", nil, 10); return err }},
 		{"Following", func() error { _, _, err := s.Following(ctx, "alice", nil, 10); return err }},
 		{"FollowerCount", func() error { _, err := s.FollowerCount(ctx, "bob"); return err }},
+		{"FollowingCount", func() error { _, err := s.FollowingCount(ctx, "alice"); return err }},
 	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, context.Canceled) {
@@ -688,6 +866,9 @@ func testConcurrentWrites(t *testing.T, s Store) {
 	}
 	if n, err := s.FollowerCount(ctx, "idol"); err != nil || n != fans {
 		t.Errorf("FollowerCount(idol) after %d racing follows each of %d fans = %d, %v; want %d", copies, fans, n, err, fans)
+	}
+	for i := range fans {
+		wantFollowingCount(t, s, fmt.Sprintf("after %d racing follows of idol", copies), fmt.Sprintf("fan_%02d", i), 1)
 	}
 	for _, r := range results[1:] {
 		if r.ID != results[0].ID {

@@ -29,6 +29,12 @@ func (s *Server) GetHomeTimeline(ctx context.Context, req *feedv1.GetHomeTimelin
 	return &feedv1.GetHomeTimelineResponse{Posts: feedpb.Posts(ps), NextPageToken: next}, nil
 }
 
+// StreamHomeTimeline serves one live stream. Service.Stream calls the send
+// below on a goroutine of its own, and may return while that goroutine is
+// blocked in Send on a client that reads nothing (HTTP/2 flow control):
+// returning ends the stream, which makes gRPC fail the blocked Send, so
+// the goroutine exits. grpc-go tolerates a Send racing the handler's
+// return: once the stream is done, Send fails.
 func (s *Server) StreamHomeTimeline(req *feedv1.StreamHomeTimelineRequest, stream feedv1.TimelineService_StreamHomeTimelineServer) error {
 	err := s.svc.Stream(stream.Context(), s.hub, req.GetUserId(), func(p feed.Post) error {
 		return stream.Send(&feedv1.StreamHomeTimelineResponse{Post: feedpb.Post(p)})

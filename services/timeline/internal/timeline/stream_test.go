@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
@@ -35,12 +37,15 @@ func startStream(t *testing.T, svc *Service, hub *Hub, user string, send func(fe
 	return s
 }
 
-// subscribed waits until user's stream is open in hub: every stream follows
-// its own user.
+// subscribed waits until user's stream is open in hub, its following
+// list indexed.
 func subscribed(t *testing.T, hub *Hub, user string) {
 	t.Helper()
 	waitfor.Until(t, waitfor.Deadline, user+"'s stream open", func() (bool, any) {
-		return hub.Wants(user), "no stream wants " + user
+		hub.mu.Lock()
+		defer hub.mu.Unlock()
+		w := hub.watchers[user]
+		return w != nil && w.unfollowed == nil, "no stream of " + user + " with its following list indexed"
 	})
 }
 
@@ -83,7 +88,7 @@ func mkPost(id feed.PostID, author string) feed.Post {
 
 func TestStreamDelivers(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	hub := NewHub()
+	hub := newHub(t, HubConfig{})
 	e.follows.follow("alice", "bob")
 	e.follows.follow("carol", "bob", "dave")
 	alice := startStream(t, e.svc, hub, "alice", nil)
@@ -126,15 +131,13 @@ func TestStreamDelivers(t *testing.T) {
 
 func TestStreamFollowChanges(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	hub := NewHub()
+	hub := newHub(t, HubConfig{})
 	e.follows.follow("alice", "bob")
 	// alice has two devices connected.
 	phone := startStream(t, e.svc, hub, "alice", nil)
 	laptop := startStream(t, e.svc, hub, "alice", nil)
 	waitfor.Until(t, waitfor.Deadline, "both of alice's streams open", func() (bool, any) {
-		hub.mu.Lock()
-		defer hub.mu.Unlock()
-		n := len(hub.byUser["alice"])
+		n := joined(hub, "alice")
 		return n == 2, fmt.Sprintf("%d streams", n)
 	})
 
@@ -167,7 +170,7 @@ func TestStreamFollowChanges(t *testing.T) {
 
 func TestStreamSlowReader(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	hub := NewHub()
+	hub := newHub(t, HubConfig{})
 	e.follows.follow("alice", "bob")
 	e.follows.follow("carol", "dave")
 	entered := make(chan struct{})
@@ -177,7 +180,7 @@ func TestStreamSlowReader(t *testing.T) {
 		if first {
 			first = false
 			close(entered)
-			<-release // the reader stops reading
+			<-release // the reader stops reading, as a client granting no HTTP/2 window does
 		}
 		return nil
 	})
@@ -188,17 +191,30 @@ func TestStreamSlowReader(t *testing.T) {
 	hub.Deliver(mkPost(1, "bob"))
 	<-entered
 	// With the reader stuck in send, the buffer fills; Deliver must not
-	// block, and the post past the buffer ends the stream.
-	for i := range streamBuffer + 1 {
+	// block, and the post past the buffer ends the stream, though send is
+	// still blocked.
+	for i := range DefaultStreamBuffer + 1 {
 		hub.Deliver(mkPost(feed.PostID(2+i), "bob"))
 	}
-	close(release)
 	err := slow.result(t)
 	if !errors.Is(err, ErrSlowReader) || !errors.Is(err, feed.ErrUnavailable) {
 		t.Errorf("slow stream ended with %v; want ErrSlowReader, an ErrUnavailable", err)
 	}
-	if hub.Wants("bob") || hub.Wants("alice") {
+	if hub.Wants("bob") || hub.Wants("alice") || joined(hub, "alice") != 0 {
 		t.Errorf("the slow stream is still subscribed after it ended")
+	}
+	if n := pumps("TestStreamSlowReader"); n != 1 {
+		t.Errorf("%d senders in the blocked send after the stream ended; want 1", n)
+	}
+	// The blocked send returns (gRPC's does once the handler has
+	// returned); its goroutine then exits.
+	close(release)
+	waitfor.Until(t, waitfor.Deadline, "the slow stream's sender to exit", func() (bool, any) {
+		n := pumps("TestStreamSlowReader")
+		return n == 0, fmt.Sprintf("%d senders", n)
+	})
+	if got := testutil.ToFloat64(hub.cut); got != 1 {
+		t.Errorf("herald_timeline_streams_slow_total = %v; want 1", got)
 	}
 	// Other streams go on.
 	dave1 := mkPost(10_000, "dave")
@@ -206,10 +222,37 @@ func TestStreamSlowReader(t *testing.T) {
 	other.expect(t, "carol's stream after alice's was cut", dave1)
 }
 
+// TestDeliverSkipsCutStream: once Deliver has found a stream's buffer
+// full, it queues nothing more to it, even if its sender drained some
+// posts before the stream ended.
+func TestDeliverSkipsCutStream(t *testing.T) {
+	hub := newHub(t, HubConfig{Buffer: 4})
+	st, err := hub.subscribe(context.Background(), "alice", func(context.Context) ([]string, error) { return []string{"bob"}, nil })
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	defer hub.unsubscribe(st)
+	for i := range 5 {
+		hub.Deliver(mkPost(feed.PostID(1+i), "bob"))
+	}
+	select {
+	case <-st.slow:
+	default:
+		t.Fatalf("stream not cut after 5 posts into a buffer of 4")
+	}
+	<-st.posts
+	<-st.posts
+	hub.Deliver(mkPost(6, "bob"))
+	hub.Deliver(mkPost(7, "alice"))
+	if n := len(st.posts); n != 2 {
+		t.Errorf("cut stream holds %d posts after 2 were read and 2 more delivered; want 2: nothing queued once cut", n)
+	}
+}
+
 func TestStreamEnds(t *testing.T) {
 	boom := errors.New("client gone")
 	e := newEnv(t, envOpts{})
-	hub := NewHub()
+	hub := newHub(t, HubConfig{})
 	e.follows.follow("alice", "bob")
 	s := startStream(t, e.svc, hub, "alice", func(feed.Post) error { return boom })
 	subscribed(t, hub, "alice")
@@ -223,7 +266,7 @@ func TestStreamEnds(t *testing.T) {
 }
 
 func TestStreamErrors(t *testing.T) {
-	hub := NewHub()
+	hub := newHub(t, HubConfig{})
 	for _, user := range []string{"", "Alice", "a b"} {
 		e := newEnv(t, envOpts{})
 		err := e.svc.Stream(context.Background(), hub, user, func(feed.Post) error { return nil })
@@ -249,7 +292,7 @@ func TestStreamErrors(t *testing.T) {
 
 func TestHubClose(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	hub := NewHub()
+	hub := newHub(t, HubConfig{})
 	e.follows.follow("alice", "bob")
 	e.follows.follow("carol", "bob")
 	alice := startStream(t, e.svc, hub, "alice", nil)

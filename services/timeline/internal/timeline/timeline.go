@@ -1,7 +1,8 @@
 // Package timeline is the timeline service's domain: it reads home
 // timelines from the cache, merges in the reader's own posts, hydrates post
 // bodies, rebuilds missing timelines from the durable store, and streams
-// new posts to connected readers.
+// new posts to connected readers. Hub's comment describes how streams are
+// indexed (per user, not per stream) and the limits that bound them.
 package timeline
 
 import (
