@@ -19,7 +19,16 @@ eval "$("$LOCAL_SCRIPTS/env.sh")"
 port=${HERALD_REDIS_ADDR##*:}
 users=${USERS:-20000}
 n=${ZADD_REQUESTS:-1000000}
-rcli() { redis-cli -h "$HOST" -p "$port" "$@"; }
+# Herald's login (env.sh). redis-cli takes the password from its environment (REDISCLI_AUTH);
+# redis-benchmark only from its command line (-a), where this machine's users can see it
+# while a benchmark runs: it is the local test server's.
+rcli() { REDISCLI_AUTH=$(<"$HERALD_REDIS_PASSWORD_FILE") redis-cli -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" "$@"; }
+rbench() { redis-benchmark -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" -a "$(<"$HERALD_REDIS_PASSWORD_FILE")" "$@"; }
+# rdel CMD: CMD (del or unlink) the keys read from stdin, 5000 a call.
+rdel() {
+  REDISCLI_AUTH=$(<"$HERALD_REDIS_PASSWORD_FILE") \
+    xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" "$1" >/dev/null
+}
 cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.3f", s }'; }
 
 # bench LABEL ARGS...: runs redis-benchmark -q ARGS; sets rate and the
@@ -29,12 +38,12 @@ bench() {
   shift
   say "redis-benchmark: $label ..."
   c0=$(cpu)
-  out=$(redis-benchmark -h "$HOST" -p "$port" -q "$@" | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
+  out=$(rbench -q "$@" | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
   c1=$(cpu)
   rate=$out
   cpu_us=$(awk -v a="$c0" -v b="$c1" -v n="$requests" 'BEGIN { printf "%.2f", 1e6 * (b - a) / n }')
 }
-cleanup() { rcli --scan --pattern 'ceil:*' | xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" unlink >/dev/null; }
+cleanup() { rcli --scan --pattern 'ceil:*' | rdel unlink; }
 trap cleanup EXIT
 
 bench "$n ZADDs to random keys among $users users, pipelined 64 deep" -n "$n" -P 64 -r "$users" \
@@ -45,7 +54,7 @@ bench "$reads ZREVRANGEBYLEX of 21 members over those timelines" -n "$reads" -P 
   zrevrangebylex "ceil:tl:{__rand_int__}" + - LIMIT 0 21
 range=$rate range_cpu=$cpu_us
 say "redis-benchmark: filling 100000 post bodies of 120 bytes ..."
-redis-benchmark -h "$HOST" -p "$port" -q -n 200000 -P 64 -r 100000 -d 120 \
+rbench -q -n 200000 -P 64 -r 100000 -d 120 \
   set "ceil:post:{__rand_int__}" __data__ >/dev/null
 mget_keys=()
 for _ in $(seq 20); do mget_keys+=("ceil:post:{__rand_int__}"); done

@@ -10,17 +10,27 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$LOCAL_SCRIPTS/redis.sh" >/dev/null
 eval "$("$LOCAL_SCRIPTS/env.sh")"
 port=${HERALD_REDIS_ADDR##*:}
+# Herald's login (env.sh). redis-cli takes the password from its environment (REDISCLI_AUTH);
+# redis-benchmark only from its command line (-a), where this machine's users can see it
+# while a benchmark runs: it is the local test server's.
+rcli() { REDISCLI_AUTH=$(<"$HERALD_REDIS_PASSWORD_FILE") redis-cli -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" "$@"; }
+rbench() { redis-benchmark -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" -a "$(<"$HERALD_REDIS_PASSWORD_FILE")" "$@"; }
+# rdel CMD: CMD (del or unlink) the keys read from stdin, 5000 a call.
+rdel() {
+  REDISCLI_AUTH=$(<"$HERALD_REDIS_PASSWORD_FILE") \
+    xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" "$1" >/dev/null
+}
 users=${USERS:-100000}
 n=${ZADD_REQUESTS:-1000000}
 
 say "redis-benchmark: $n ZADDs to random keys among $users, pipelined 64 deep ..."
-zadd=$(redis-benchmark -h "$HOST" -p "$port" -P 64 -n "$n" -r "$users" -q \
+zadd=$(rbench -P 64 -n "$n" -r "$users" -q \
   zadd "bench:{__rand_int__}" 0 __rand_int__ | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
 say "redis-benchmark: $n calls of Herald's insert script (services/platform/rediscache/insert.lua) by EVALSHA, one timeline per call ..."
-sha=$(redis-cli -h "$HOST" -p "$port" script load "$(cat "$REPO/services/platform/rediscache/insert.lua")")
-script=$(redis-benchmark -h "$HOST" -p "$port" -P 64 -n "$n" -r "$users" -q \
+sha=$(rcli script load "$(cat "$REPO/services/platform/rediscache/insert.lua")")
+script=$(rbench -P 64 -n "$n" -r "$users" -q \
   evalsha "$sha" 2 "bench:{__rand_int__}:tl" "bench:{__rand_int__}:claim" 800 604800000 add 1 __rand_int__ | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1 | cut -d' ' -f1)
-redis-cli -h "$HOST" -p "$port" --scan --pattern 'bench:*' | xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" del >/dev/null
+rcli --scan --pattern 'bench:*' | rdel del
 
 say "Herald adapter: Add batches of 1,000 entries over $users active users, the fan-out's path (BenchmarkAddBatch/active) ..."
 out=$(cd "$REPO/services/platform" && env -u GOWORK go test ./rediscache -run '^$' -bench '^BenchmarkAddBatch$/^active$' \

@@ -19,13 +19,22 @@ HBIN="$BIN_DIR/herald"
 NS=${HERALD_NAMESPACE:-herald}
 declare -A BASE=([post]=7170 [graph]=7180 [fanout]=7190 [timeline]=7200)
 
+# The addresses, and Herald's logins (HERALD_*_USER, HERALD_*_PASSWORD_FILE), which the
+# instances inherit: every flag of theirs has its variable.
 eval "$("$LOCAL_SCRIPTS/env.sh")"
+# etcd gives Herald's role the keys of the default namespace and the cluster tests'
+# (etcd.sh); another namespace's too, when the cluster runs under one.
+if [[ $NS != herald ]]; then
+  export HERALD_ETCD_KEY_PREFIXES="${HERALD_ETCD_KEY_PREFIXES:-herald/ ct} $NS/"
+fi
 
 port_of() { echo $((BASE[$1] + $2)); }
 
 # registered: the instance in $CUR_SVC/$CUR_PORT is in etcd, i.e. up and serving.
+# etcdctl logs in as Herald's user, the password in its environment (ETCDCTL_PASSWORD).
 registered() {
-  [[ -n $("$BIN_DIR/etcdctl" --endpoints "$HERALD_ETCD_ENDPOINTS" get --keys-only \
+  [[ -n $(ETCDCTL_USER=$HERALD_ETCD_USER ETCDCTL_PASSWORD=$(<"$HERALD_ETCD_PASSWORD_FILE") \
+    "$BIN_DIR/etcdctl" --endpoints "$HERALD_ETCD_ENDPOINTS" get --keys-only \
     "$NS/$CUR_SVC/$HOST:$CUR_PORT" 2>/dev/null) ]]
 }
 
@@ -69,6 +78,7 @@ up() {
 Herald cluster is up (namespace $NS).
   etcd       $HERALD_ETCD_ENDPOINTS     NATS $HERALD_NATS_URL
   Redis      $HERALD_REDIS_ADDR     Cassandra $HERALD_CASSANDRA_HOSTS
+  each logs in as $HERALD_ETCD_USER, with the passwords in $(dirname "$HERALD_ETCD_PASSWORD_FILE")
 MSG
   for svc in "${SERVICES[@]}"; do
     printf '  %-9s' "$svc"
@@ -77,11 +87,11 @@ MSG
   done
   cat <<MSG
 
-Clients find the services through etcd:
-  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS follow bob alice
-  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS post alice "hello, cluster"
-  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS timeline bob
-or dial one instance directly: $HBIN/feedctl --addr $HOST:$(port_of timeline 1) timeline bob
+Dial an instance of each service directly (feedctl takes no etcd login yet, so its --etcd
+discovery is refused by this etcd):
+  $HBIN/feedctl --addr $HOST:$(port_of graph 1) follow bob alice
+  $HBIN/feedctl --addr $HOST:$(port_of post 1) post alice "hello, cluster"
+  $HBIN/feedctl --addr $HOST:$(port_of timeline 1) timeline bob
 Logs: $LOG_DIR/<service>-<n>.log. Stop everything with: make cluster-down
 MSG
 }

@@ -76,7 +76,7 @@ secret() {
 
 # write_private FILE: write stdin to FILE with mode 0600, replacing it whole.
 write_private() {
-  (umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1")
+  (umask 077 && cat >"$1.$$.tmp" && mv -f "$1.$$.tmp" "$1")
 }
 
 # now_ms: wall clock in milliseconds.

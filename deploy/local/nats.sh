@@ -21,18 +21,25 @@ nats_healthy() {
   curl -sf --max-time 2 "http://$HOST:$MONITOR_PORT/healthz?js-enabled-only=true" >/dev/null
 }
 
-# nats_login: Herald's user connects. It speaks the start of the NATS protocol from bash
-# (INFO, CONNECT with the login, PING; the server answers PONG, or -ERR 'Authorization
-# Violation' and closes), so that the password stays out of every command line.
-nats_login() {
-  local pw line
-  pw=$(<"$PASSWORD_FILE")
+# nats_connect [PASSWORD]: a client connects (as Herald's user with PASSWORD, or without a
+# login), i.e. gets PONG to its PING. It speaks the start of the NATS protocol from bash
+# (INFO, CONNECT, PING; a refused client gets -ERR 'Authorization Violation' instead), so
+# that the password stays out of every command line.
+nats_connect() {
+  local login='' line
+  (($# == 0)) || login=$(printf ',"user":"%s","pass":"%s"' "$SERVICE_USER" "$1")
   (
     exec 3<>"/dev/tcp/$HOST/$PORT" || exit 1
     IFS= read -r -t 3 line <&3 && [[ $line == INFO* ]] || exit 1
-    printf 'CONNECT {"verbose":false,"pedantic":false,"user":"%s","pass":"%s"}\r\nPING\r\n' "$SERVICE_USER" "$pw" >&3
+    printf 'CONNECT {"verbose":false,"pedantic":false%s}\r\nPING\r\n' "$login" >&3
     IFS= read -r -t 3 line <&3 && [[ $line == PONG* ]]
   ) 2>/dev/null
+}
+
+# nats_login: Herald's user connects, and a client without a login does not. (A server
+# without authorization lets in every client, a login or not.)
+nats_login() {
+  nats_connect "$(<"$PASSWORD_FILE")" && ! nats_connect
 }
 
 nats_ready() { nats_healthy && nats_login; }

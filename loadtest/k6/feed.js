@@ -1,7 +1,25 @@
 // Herald's posts-and-reads mix for k6, the counterpart of `feedload run`:
 //
-//   k6 run loadtest/k6/feed.js
-//   k6 run -e HERALD_ADDR=localhost:7070 -e USERS=1000 -e POST_RATE=20 -e READ_RATE=100 -e DURATION=2m loadtest/k6/feed.js
+//   k6 run -e TOKENS=/tmp/tokens.json loadtest/k6/feed.js
+//   k6 run -e TOKENS=/tmp/tokens.json -e HERALD_ADDR=localhost:7070 -e USERS=1000 -e POST_RATE=20 -e READ_RATE=100 -e DURATION=2m loadtest/k6/feed.js
+//
+// Herald lets a call act as a user (Follow as follower_id, CreatePost as
+// author_id, GetHomeTimeline as user_id) only with that user's bearer
+// token. k6 cannot sign tokens, so TOKENS names a JSON file {user: token}
+// made beforehand by feedctl with the all-in-one's development key (its
+// data dir, --data, is ./.herald by default), for every user the script
+// acts as: k6_celeb_0 .. k6_celeb_<CELEBRITIES-1>, then k6_u<CELEBRITIES> ..
+// k6_u<USERS-1> (userID in lib.js; USER_PREFIX replaces k6_). For the
+// defaults (300 users, 2 celebrities):
+//
+//   feedctl token --json k6_celeb_0 k6_celeb_1 $(seq -f 'k6_u%.0f' 2 299) > /tmp/tokens.json
+//
+// Give the path absolute, and --ttl (default 1h) longer than the run. The
+// tokens are signed for that data dir's key only. Without TOKENS, setup()
+// warns once: the calls will be refused unless Herald runs with -auth=off.
+// Past Herald's per-user rate limits (10 posts/s, 100 reads/s by default)
+// calls fail with RESOURCE_EXHAUSTED; for heavier runs start Herald with
+// higher ones (herald -rate-posts 1000:5000 -rate-reads 10000:50000, or off).
 //
 // setup() makes the follows of a seeded heavy-tailed graph. Then three
 // open-loop scenarios run at constant arrival rates (k6 starts iterations on
@@ -10,7 +28,7 @@
 // timeline until the post appears, recording post_visible_ms.
 import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { conn, followers, graph, ok, settings as s, userID } from './lib.js';
+import { as, checkTokens, conn, followers, graph, ok, settings as s, userID } from './lib.js';
 
 const visible = new Trend('post_visible_ms', true);
 const notVisible = new Counter('post_not_visible');
@@ -34,6 +52,7 @@ export const options = {
 };
 
 export function setup() {
+  checkTokens(s);
   const following = graph(s);
   const c = conn('graph');
   let done = 0;
@@ -42,7 +61,7 @@ export function setup() {
   const started = Date.now();
   following.forEach((fs, u) => {
     fs.forEach((v) => {
-      const res = c.invoke('feed.v1.GraphService/Follow', { follower_id: userID(s, u), followee_id: userID(s, v) }, { tags: { op: 'follow' } });
+      const res = c.invoke('feed.v1.GraphService/Follow', { follower_id: userID(s, u), followee_id: userID(s, v) }, as(userID(s, u), { tags: { op: 'follow' } }));
       if (ok(res)) done++;
       else failed++;
       if ((done + failed) % 500 === 0) {
@@ -65,13 +84,13 @@ function author() {
 export function post() {
   const u = userID(s, author());
   const key = `k6-${__VU}-${__ITER}-${Date.now()}`;
-  const res = conn('post').invoke('feed.v1.PostService/CreatePost', { author_id: u, text: `k6 post ${key}`, idempotency_key: key }, { tags: { op: 'post' } });
+  const res = conn('post').invoke('feed.v1.PostService/CreatePost', { author_id: u, text: `k6 post ${key}`, idempotency_key: key }, as(u, { tags: { op: 'post' } }));
   check(res, { 'CreatePost OK': ok });
 }
 
 export function read() {
   const u = userID(s, Math.floor(Math.random() * s.users));
-  const res = conn('timeline').invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: u, page_size: s.pageSize }, { tags: { op: 'read' } });
+  const res = conn('timeline').invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: u, page_size: s.pageSize }, as(u, { tags: { op: 'read' } }));
   check(res, { 'GetHomeTimeline OK': ok });
 }
 
@@ -85,13 +104,13 @@ export function lag(data) {
   if (fs.length === 0) return;
   const follower = userID(s, fs[Math.floor(Math.random() * fs.length)]);
   const key = `k6-lag-${__VU}-${__ITER}-${Date.now()}`;
-  const res = conn('post').invoke('feed.v1.PostService/CreatePost', { author_id: userID(s, a), text: `k6 lag probe ${key}`, idempotency_key: key }, { tags: { op: 'post' } });
+  const res = conn('post').invoke('feed.v1.PostService/CreatePost', { author_id: userID(s, a), text: `k6 lag probe ${key}`, idempotency_key: key }, as(userID(s, a), { tags: { op: 'post' } }));
   if (!check(res, { 'CreatePost OK': ok })) return;
   const id = res.message.post.postId;
   const created = Date.parse(res.message.post.createTime);
   let wait = 0.005;
   while (Date.now() - created < s.lagTimeoutMs) {
-    const page = conn('timeline').invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: follower, page_size: 50 }, { tags: { op: 'lag_poll' } });
+    const page = conn('timeline').invoke('feed.v1.TimelineService/GetHomeTimeline', { user_id: follower, page_size: 50 }, as(follower, { tags: { op: 'lag_poll' } }));
     if (ok(page) && (page.message.posts || []).some((p) => p.postId === id)) {
       visible.add(Date.now() - created);
       return;

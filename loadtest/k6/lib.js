@@ -1,5 +1,6 @@
 // Shared pieces of Herald's k6 scripts: settings from the environment, a
-// seeded graph of the same shape feedload builds, and the gRPC calls.
+// seeded graph of the same shape feedload builds, the gRPC calls, and the
+// users' tokens.
 //
 // The graph has the same parameters as feedload's (users, mean follows,
 // celebrities, celebrity reach, zipf, seed) but not the same edges: k6 and Go
@@ -122,3 +123,49 @@ export function conn(service) {
 }
 
 export const ok = (res) => res && res.status === grpc.StatusOK;
+
+// tokens maps user IDs to bearer tokens, from the JSON file TOKENS names
+// (an absolute path: k6 resolves a relative one against this script's
+// directory). Herald lets a call act as a user only with that user's token,
+// and k6 cannot sign the development key's Ed25519 tokens, so feedctl makes
+// the file, for exactly the IDs userID gives:
+//
+//   feedctl token --json --ttl 2h k6_celeb_0 k6_celeb_1 $(seq -f 'k6_u%.0f' 2 299) > /tmp/tokens.json
+//
+// open() reads files only in the init context, so this runs as the module
+// loads. null without TOKENS: calls carry no token.
+export const tokens = __ENV.TOKENS ? JSON.parse(open(__ENV.TOKENS)) : null;
+
+// as returns params for a call that acts as user: the user's token in the
+// authorization metadata, if tokens has one.
+export function as(user, params = {}) {
+  const t = tokens && tokens[user];
+  if (!t) return params;
+  return { ...params, metadata: { ...params.metadata, authorization: `Bearer ${t}` } };
+}
+
+// checkTokens warns, once, when calls will be refused for want of a token:
+// TOKENS is not set, or lacks some of the graph's users.
+export function checkTokens(s) {
+  const make = `feedctl token --json ${tokenUsers(s)} > /tmp/tokens.json, then -e TOKENS=/tmp/tokens.json`;
+  if (!tokens) {
+    console.warn(`TOKENS is not set: follows, posts and home-timeline reads carry no token, and Herald refuses them (UNAUTHENTICATED) unless it runs with -auth=off. Make the file with: ${make}`);
+    return;
+  }
+  const missing = [];
+  for (let i = 0; i < s.users; i++) {
+    if (!tokens[userID(s, i)]) missing.push(userID(s, i));
+  }
+  if (missing.length > 0) {
+    console.warn(`${__ENV.TOKENS} has no token for ${missing.length} of the ${s.users} users (first ${missing[0]}); their calls will be refused. Make it with: ${make}`);
+  }
+}
+
+// tokenUsers is the feedctl argument list of every userID of s.
+function tokenUsers(s) {
+  const c = Math.min(s.celebrities, s.users);
+  const celebs = [];
+  for (let i = 0; i < c; i++) celebs.push(userID(s, i));
+  const rest = c < s.users ? ` $(seq -f '${s.prefix}u%.0f' ${c} ${s.users - 1})` : '';
+  return celebs.join(' ') + rest;
+}

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/herald-feed/herald/proto v0.0.0
 	github.com/herald-feed/herald/services/platform v0.0.0
+	google.golang.org/grpc v1.85.0
 )
 
 require (
@@ -62,7 +63,6 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261019180522-ce908d29299b // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b // indirect
-	google.golang.org/grpc v1.85.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 )

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/herald-feed/herald/loadtest/internal/load"
 	"github.com/herald-feed/herald/loadtest/internal/report"
 	"github.com/herald-feed/herald/loadtest/internal/stats"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
@@ -82,6 +85,64 @@ func (w *workload) validate() error {
 	return w.run.Validate()
 }
 
+// authFlags say how run's calls authenticate. Herald lets a call act
+// only as the user whose token it carries, so the load, which acts as
+// every user of its graph, signs each user's token itself: with the
+// all-in-one's development key, or with a key the servers trust.
+type authFlags struct {
+	mode       string
+	data       string
+	signingKey string
+}
+
+func (a *authFlags) bind(fs *pflag.FlagSet) {
+	data := os.Getenv("HERALD_DATA")
+	if data == "" {
+		data = ".herald" // the all-in-one's default
+	}
+	fs.StringVar(&a.mode, "auth", "on", "on: each call carries a token of the user it acts as, signed with --signing-key or --data's development key; off: no tokens, for a server run with -auth=off")
+	fs.StringVar(&a.data, "data", data, "the all-in-one's data dir, whose development key ("+auth.DevKeyFile+") signs the tokens (HERALD_DATA)")
+	fs.StringVar(&a.signingKey, "signing-key", os.Getenv("HERALD_AUTH_SIGNING_KEY"), "Ed25519 private key (PEM, mode 0600) that signs the tokens instead of --data's: one whose public key the servers trust (-auth-keys) (HERALD_AUTH_SIGNING_KEY)")
+}
+
+// signer returns the Signer of the calls' tokens, or nil with --auth=off.
+func (a *authFlags) signer() (*auth.Signer, error) {
+	switch a.mode {
+	case "off":
+		return nil, nil
+	case "on":
+	default:
+		return nil, fmt.Errorf("--auth %q: want on or off", a.mode)
+	}
+	if a.signingKey != "" {
+		k, err := auth.LoadPrivateKey(a.signingKey)
+		if err != nil {
+			return nil, fmt.Errorf("--signing-key: %w", err)
+		}
+		return auth.NewSigner(k), nil
+	}
+	s, err := auth.DevSigner(a.data)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no signing key at %s: give --data the all-in-one's data dir (herald -data; it creates the key at first start), "+
+			"or --signing-key FILE with a private key the servers trust, or --auth=off for a server run with -auth=off", filepath.Join(a.data, auth.DevKeyFile))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--data: %w", err)
+	}
+	return s, nil
+}
+
+// rateLimitNote says what the calls refused by the server's rate limits
+// mean, or "" if there were none.
+func rateLimitNote(r *report.Report) string {
+	n := r.RateLimited()
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d calls were refused by the server's per-user rate limits (RESOURCE_EXHAUSTED); they are counted as rate limited, not as errors, and add no latency. "+
+		"For a load heavier than the limits allow one user, raise them on the server: herald -rate-posts 1000:5000 -rate-reads 10000:50000 -rate-follows 1000:5000, or off", n)
+}
+
 func runCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
 		w           workload
@@ -92,6 +153,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 		setupOnly   bool
 		tlsOn       bool
 		tls         tlsconfig.Files
+		af          authFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -100,7 +162,12 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 is already there), then issues CreatePost and GetHomeTimeline calls on fixed
 open-loop schedules for --duration. Sampled followers record how long each post
 takes to become visible. The report goes to --out as NAME.json, NAME.md and
-NAME.png; Ctrl-C stops early and still writes it.`,
+NAME.png; Ctrl-C stops early and still writes it.
+
+Each call carries a token of the user it acts as, signed with the development
+key in the all-in-one's data dir (--data), or with --signing-key; --auth=off
+sends none. Calls the server's per-user rate limits refuse are counted as rate
+limited, apart from errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := w.validate(); err != nil {
@@ -110,7 +177,11 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 			w.run.Seed, w.run.Progress = w.g.Seed, stderr
 			w.run.RunID = strconv.FormatInt(time.Now().Unix(), 36)
 			ctx := cmd.Context()
-			dc := load.DialConfig{Addr: addr, Namespace: ns, AllowRemote: allowRemote}
+			signer, err := af.signer()
+			if err != nil {
+				return err
+			}
+			dc := load.DialConfig{Addr: addr, Namespace: ns, AllowRemote: allowRemote, Signer: signer}
 			if tlsOn || tls != (tlsconfig.Files{}) {
 				dc.TLS = &tls
 			}
@@ -163,6 +234,10 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 			if !skipSetup {
 				rep.Methods = append(rep.Methods, setupRec.Summary(report.Follow, false))
 			}
+			limited := rateLimitNote(rep)
+			if limited != "" {
+				rep.Notes = append(rep.Notes, limited)
+			}
 			files, err := rep.WriteFiles(w.out, name)
 			if err != nil {
 				return fmt.Errorf("writing the report: %w", err)
@@ -171,6 +246,9 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 				fmt.Fprintf(stdout, "\n%s\n", summaryTable(rep))
 			}
 			fmt.Fprintf(stderr, "feedload: wrote %s\n", strings.Join(files, ", "))
+			if limited != "" {
+				fmt.Fprintf(stderr, "feedload: warning: %s\n", limited)
+			}
 			if runErr != nil {
 				return runErr
 			}
@@ -186,6 +264,7 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 	fs.StringVar(&tls.CA, "tls-ca", "", "PEM CA bundle: call over TLS, trusting only these CAs")
 	fs.StringVar(&tls.Cert, "tls-cert", "", "PEM client certificate, for a deployment with mutual TLS")
 	fs.StringVar(&tls.Key, "tls-key", "", "PEM private key of --tls-cert")
+	af.bind(fs)
 	fs.BoolVar(&skipSetup, "skip-setup", false, "do not build the graph (an earlier run with the same graph flags built it)")
 	fs.BoolVar(&setupOnly, "setup-only", false, "build the graph and stop")
 	fs.StringVar(&w.out, "out", "feedload-report", "directory for the report files")
@@ -197,12 +276,12 @@ NAME.png; Ctrl-C stops early and still writes it.`,
 // summaryTable is the few lines printed at the end of a run.
 func summaryTable(r *report.Report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-32s %8s %7s %9s %9s %9s\n", "", "ok", "errors", "p50 ms", "p99 ms", "max ms")
+	fmt.Fprintf(&b, "%-32s %8s %7s %8s %9s %9s %9s\n", "", "ok", "errors", "limited", "p50 ms", "p99 ms", "max ms")
 	for _, m := range append(r.Methods, r.Lag) {
-		if m.Count+m.Errors == 0 {
+		if m.Count+m.Errors+m.RateLimited == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "%-32s %8d %7d %9.2f %9.2f %9.2f\n", m.Name, m.Count, m.Errors, m.P50Ms, m.P99Ms, m.MaxMs)
+		fmt.Fprintf(&b, "%-32s %8d %7d %8d %9.2f %9.2f %9.2f\n", m.Name, m.Count, m.Errors, m.RateLimited, m.P50Ms, m.P99Ms, m.MaxMs)
 	}
 	return b.String()
 }
@@ -217,7 +296,8 @@ func compareCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "compare",
 		Short: "Run the same seeded workload against push, pull and hybrid, one after another, and tabulate them",
 		Long: `compare starts a fresh all-in-one server (--herald) for each strategy in turn,
-with its own namespace and Cassandra keyspace on the same backing servers, builds
+with its own namespace and Cassandra keyspace on the same backing servers (with
+authentication on and the per-user rate limits off), builds
 the same seeded graph, runs the same workload, measures Herald's CPU (and the
 backing servers', from deploy/local's pidfiles in --local-dir), Redis memory over
 the namespace's keys, and prints one table. Per-strategy reports and

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-feed/herald/loadtest/internal/graph"
 	"github.com/herald-feed/herald/loadtest/internal/load"
 	"github.com/herald-feed/herald/loadtest/internal/report"
+	"github.com/herald-feed/herald/services/platform/auth"
 )
 
 // Config is a comparison.
@@ -151,6 +152,13 @@ func (cfg *Config) start(ctx context.Context, strategy, ns, dataDir, logPath str
 	args := []string{"-strategy", strategy, "-celebrity-threshold", strconv.Itoa(cfg.CelebrityThreshold),
 		"-namespace", ns, "-addr", addr, "-metrics", maddr, "-data", dataDir, "-log-level", "warn",
 		"-cache", cfg.Cache, "-store", cfg.Store}
+	// The comparison measures the strategies, not the per-user rate
+	// limits: at a bench's rates a celebrity posts, and a lag observer
+	// reads, faster than the defaults allow one user. Authentication stays
+	// on, as in a deployment.
+	for _, class := range []string{"posts", "deletes", "follows", "reads"} {
+		args = append(args, "-rate-"+class, "off")
+	}
 	if cfg.Cache == "redis" {
 		args = append(args, "-redis", cfg.Redis)
 	}
@@ -266,11 +274,16 @@ func (cfg *Config) one(ctx context.Context, g *graph.Graph, strategy, ns string)
 	var t *load.Target
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		t, err = load.Dial(dctx, load.DialConfig{Addr: srv.addr})
-		cancel()
-		if err == nil {
-			break
+		// The server writes its development key at start; the load signs
+		// each user's token with it.
+		var signer *auth.Signer
+		if signer, err = auth.DevSigner(dataDir); err == nil {
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			t, err = load.Dial(dctx, load.DialConfig{Addr: srv.addr, Signer: signer})
+			cancel()
+			if err == nil {
+				break
+			}
 		}
 		select {
 		case e := <-srv.exited:

@@ -160,7 +160,7 @@ func WriteFiles(cfg Config, command string, results []Result) ([]string, error) 
 func Header(cfg Config) string {
 	w, g := cfg.Run, cfg.Graph
 	return fmt.Sprintf("Each strategy ran on a fresh all-in-one `%s` (`-cache %s -store %s`, embedded etcd and NATS) with its own namespace and, on Cassandra, its own keyspace, one after another on the same backing servers; "+
-		"`-celebrity-threshold %d`. Same seeded graph for each: %d users, mean %g follows, %d celebrities followed by %.0f%% of users, zipf %g, seed %d. "+
+		"`-celebrity-threshold %d`, authentication on, per-user rate limits off. Same seeded graph for each: %d users, mean %g follows, %d celebrities followed by %.0f%% of users, zipf %g, seed %d. "+
 		"Same open-loop workload: %g posts/s and %g reads/s for %s, %.0f%% of posts by celebrities; lag: %s mode. "+
 		"Latency is from each request's intended start. CPU is measured over the run only (not the graph build), from /proc; a backing server's CPU includes anything else that used it meanwhile. "+
 		"Redis bytes are MEMORY USAGE over the namespace's keys at the end of the run.\n",

@@ -231,27 +231,19 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 		}()
 	}
 	var pres, rres schedule.Result
-	var requests sync.WaitGroup
 	var sched sync.WaitGroup
-	sched.Add(2)
-	go func() {
-		defer sched.Done()
+	sched.Go(func() {
 		pres = posts.Run(runCtx, nPosts, cfg.MaxInFlight, func(i int, at time.Time, done func()) {
-			requests.Add(1)
-			defer requests.Done()
 			defer done()
 			r.post(i, at)
 		})
-	}()
-	go func() {
-		defer sched.Done()
+	})
+	sched.Go(func() {
 		rres = reads.Run(runCtx, nReads, cfg.MaxInFlight, func(i int, at time.Time, done func()) {
-			requests.Add(1)
-			defer requests.Done()
 			defer done()
 			r.read(i, at)
 		})
-	}()
+	})
 
 	progressDone := make(chan struct{})
 	stopProgress := make(chan struct{})
@@ -260,10 +252,10 @@ func Run(ctx context.Context, t *Target, g *graph.Graph, cfg RunConfig) (*report
 		r.progress(start, stopProgress)
 	}()
 
+	// The schedules return once done issuing and their requests in flight
+	// (each bounded by the timeout) have ended; then the lag observers
+	// finish.
 	sched.Wait()
-	// Schedules are done issuing: wait for the requests still in flight
-	// (each bounded by the timeout), then for the lag observers.
-	requests.Wait()
 	issuedEnd := time.Now()
 	measuring.Wait()
 	if cfg.OnMeasure != nil && issuedEnd.After(start) {
@@ -577,8 +569,12 @@ func (r *runner) progress(start time.Time, stop <-chan struct{}) {
 			if el > r.cfg.Duration {
 				phase = fmt.Sprintf("draining %s", (el - r.cfg.Duration).Round(time.Second))
 			}
-			line.printf("run %s: posts %.0f/s (%d ok), reads %.0f/s (%d ok), errors %d, in flight %d | p99 post %.1fms read %.1fms | lag n=%d p99 %.0fms, not seen %d",
-				phase, float64(pc-lastPosts)/dt, pc, float64(rc-lastReads)/dt, rc, pe+re, r.inFlight.Load(), pp, rp, lc, lp, lm)
+			limited := ""
+			if n := r.rec.RateLimited(report.CreatePost) + r.rec.RateLimited(report.GetHomeTimeline) + r.rec.RateLimited(report.ObserverRead); n > 0 {
+				limited = fmt.Sprintf(", rate limited %d", n)
+			}
+			line.printf("run %s: posts %.0f/s (%d ok), reads %.0f/s (%d ok), errors %d%s, in flight %d | p99 post %.1fms read %.1fms | lag n=%d p99 %.0fms, not seen %d",
+				phase, float64(pc-lastPosts)/dt, pc, float64(rc-lastReads)/dt, rc, pe+re, limited, r.inFlight.Load(), pp, rp, lc, lp, lm)
 			lastPosts, lastReads, last = pc, rc, now
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,7 +27,8 @@ type SetupConfig struct {
 	// Timeout bounds each call.
 	Timeout time.Duration
 	// Retries is how often a retryable failure (UNAVAILABLE, ABORTED,
-	// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is retried.
+	// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is retried, after a backoff
+	// that is at least what a rate limit's RetryInfo asks.
 	Retries int
 	// Seed orders the follows.
 	Seed uint64
@@ -42,6 +44,17 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// retryDelay returns the wait that a refusal's google.rpc.RetryInfo asks
+// for (Herald's rate limits send one), or 0.
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
 }
 
 // Build makes every follow of g through the API, recording each call's
@@ -86,9 +99,13 @@ func Build(ctx context.Context, t *Target, g *graph.Graph, cfg SetupConfig, rec 
 				if avg > 0 {
 					eta = (time.Duration(float64(int64(len(edges))-d)/avg) * time.Second).Round(time.Second).String()
 				}
-				_, errs, p99 := rec.Quick("Follow")
-				line.printf("setup: %d/%d follows (%.0f%%), %.0f/s now, %.0f/s average, ETA %s, p99 %.0fms, retries %d, errors %d",
-					d, len(edges), 100*float64(d)/float64(max(len(edges), 1)), rate, avg, eta, p99, retries.Load(), errs)
+				_, errs, p99 := rec.Quick(report.Follow)
+				limited := ""
+				if n := rec.RateLimited(report.Follow); n > 0 {
+					limited = fmt.Sprintf(", rate limited %d", n)
+				}
+				line.printf("setup: %d/%d follows (%.0f%%), %.0f/s now, %.0f/s average, ETA %s, p99 %.0fms, retries %d, errors %d%s",
+					d, len(edges), 100*float64(d)/float64(max(len(edges), 1)), rate, avg, eta, p99, retries.Load(), errs, limited)
 			}
 		}
 	}()
@@ -114,12 +131,12 @@ func Build(ctx context.Context, t *Target, g *graph.Graph, cfg SetupConfig, rec 
 					if ctx.Err() != nil {
 						return
 					}
-					rec.Record("Follow", began, time.Now(), err)
+					rec.Record(report.Follow, began, time.Now(), err)
 					if err == nil || !retryable(err) || attempt >= cfg.Retries {
 						break
 					}
 					retries.Add(1)
-					backoff := time.Duration(50<<min(attempt, 5)) * time.Millisecond
+					backoff := max(time.Duration(50<<min(attempt, 5))*time.Millisecond, retryDelay(err))
 					select {
 					case <-ctx.Done():
 						return
@@ -129,6 +146,9 @@ func Build(ctx context.Context, t *Target, g *graph.Graph, cfg SetupConfig, rec 
 				if err != nil {
 					errOnce.Do(func() {
 						firstErr = fmt.Errorf("follow %s -> %s: %s: %s", req.FollowerId, req.FolloweeId, status.Code(err), status.Convert(err).Message())
+						if status.Code(err) == codes.ResourceExhausted {
+							firstErr = fmt.Errorf("%w (raise the server's limit: herald -rate-follows 1000:5000, or off)", firstErr)
+						}
 						cancel()
 					})
 					return

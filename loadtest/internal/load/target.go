@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
@@ -38,6 +39,11 @@ type DialConfig struct {
 	// tlsconfig.ClientCredentials): the zero Files trusts the system's
 	// CAs and presents no client certificate. Nil: plaintext.
 	TLS *tlsconfig.Files
+	// Signer, if set, signs each call a token of the user its request
+	// names (auth.ActAsNamedUser): the load acts as many users over each
+	// connection, as the access rules require. Nil: calls carry no token,
+	// for a deployment run with -auth=off.
+	Signer *auth.Signer
 }
 
 // Target is the deployment under load: one client per API.
@@ -109,14 +115,17 @@ func Dial(ctx context.Context, cfg DialConfig) (*Target, error) {
 			return nil, err
 		}
 	}
-	security := grpc.WithTransportCredentials(creds)
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if cfg.Signer != nil {
+		opts = append(opts, auth.ActAsNamedUser(cfg.Signer)...)
+	}
 	if len(cfg.Etcd) == 0 {
 		if !cfg.AllowRemote {
 			if err := checkLoopback(ctx, cfg.Addr); err != nil {
 				return nil, err
 			}
 		}
-		cc, err := grpc.NewClient(cfg.Addr, security)
+		cc, err := grpc.NewClient(cfg.Addr, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("--addr %s: %w", cfg.Addr, err)
 		}
@@ -162,7 +171,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Target, error) {
 				}
 			}
 		}
-		cc, err := discovery.Dial(cli, cfg.Namespace, svc, security)
+		cc, err := discovery.Dial(cli, cfg.Namespace, svc, opts...)
 		if err != nil {
 			t.Close()
 			return nil, fmt.Errorf("dial %s through etcd: %w", svc, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +98,16 @@ func (r *Report) Method(name string) stats.Summary {
 		}
 	}
 	return stats.Summary{Name: name}
+}
+
+// RateLimited returns how many calls, warmup and setup included, the
+// server refused with RESOURCE_EXHAUSTED.
+func (r *Report) RateLimited() int64 {
+	var n int64
+	for _, m := range append(slices.Clone(r.Methods), r.Warmup...) {
+		n += m.RateLimited
+	}
+	return n
 }
 
 // WriteFiles writes base.json, base.md and base.png under dir and returns
@@ -195,12 +206,10 @@ func (r *Report) Markdown(chart string) string {
 		p("- setup: %d of %d follows in %.1fs (%.0f/s), %d retries\n", r.Setup.Done, r.Setup.Follows, r.Setup.Seconds, r.Setup.RatePerS, r.Setup.Retries)
 	}
 	p("\n## Latency\n\nFrom each request's intended start on the open-loop schedule to its end, in milliseconds.\n\n")
-	p("| method | ok | errors | mean | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, m := range r.Methods {
-		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Count, errText(m), f1(m.MeanMs), f1(m.P50Ms), f1(m.P90Ms), f1(m.P99Ms), f1(m.P999Ms), f1(m.MaxMs))
-	}
-	for _, m := range r.Warmup {
-		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Count, errText(m), f1(m.MeanMs), f1(m.P50Ms), f1(m.P90Ms), f1(m.P99Ms), f1(m.P999Ms), f1(m.MaxMs))
+	p("Rate limited: refused with RESOURCE_EXHAUSTED by the server's per-user limits, not counted as errors.\n\n")
+	p("| method | ok | errors | rate limited | mean | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, m := range append(slices.Clone(r.Methods), r.Warmup...) {
+		p("| %s | %d | %s | %d | %s | %s | %s | %s | %s | %s |\n", m.Name, m.Count, errText(m), m.RateLimited, f1(m.MeanMs), f1(m.P50Ms), f1(m.P90Ms), f1(m.P99Ms), f1(m.P999Ms), f1(m.MaxMs))
 	}
 	if len(r.Schedules) > 0 {
 		p("\n| schedule | scheduled | issued | achieved/s |\n|---|---:|---:|---:|\n")

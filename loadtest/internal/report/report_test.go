@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/herald-feed/herald/loadtest/internal/graph"
 	"github.com/herald-feed/herald/loadtest/internal/stats"
 )
@@ -23,6 +26,7 @@ func sampleReport() *Report {
 		rec.Value(Lag, at, time.Duration(10+i)*time.Millisecond)
 	}
 	rec.Miss(Lag, "not seen")
+	rec.Record(GetHomeTimeline, start, start.Add(time.Millisecond), status.Error(codes.ResourceExhausted, "rate limit on reads"))
 	r := &Report{
 		Tool: "feedload", Target: "127.0.0.1:7070", Label: "push", Started: start, Ended: start.Add(5 * time.Second),
 		GraphParams: graph.Params{Users: 100, MeanFollows: 5, Celebrities: 1, CelebrityReach: 0.5, Zipf: 1.1, Seed: 3},
@@ -39,8 +43,8 @@ func TestMarkdown(t *testing.T) {
 	md := sampleReport().Markdown("push.png")
 	for _, want := range []string{
 		"# feedload report: push",
-		"| CreatePost | 100 | 0 | 9.50 | 9.01 |",
-		"| GetHomeTimeline | 100 | 0 | 2.00 | 2.00 |",
+		"| CreatePost | 100 | 0 | 0 | 9.50 | 9.01 |",
+		"| GetHomeTimeline | 100 | 0 | 1 | 2.00 | 2.00 |",
 		"| 100 | 1 (not seen 1) | 59.5 | 59.0 |",
 		"550 of 550 follows",
 		"![lag CDF and throughput](push.png)",
@@ -67,6 +71,9 @@ func TestWriteFilesRoundTrip(t *testing.T) {
 	}
 	if got.Method(CreatePost).Count != 100 || got.Lag.P50Ms != r.Lag.P50Ms || len(got.Lag.CDF) != len(r.Lag.CDF) {
 		t.Errorf("Read(WriteFiles(r)) = %+v; want r back", got.Method(CreatePost))
+	}
+	if n := got.RateLimited(); n != 1 {
+		t.Errorf("Read(WriteFiles(r)).RateLimited() = %d; want 1", n)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "run.png"))
 	if err != nil {

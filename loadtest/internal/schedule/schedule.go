@@ -8,6 +8,7 @@ package schedule
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -48,9 +49,12 @@ type Result struct {
 // Run calls fire(i, intended) in a new goroutine for each of the n requests,
 // at its intended time or as soon after it as a slot is free: at most
 // maxInFlight run at once (0 means no limit). fire must call done when the
-// request has finished. Run returns when all n are issued or ctx ends; it
-// does not wait for the requests to finish.
+// request has finished. Run stops issuing when all n are issued or ctx
+// ends, and returns once every fire it started has returned, so that no
+// request outlives it: ending ctx does not end the requests in flight.
 func (s Schedule) Run(ctx context.Context, n, maxInFlight int, fire func(i int, intended time.Time, done func())) Result {
+	var fired sync.WaitGroup
+	defer fired.Wait()
 	res := Result{Scheduled: n}
 	var slots chan struct{}
 	if maxInFlight > 0 {
@@ -85,7 +89,7 @@ func (s Schedule) Run(ctx context.Context, n, maxInFlight int, fire func(i int, 
 			done = func() { <-slots }
 		}
 		res.Issued++
-		go fire(i, at, done)
+		fired.Go(func() { fire(i, at, done) })
 	}
 	return res
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -27,13 +28,14 @@ type Recorder struct {
 }
 
 type method struct {
-	hist   *hdrhistogram.Histogram
-	ok     int64
-	errs   int64
-	codes  map[string]int64
-	okSec  []int64
-	errSec []int64
-	clamp  int64 // values recorded below zero, as zero
+	hist    *hdrhistogram.Histogram
+	ok      int64
+	errs    int64
+	limited int64 // refused with RESOURCE_EXHAUSTED, kept out of errs
+	codes   map[string]int64
+	okSec   []int64
+	errSec  []int64
+	clamp   int64 // values recorded below zero, as zero
 }
 
 // NewRecorder returns a Recorder whose per-second series start at start.
@@ -65,12 +67,19 @@ func grow(s []int64, i int) []int64 {
 
 // Record adds one request of name that was intended to start at intended
 // and ended at end with err. A failed request counts by its gRPC code and
-// adds no latency.
+// adds no latency. RESOURCE_EXHAUSTED counts as rate limited, not as an
+// error: the server refused the call by design (its per-user limits),
+// which says the load is heavier than the limits, not that the server
+// failed.
 func (r *Recorder) Record(name string, intended, end time.Time, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.method(name)
 	sec := int(end.Sub(r.start) / time.Second)
+	if status.Code(err) == codes.ResourceExhausted {
+		m.limited++
+		return
+	}
 	if err != nil {
 		m.errs++
 		m.codes[status.Code(err).String()]++
@@ -128,12 +137,15 @@ type Summary struct {
 	Count        int64            `json:"count"`
 	Errors       int64            `json:"errors"`
 	ErrorsByCode map[string]int64 `json:"errors_by_code,omitempty"`
-	MeanMs       float64          `json:"mean_ms"`
-	P50Ms        float64          `json:"p50_ms"`
-	P90Ms        float64          `json:"p90_ms"`
-	P99Ms        float64          `json:"p99_ms"`
-	P999Ms       float64          `json:"p999_ms"`
-	MaxMs        float64          `json:"max_ms"`
+	// RateLimited counts calls refused with RESOURCE_EXHAUSTED, which
+	// Errors leaves out.
+	RateLimited int64   `json:"rate_limited,omitempty"`
+	MeanMs      float64 `json:"mean_ms"`
+	P50Ms       float64 `json:"p50_ms"`
+	P90Ms       float64 `json:"p90_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	P999Ms      float64 `json:"p999_ms"`
+	MaxMs       float64 `json:"max_ms"`
 	// BelowZero counts values recorded as 0 because they were negative
 	// (a lag shorter than the clock's resolution).
 	BelowZero int64 `json:"below_zero,omitempty"`
@@ -164,7 +176,7 @@ func (r *Recorder) Summary(name string, withCDF bool) Summary {
 		return s
 	}
 	h := m.hist
-	s.Count, s.Errors, s.BelowZero = m.ok, m.errs, m.clamp
+	s.Count, s.Errors, s.RateLimited, s.BelowZero = m.ok, m.errs, m.limited, m.clamp
 	if len(m.codes) > 0 {
 		s.ErrorsByCode = make(map[string]int64, len(m.codes))
 		for k, v := range m.codes {
@@ -202,4 +214,15 @@ func (r *Recorder) Quick(name string) (count, errs int64, p99 float64) {
 		return 0, 0, 0
 	}
 	return m.ok, m.errs, ms(m.hist.ValueAtQuantile(99))
+}
+
+// RateLimited returns how many calls of name were refused with
+// RESOURCE_EXHAUSTED.
+func (r *Recorder) RateLimited(name string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.m[name]; ok {
+		return m.limited
+	}
+	return 0
 }

@@ -16,9 +16,13 @@ func TestRecorder(t *testing.T) {
 	r.Record("m", start.Add(900*time.Millisecond), start.Add(1200*time.Millisecond), nil)
 	r.Record("m", start.Add(100*time.Millisecond), start.Add(110*time.Millisecond), nil)
 	r.Record("m", start, start.Add(2500*time.Millisecond), status.Error(codes.Unavailable, "down"))
+	r.Record("m", start, start.Add(3500*time.Millisecond), status.Error(codes.ResourceExhausted, "rate limit on posts"))
 	s := r.Summary("m", true)
-	if s.Count != 2 || s.Errors != 1 || s.ErrorsByCode["Unavailable"] != 1 {
-		t.Errorf("Summary = %d ok, %d errors %v; want 2 ok, 1 Unavailable", s.Count, s.Errors, s.ErrorsByCode)
+	if s.Count != 2 || s.Errors != 1 || s.ErrorsByCode["Unavailable"] != 1 || len(s.ErrorsByCode) != 1 || s.RateLimited != 1 {
+		t.Errorf("Summary = %d ok, %d errors %v, %d rate limited; want 2 ok, 1 Unavailable, 1 rate limited", s.Count, s.Errors, s.ErrorsByCode, s.RateLimited)
+	}
+	if n := r.RateLimited("m"); n != 1 {
+		t.Errorf("RateLimited(m) = %d; want 1", n)
 	}
 	if s.MaxMs < 299 || s.MaxMs > 301 || s.P50Ms < 9.9 || s.P50Ms > 10.1 {
 		t.Errorf("p50 %v, max %v ms; want 10 and 300", s.P50Ms, s.MaxMs)

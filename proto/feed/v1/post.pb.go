@@ -101,9 +101,12 @@ type CreatePostRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// author_id: 1 to 64 characters from [a-z0-9_].
 	AuthorId string `protobuf:"bytes,1,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
-	// text: 1 to 500 characters, no control characters except newline.
+	// text: 1 to 500 characters, no control characters except newline, at
+	// least one visible character, no bidi embedding, override or isolate
+	// controls.
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
-	// idempotency_key makes a client retry safe. Optional; at most 128 bytes.
+	// idempotency_key makes a client retry safe. Optional; at most 128
+	// printable ASCII characters, '!' to '~'.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -68,6 +68,7 @@ type Config struct {
 	CacheClock func() time.Time
 
 	Policy   backend.Policy
+	Graph    graph.Config
 	Post     post.Config
 	Fanout   fanout.Config
 	Timeline timeline.Config
@@ -85,6 +86,7 @@ func Bind(fs *flagenv.Set) *Config {
 	backend.BindStore(fs, &c.Store, "pebble")
 	backend.BindCache(fs, &c.Cache, "memory")
 	backend.BindPolicy(fs, &c.Policy)
+	graph.BindFlags(fs, &c.Graph)
 	post.BindFlags(fs, &c.Post)
 	fanout.BindFlags(fs, &c.Fanout)
 	timeline.BindFlags(fs, &c.Timeline)
@@ -113,7 +115,7 @@ func (c *Config) Check() error {
 		errs = append(errs, fmt.Errorf("-cache %q: want memory or redis", c.Cache.Kind))
 	}
 	c.Fanout.Policy = &c.Policy
-	errs = append(errs, c.Cache.CheckTimelines(), c.Post.Check(), c.Fanout.Check(), c.Timeline.Check())
+	errs = append(errs, c.Cache.CheckTimelines(), c.Graph.Check(), c.Post.Check(), c.Fanout.Check(), c.Timeline.Check())
 	return errors.Join(errs...)
 }
 
@@ -313,7 +315,9 @@ func (s *System) attach(ctx context.Context) error {
 		var closeApp func()
 		switch name {
 		case "graph":
-			a, err := graph.New(ctx, graph.Config{Backends: b}, s.Node)
+			gc := cfg.Graph
+			gc.Backends = b
+			a, err := graph.New(ctx, gc, s.Node)
 			if err != nil {
 				return err
 			}

@@ -46,7 +46,9 @@ func BenchmarkCeiling(b *testing.B) {
 	ctx := context.Background()
 	conn, n, stop := startBenchNode(b, "ceil", addr)
 	defer stop()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	opts := testenv.RedisOptions(b)
+	opts.Addr = addr
+	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
 	// Setup: every user active (an empty, complete timeline, as after a

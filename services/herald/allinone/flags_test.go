@@ -12,7 +12,7 @@ import (
 // TestBindTakesEffect: every setting the all-in-one binds reaches its
 // Config, from a flag or from its variable.
 func TestBindTakesEffect(t *testing.T) {
-	env := map[string]string{"HERALD_FANOUT_WORKERS": "3", "HERALD_RELAY_TIMEOUT": "7s", "HERALD_TIMELINE_CAP": "50"}
+	env := map[string]string{"HERALD_FANOUT_WORKERS": "3", "HERALD_RELAY_TIMEOUT": "7s", "HERALD_TIMELINE_CAP": "50", "HERALD_MAX_FOLLOWING": "3"}
 	fs := flagenv.New("herald", func(k string) string { return env[k] }, io.Discard)
 	c := Bind(fs)
 	err := fs.Parse([]string{
@@ -40,6 +40,7 @@ func TestBindTakesEffect(t *testing.T) {
 		{"workers (variable)", c.Fanout.Workers, 3},
 		{"relay timeout (variable)", c.Post.RelayTimeout, 7 * time.Second},
 		{"timeline cap (variable)", c.Cache.Cap, 50},
+		{"max following (variable)", c.Graph.MaxFollowing, int64(3)},
 		{"active window", c.Cache.ActiveWindow, time.Hour},
 	} {
 		if tc.got != tc.want {

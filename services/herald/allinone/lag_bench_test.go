@@ -61,6 +61,7 @@ func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *al
 	}
 	if redisAddr != "" {
 		cfg.Cache.Kind, cfg.Cache.Addrs = "redis", []string{redisAddr}
+		cfg.Cache.Login.User, cfg.Cache.Login.PasswordFile = testenv.RedisLogin(b)
 		cfg.Node.Namespace = fmt.Sprintf("%s%d", name, time.Now().UnixNano())
 		b.Cleanup(func() { dropRedisPrefix(b, redisAddr, cfg.Node.Namespace+":") })
 	}
@@ -192,7 +193,9 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func dropRedisPrefix(tb testing.TB, addr, prefix string) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	opts := testenv.RedisOptions(tb)
+	opts.Addr = addr
+	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	ctx := context.Background()
 	iter := rdb.Scan(ctx, 0, prefix+"*", 10_000).Iterator()

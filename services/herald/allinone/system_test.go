@@ -3,6 +3,7 @@ package allinone_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -320,5 +321,40 @@ func TestSessionOutlivesDrain(t *testing.T) {
 	case <-sys.Node.Session.Done():
 	case <-time.After(waitfor.Deadline):
 		t.Fatalf("the etcd session still open %v after Close", waitfor.Deadline)
+	}
+}
+
+// TestEmbeddedEtcdIsPrivate: the embedded etcd, which has no
+// authentication and holds the page-token key and every registration,
+// listens only on a unix socket in the data dir, which only Herald's user
+// may enter. A probe found it on a loopback port, where any local process
+// could read the key or delete a registration.
+func TestEmbeddedEtcdIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, sys, stop := startSystemWith(t, testConfig(t, dir))
+	defer stop()
+	eps := sys.Node.Etcd.Endpoints()
+	want := "unix://" + filepath.Join(dir, "etcd.sock")
+	if len(eps) != 1 || eps[0] != want {
+		t.Errorf("embedded etcd endpoints = %v; want only %s", eps, want)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm != 0o700 {
+		t.Errorf("data dir mode = %v; want 0700", perm)
+	}
+	for _, f := range []string{auth.DevKeyFile, auth.ServiceKeyFile} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := st.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s mode = %v; want 0600", f, perm)
+		}
 	}
 }

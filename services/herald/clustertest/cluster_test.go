@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -30,6 +28,7 @@ import (
 func TestClusterBehaviour(t *testing.T) {
 	c := startCluster(t)
 	systemtest.Run(t, c.Client(t))
+	t.Run("Auth", func(t *testing.T) { systemtest.RunAuth(t, c.Client(t)) })
 	c.CheckAlive(t)
 }
 
@@ -108,7 +107,7 @@ func TestInstanceDeath(t *testing.T) {
 		t.Errorf("timeline endpoints after the restart = %v, %v; want them to hold %s", eps, err, newAddr)
 	}
 	// It serves when dialled directly...
-	direct, err := grpc.NewClient(newAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	direct, err := grpc.NewClient(newAddr, c.DialOptions()...)
 	if err != nil {
 		t.Fatalf("dial %s: %v", newAddr, err)
 	}
@@ -306,7 +305,7 @@ func TestRedisRestart(t *testing.T) {
 		api.WaitHome(t, f, waitfor.Deadline, fmt.Sprintf("%v", want), func(got []string) bool { return slices.Equal(got, want) })
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: serversFromEnv(t).redis})
+	rdb := serversFromEnv(t).redisClient()
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -525,7 +524,7 @@ var probes atomic.Int64
 // readsCassandra makes one call on instance in, dialled directly, that
 // reads the durable store.
 func readsCassandra(in *Instance, user string) error {
-	conn, err := grpc.NewClient(in.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(in.Addr(), in.c.DialOptions()...)
 	if err != nil {
 		return err
 	}

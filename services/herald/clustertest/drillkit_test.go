@@ -335,7 +335,7 @@ func (s consumerStat) String() string {
 func (c *Cluster) eventStream(fn func(ctx context.Context, s jetstream.Stream, subjects map[string]uint64) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(c.srv.nats, nats.Timeout(2*time.Second))
+	nc, err := nats.Connect(c.srv.nats, c.srv.natsOptions(nats.Timeout(2*time.Second))...)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -24,10 +25,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
@@ -52,12 +54,22 @@ const (
 	instancesPerService = 2
 )
 
-// servers are the addresses of the real servers a cluster runs on.
+// servers are the addresses of the real servers a cluster runs on, and
+// the logins the test's own clients connect with. The instances log in
+// with the same users and password files: they inherit the test's
+// environment, HERALD_*_USER and HERALD_*_PASSWORD_FILE included
+// (deploy/local/env.sh), which are their -etcd-user, -nats-user,
+// -redis-user, -cassandra-user flags and the password files'.
 type servers struct {
 	etcd      []string
 	nats      string
 	redis     string
 	cassandra []string
+
+	etcdLogin      clientv3.Config
+	natsLogin      []nats.Option
+	redisLogin     *redis.Options
+	cassandraLogin gocql.PasswordAuthenticator
 }
 
 func serversFromEnv(t testing.TB) servers {
@@ -67,7 +79,32 @@ func serversFromEnv(t testing.TB) servers {
 		nats:      testenv.NATS(t),
 		redis:     testenv.Redis(t),
 		cassandra: testenv.Cassandra(t),
+
+		etcdLogin:      testenv.EtcdConfig(t),
+		natsLogin:      testenv.NATSOptions(t),
+		redisLogin:     testenv.RedisOptions(t),
+		cassandraLogin: testenv.CassandraAuth(t),
 	}
+}
+
+// etcdConfig is the client configuration of the cluster's etcd.
+func (s servers) etcdConfig() clientv3.Config {
+	cfg := s.etcdLogin
+	cfg.Endpoints = s.etcd
+	return cfg
+}
+
+// natsOptions are the connect options of the cluster's NATS server, with
+// the given ones.
+func (s servers) natsOptions(opts ...nats.Option) []nats.Option {
+	return slices.Concat(s.natsLogin, opts)
+}
+
+// redisClient returns a client of the cluster's Redis.
+func (s servers) redisClient() *redis.Client {
+	opts := *s.redisLogin
+	opts.Addr = s.redis
+	return redis.NewClient(&opts)
 }
 
 // Cluster is one deployment of Herald: two processes of each service on
@@ -82,6 +119,10 @@ type Cluster struct {
 
 	srv servers
 	dir string
+	// userKey signs the tests' users' tokens, and serviceKey the calls
+	// between instances: the key pair a deployment's scripts make.
+	userKey, serviceKey ed25519.PrivateKey
+	userPub             string // file of userKey's public half, for -auth-keys
 }
 
 // startCluster starts a fresh deployment and waits until every instance
@@ -122,7 +163,7 @@ func (c *Cluster) keepLogs(t testing.TB) {
 // server of the test's own.
 func startClusterOn(t testing.TB, srv servers) *Cluster {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(srv.etcdConfig())
 	if err != nil {
 		t.Fatalf("etcd client for %v: %v", srv.etcd, err)
 	}
@@ -136,6 +177,20 @@ func startClusterOn(t testing.TB, srv servers) *Cluster {
 		cli.Close()
 	})
 	t.Logf("cluster namespace and keyspace %s; instance logs in %s", c.NS, c.dir)
+	if c.userKey, err = auth.LoadOrCreateKey(filepath.Join(c.dir, "user-signing-key.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if c.serviceKey, err = auth.LoadOrCreateKey(filepath.Join(c.dir, "service-key.pem")); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := auth.PublicKeyPEM(c.userKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.userPub = filepath.Join(c.dir, "user-signing-key.pub.pem")
+	if err := os.WriteFile(c.userPub, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	start := time.Now()
 	for _, svc := range services {
@@ -183,13 +238,21 @@ func newNamespace(t testing.TB) string {
 // connection per service, balanced round-robin over its live instances.
 func (c *Cluster) Client(t testing.TB) *systemtest.Client {
 	t.Helper()
-	return systemtest.NewClient(c.Dial(t, "post"), c.Dial(t, "graph"), c.Dial(t, "timeline"))
+	cl := systemtest.NewClient(c.Dial(t, "post"), c.Dial(t, "graph"), c.Dial(t, "timeline"))
+	cl.Key, cl.ServiceKey = c.userKey, c.serviceKey
+	return cl
+}
+
+// DialOptions are the options of a test's connection to an instance: each
+// call acts as the user its request names.
+func (c *Cluster) DialOptions() []grpc.DialOption {
+	return append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, auth.ActAsNamedUser(auth.NewSigner(c.userKey))...)
 }
 
 // Dial returns a resolver connection to service, closed at cleanup.
 func (c *Cluster) Dial(t testing.TB, service string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := discovery.Dial(c.Etcd, c.NS, service)
+	conn, err := discovery.Dial(c.Etcd, c.NS, service, auth.ActAsNamedUser(auth.NewSigner(c.userKey))...)
 	if err != nil {
 		t.Fatalf("discovery.Dial(%s): %v", service, err)
 	}
@@ -244,6 +307,7 @@ func (c *Cluster) dropState(t testing.TB) {
 	defer cancel()
 
 	cc := gocql.NewCluster(c.srv.cassandra...)
+	cc.Authenticator = c.srv.cassandraLogin
 	cc.Timeout = 30 * time.Second
 	cc.ConnectTimeout = 10 * time.Second
 	if s, err := cc.CreateSession(); err != nil {
@@ -259,7 +323,7 @@ func (c *Cluster) dropState(t testing.TB) {
 		t.Errorf("delete etcd keys under %s/: %v", c.NS, err)
 	}
 
-	if nc, err := nats.Connect(c.srv.nats); err != nil {
+	if nc, err := nats.Connect(c.srv.nats, c.srv.natsOptions()...); err != nil {
 		t.Errorf("delete event stream: connect to %s: %v", c.srv.nats, err)
 	} else {
 		stream := strings.ToUpper(c.NS) + "_EVENTS"
@@ -271,7 +335,7 @@ func (c *Cluster) dropState(t testing.TB) {
 		nc.Close()
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: c.srv.redis})
+	rdb := c.srv.redisClient()
 	defer rdb.Close()
 	iter := rdb.Scan(ctx, 0, c.NS+":*", 1000).Iterator()
 	var keys []string
@@ -333,6 +397,8 @@ func (in *Instance) Start() error {
 		"-nats", c.srv.nats,
 		"-store", "cassandra", "-cassandra", strings.Join(c.srv.cassandra, ","),
 		"-cassandra-keyspace", c.NS,
+		"-auth-keys", c.userPub,
+		"-auth-service-key", filepath.Join(c.dir, "service-key.pem"),
 	}
 	if in.Service != "graph" {
 		args = append(args, "-cache", "redis", "-redis", c.srv.redis)

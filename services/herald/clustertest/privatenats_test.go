@@ -40,6 +40,9 @@ func startPrivateNATS(t *testing.T) *privateNATS {
 	n.env = []string{
 		"HERALD_LOCAL_DIR=" + n.dir,
 		"HERALD_BIN_DIR=" + filepath.Join(base, "bin"),
+		// The shared server's secrets, so that it takes the login the
+		// instances have (HERALD_NATS_PASSWORD_FILE, in that directory).
+		"HERALD_SECRETS_DIR=" + filepath.Dir(os.Getenv("HERALD_NATS_PASSWORD_FILE")),
 		"HERALD_NATS_PORT=" + strconv.Itoa(port),
 		"HERALD_NATS_MONITOR_PORT=" + strconv.Itoa(monitor),
 		"HERALD_STOP_TIMEOUT=15",

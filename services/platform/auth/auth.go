@@ -51,8 +51,8 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 }
 
 // FromContext returns the caller's identity that the server's interceptor
-// verified, and false if none was set (authentication is off, or the call
-// did not pass through the interceptor).
+// verified, and false if the call did not pass through the interceptor.
+// With authentication off every caller is anonymous: the zero Identity.
 func FromContext(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(Identity)
 	return id, ok

@@ -41,6 +41,7 @@ func freshKeyspace() string { return fmt.Sprintf("test_%s_%d", runID, keyspace.A
 func rawSession(tb testing.TB, ks string) *gocql.Session {
 	tb.Helper()
 	cluster := gocql.NewCluster(testenv.Cassandra(tb)...)
+	cluster.Authenticator = testenv.CassandraAuth(tb)
 	cluster.ProtoVersion = 4
 	cluster.Keyspace = ks
 	cluster.Timeout = 20 * time.Second
@@ -65,6 +66,8 @@ func dropKeyspace(tb testing.TB, ks string) {
 func openStore(tb testing.TB, cfg cassandrastore.Config) *cassandrastore.Store {
 	tb.Helper()
 	cfg.Hosts = testenv.Cassandra(tb)
+	auth := testenv.CassandraAuth(tb)
+	cfg.Username, cfg.Password = auth.Username, auth.Password
 	if cfg.Keyspace == "" {
 		cfg.Keyspace = freshKeyspace()
 	}
@@ -168,7 +171,7 @@ func TestFollowingCountOnOlderKeyspace(t *testing.T) {
 		t.Fatalf("Unfollow(alice, b1) = %v, %v; want true, nil", changed, err)
 	}
 	var n *int64
-	if err := session.Query("SELECT n FROM "+ks+".following WHERE user = 'alice' LIMIT 1").Scan(&n); err != nil || n == nil || *n != 2 {
+	if err := session.Query("SELECT n FROM " + ks + ".following WHERE user = 'alice' LIMIT 1").Scan(&n); err != nil || n == nil || *n != 2 {
 		t.Errorf("stored following count of alice after an Unfollow = %v, %v; want 2", n, err)
 	}
 	if _, err := s.FollowLimited(ctx, "alice", "b4", 3); err != nil {
@@ -219,6 +222,57 @@ func TestFollowLimitedCompletesHalfEdge(t *testing.T) {
 	}
 	if _, err := s.FollowLimited(ctx, "alice", "b3", 2); !errors.Is(err, feed.ErrFailedPrecondition) {
 		t.Errorf("FollowLimited(alice, b3, 2) = %v; want feed.ErrFailedPrecondition", err)
+	}
+}
+
+// TestFollowLimitedAcrossStores: follows racing at one below the limit
+// from two stores (two processes: their in-process locks do not meet)
+// still admit one edge, by the lightweight transaction on the following
+// count.
+func TestFollowLimitedAcrossStores(t *testing.T) {
+	ctx := context.Background()
+	ks := freshKeyspace()
+	a := openStore(t, cassandrastore.Config{Keyspace: ks})
+	b := openStore(t, cassandrastore.Config{Keyspace: ks})
+	const limit, racers = 3, 8
+	for _, f := range []string{"b1", "b2"} {
+		if _, err := a.FollowLimited(ctx, "alice", f, limit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		wg           sync.WaitGroup
+		won, refused atomic.Int64
+	)
+	start := make(chan struct{})
+	for i := range racers {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			<-start
+			changed, err := s.FollowLimited(ctx, "alice", fmt.Sprintf("r%d", i), limit)
+			switch {
+			case err == nil && changed:
+				won.Add(1)
+			case errors.Is(err, feed.ErrFailedPrecondition):
+				refused.Add(1)
+			default:
+				t.Errorf("FollowLimited(alice, r%d, %d) = %v, %v; want a new edge or FAILED_PRECONDITION", i, limit, changed, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if won.Load() != 1 || refused.Load() != racers-1 {
+		t.Errorf("%d follows racing from two stores at %d of %d: %d made, %d refused; want 1 and %d", racers, limit-1, limit, won.Load(), refused.Load(), racers-1)
+	}
+	if n, err := b.FollowingCount(ctx, "alice"); err != nil || n != limit {
+		t.Errorf("FollowingCount(alice) = %d, %v; want %d", n, err, limit)
+	}
+	if page, _, err := b.Following(ctx, "alice", nil, 10); err != nil || len(page) != limit {
+		t.Errorf("Following(alice) = %v, %v; want %d accounts", page, err, limit)
 	}
 }
 
@@ -281,8 +335,11 @@ func TestOpenUnreachable(t *testing.T) {
 func TestNotEnoughReplicasIsUnavailable(t *testing.T) {
 	ks := freshKeyspace()
 	dropKeyspace(t, ks)
+	auth := testenv.CassandraAuth(t)
 	s, err := cassandrastore.Open(context.Background(), cassandrastore.Config{
 		Hosts:       testenv.Cassandra(t),
+		Username:    auth.Username,
+		Password:    auth.Password,
 		Keyspace:    ks,
 		Consistency: "QUORUM",
 		Replication: "{'class': 'SimpleStrategy', 'replication_factor': 3}",

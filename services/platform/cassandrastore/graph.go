@@ -161,7 +161,10 @@ func (s *Store) Follow(ctx context.Context, follower, followee string) (bool, er
 // timeline rebuilds, which read following, merge the followee and fan-out
 // does not push to the follower. A Follow and an Unfollow of the same edge
 // racing each other can leave the two tables out of step in either
-// direction until the edge's next Follow or Unfollow.
+// direction until the edge's next Follow or Unfollow; a followers row so
+// left alone is not counted, and takes the follower one past the limit.
+// That, and the rows of partitions from before migration 0002 (counted
+// once, by a plain read, when first needed), are the only ways past it.
 func (s *Store) FollowLimited(ctx context.Context, follower, followee string, maxFollowing int64) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -184,9 +187,10 @@ func (s *Store) FollowLimited(ctx context.Context, follower, followee string, ma
 }
 
 // addEdge adds the edge (user, other) to e and counts it in user's n,
-// unless it exists. With maxEdges > 0 it refuses an edge that would take n
-// past maxEdges, with an error wrapping feed.ErrFailedPrecondition. It
-// returns when the edge was made: since, for a new edge.
+// unless it exists. With maxEdges > 0 (the following limit: its error
+// says so) it refuses an edge that would take n past maxEdges, with an
+// error wrapping feed.ErrFailedPrecondition. It returns when the edge was
+// made: since, for a new edge.
 func (s *Store) addEdge(ctx context.Context, e edges, user, other string, since time.Time, maxEdges int64) (changed bool, at time.Time, err error) {
 	unlock, err := e.locks.lock(ctx, user)
 	if err != nil {

@@ -104,6 +104,9 @@ type Guard struct {
 // New returns a Guard whose refusals are counted in reg. Its limiter is
 // in process until UseLimiter gives it a shared one.
 func New(cfg Config, reg prometheus.Registerer) *Guard {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
 	g := &Guard{
 		cfg:     cfg,
 		limiter: ratelimit.NewMemory(),

@@ -67,10 +67,9 @@ type Store struct {
 	// following count, a post's tombstone): Pebble has no transactions,
 	// so two concurrent Follows could otherwise both see "no edge" and
 	// count twice, or both see room under the following limit and pass it
-	// together. They are striped, so
-	// that writes on different subjects commit concurrently and Pebble
-	// syncs them together; one global lock held every post's synced write
-	// in line behind the last.
+	// together. They are striped, so that writes on different subjects
+	// commit concurrently and Pebble syncs them together; one global lock
+	// held every post's synced write in line behind the last.
 	locks [64]sync.Mutex
 }
 
@@ -120,13 +119,13 @@ func (s *Store) stripe(subject string) uint32 {
 }
 
 const (
-	prefixPost      = 'p'
-	prefixAuthor    = 'a'
-	prefixOutbox    = 'o'
-	prefixIdem      = 'i'
-	prefixFollowers = 'f'
-	prefixFollowing = 'g'
-	prefixCount     = 'c'
+	prefixPost           = 'p'
+	prefixAuthor         = 'a'
+	prefixOutbox         = 'o'
+	prefixIdem           = 'i'
+	prefixFollowers      = 'f'
+	prefixFollowing      = 'g'
+	prefixCount          = 'c'
 	prefixFollowingCount = 'h'
 )
 

@@ -54,7 +54,7 @@ func openOpts(t testing.TB, opts rediscache.Options) *rediscache.Cache {
 // client returns a client of the test Redis and a key prefix of its own,
 // whose keys it deletes afterwards.
 func client(t testing.TB) (redis.UniversalClient, string) {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.Redis(t)}})
+	rdb := redis.NewClient(testenv.RedisOptions(t))
 	prefix := fmt.Sprintf("test:%x:%d:", run, seq.Add(1))
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -193,7 +193,7 @@ func errorsIsUnavailable(err error) bool { return errors.Is(err, feed.ErrUnavail
 // of another adapter, gives what each Range gives alone.
 func TestRangeBatch(t *testing.T) {
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	rdb := redis.NewClient(testenv.RedisOptions(t))
 	defer rdb.Close()
 	prefix := fmt.Sprintf("test:%x:%d:", run, seq.Add(1))
 	t.Cleanup(func() {

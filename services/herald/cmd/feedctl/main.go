@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -57,6 +59,9 @@ func main() {
 	if err != nil {
 		if st, ok := status.FromError(err); ok {
 			fmt.Fprintf(os.Stderr, "feedctl: %s: %s\n", st.Code(), st.Message())
+			if st.Code() == codes.Unauthenticated {
+				fmt.Fprintln(os.Stderr, "feedctl: sign as the user with --data DIR (the all-in-one's data dir, holding auth-dev-key.pem), or pass --token / HERALD_TOKEN")
+			}
 		} else {
 			fmt.Fprintf(os.Stderr, "feedctl: %v\n", err)
 		}
@@ -201,31 +206,55 @@ func (c *client) printNext(cmd *cobra.Command, next string) {
 }
 
 func (c *client) tokenCmd() *cobra.Command {
-	var ttl time.Duration
+	var (
+		ttl    time.Duration
+		asJSON bool
+	)
 	cmd := &cobra.Command{
-		Use:   "token USER",
-		Short: "Print a token for USER, signed with the development key in --data",
+		Use:   "token USER...",
+		Short: "Print tokens for users, signed with the development key in --data",
 		Long: "Print a bearer token for USER, signed with the development key that the all-in-one\n" +
 			"creates in its data dir (--data). Use it from other clients:\n" +
-			"  grpcurl -H \"authorization: Bearer $(feedctl token alice)\" ...",
-		Args: cobra.ExactArgs(1),
+			"  grpcurl -H \"authorization: Bearer $(feedctl token alice)\" ...\n" +
+			"For several users it prints a line \"USER TOKEN\" for each, and with --json one JSON\n" +
+			"object {\"USER\": \"TOKEN\", ...}, the file the k6 scripts read (TOKENS):\n" +
+			"  feedctl token --json alice bob > tokens.json",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := auth.DevSigner(c.data)
 			if err != nil {
 				return err
 			}
-			if err := feed.ValidateUserID("USER", args[0]); err != nil {
-				return err
+			for _, u := range args {
+				if err := feed.ValidateUserID("USER", u); err != nil {
+					return err
+				}
 			}
-			t, err := s.Token(args[0], ttl)
-			if err != nil {
-				return err
+			tokens := make(map[string]string, len(args))
+			for _, u := range args {
+				if tokens[u], err = s.Token(u, ttl); err != nil {
+					return err
+				}
 			}
-			fmt.Fprintln(c.out, t)
+			switch {
+			case asJSON:
+				b, err := json.MarshalIndent(tokens, "", "  ")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "%s\n", b)
+			case len(args) == 1:
+				fmt.Fprintln(c.out, tokens[args[0]])
+			default:
+				for _, u := range args {
+					fmt.Fprintln(c.out, u, tokens[u])
+				}
+			}
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the tokens are valid")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object mapping each USER to its token")
 	return cmd
 }
 

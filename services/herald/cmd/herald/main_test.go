@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
@@ -270,9 +271,14 @@ func TestSignalDuringStartup(t *testing.T) {
 // that held the drain would show).
 func TestShutdownEndsStreams(t *testing.T) {
 	const shutdownTimeout = 2 * waitfor.Deadline
-	p := start(t, nil, append(base(t.TempDir()), "-shutdown-timeout", shutdownTimeout.String())...)
+	dir := t.TempDir()
+	p := start(t, nil, append(base(dir), "-shutdown-timeout", shutdownTimeout.String())...)
 	addr := p.waitLog(t, serving)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	signer, err := auth.DevSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, auth.ActAsNamedUser(signer)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,4 +340,29 @@ func TestShutdownEndsStreams(t *testing.T) {
 	if strings.Contains(p.output(), "drain timed out") {
 		t.Errorf("the drain timed out:\n%s", p.output())
 	}
+}
+
+// TestAuthOffWarns: -auth=off starts, and says at start that any caller
+// may act as any user.
+func TestAuthOffWarns(t *testing.T) {
+	p := start(t, nil, append(base(t.TempDir()), "-auth", "off")...)
+	p.waitLog(t, regexp.MustCompile(`level=WARN msg="authentication is off`))
+	p.waitLog(t, serving)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit status after SIGTERM = %d; want 0; output:\n%s", code, p.output())
+	}
+}
+
+// TestAuthKeysMissing: a key file that is not there is a start-up error
+// naming the flag, not a panic.
+func TestAuthKeysMissing(t *testing.T) {
+	p := start(t, nil, append(base(t.TempDir()), "-auth-keys", "/nonexistent/keys.pem")...)
+	if code := p.wait(t); code != 1 {
+		t.Errorf("exit status = %d; want 1; output:\n%s", code, p.output())
+	}
+	if out := p.output(); !strings.Contains(out, "-auth-keys") || !strings.Contains(out, "/nonexistent/keys.pem") {
+		t.Errorf("output does not name -auth-keys and the path:\n%s", out)
+	}
+	checkNoPanic(t, p.output())
 }

@@ -38,7 +38,7 @@ var seq atomic.Int64
 // client returns a client of the test Redis, closed when the test ends.
 func client(t *testing.T) redis.UniversalClient {
 	t.Helper()
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.Redis(t)}})
+	rdb := redis.NewClient(testenv.RedisOptions(t))
 	t.Cleanup(func() { rdb.Close() })
 	if err := rdb.Ping(t.Context()).Err(); err != nil {
 		t.Fatalf("redis %s: %v", testenv.Redis(t), err)

@@ -50,9 +50,10 @@ type HubConfig struct {
 	// bound. A user with open streams also costs their following set in
 	// the index, once whatever their streams: about 130 bytes a followee
 	// (measured; less for authors that other watching users follow too),
-	// 0.65 MiB at Config.MaxFollowing's default of 5000. 10,000 users at
-	// that maximum would hold 6.5 GiB, which is why the bound is not
-	// higher; an instance with less memory should lower it.
+	// 0.65 MiB at the graph's default following limit of 5000
+	// (feed.DefaultMaxFollowing). 10,000 users at that limit would hold
+	// 6.5 GiB, which is why the bound is not higher; an instance with
+	// less memory should lower it.
 	MaxStreams int
 	// Buffer is how many posts a stream may have queued; a stream whose
 	// buffer fills is ended with ErrSlowReader. Default 256.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -34,7 +35,14 @@ type Following interface {
 
 // Config tunes the service.
 type Config struct {
-	// MaxFollowing bounds the accounts a rebuild merges. Default 5000.
+	// MaxFollowing bounds how much of a user's following list a rebuild,
+	// a pull or a stream reads. Default: no bound, the whole list. The
+	// graph service's -max-following (feed.DefaultMaxFollowing) bounds
+	// the lists it grows; a bound here below the longest list the graph
+	// holds would drop the posts of the accounts past it, with no error.
+	// And lists outgrow that limit: edges made before the limit existed or
+	// was lowered, bulk loads below the graph service, a split graph
+	// service run with a higher limit than this binary's default.
 	MaxFollowing int
 	// RebuildConcurrency bounds parallel store reads in a rebuild or a
 	// pull. Default 16.
@@ -89,7 +97,7 @@ type Deps struct {
 // New returns a Service whose metrics register with reg.
 func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 	if cfg.MaxFollowing <= 0 {
-		cfg.MaxFollowing = 5000
+		cfg.MaxFollowing = math.MaxInt
 	}
 	if cfg.RebuildConcurrency <= 0 {
 		cfg.RebuildConcurrency = 16

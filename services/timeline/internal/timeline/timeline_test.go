@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ import (
 func TestNewDefaults(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	want := Config{
-		MaxFollowing: 5000, RebuildConcurrency: 16, Strategy: feed.Hybrid,
+		MaxFollowing: math.MaxInt, RebuildConcurrency: 16, Strategy: feed.Hybrid,
 		MemoTTL: 30 * time.Second, ClaimTTL: 5 * time.Second, ClaimWait: time.Second,
 	}
 	if e.svc.cfg != want {

@@ -14,10 +14,13 @@
 // Herald's role the keyspaces already there. When Herald's role already
 // logs in and cassandra does not, it changes nothing.
 //
-// Herald's role may create keyspaces, and has every permission on those
-// it creates (Cassandra grants them to the creator) and on those there
-// were at set-up; it is not a superuser, and has no permission on the
-// system keyspaces beyond what every role has.
+// Herald's role may create and drop keyspaces, and has every permission
+// on those it creates (Cassandra grants them to the creator) and on those
+// there were at set-up; it is not a superuser, and has no permission on
+// the system keyspaces beyond what every role has. DROP is granted on all
+// keyspaces because the tests drop theirs with DROP KEYSPACE IF EXISTS,
+// which Cassandra checks against all keyspaces once the keyspace, and so
+// its creator's permissions, is gone.
 package main
 
 import (
@@ -35,6 +38,9 @@ import (
 
 // The default superuser that Cassandra creates when it finds no roles.
 const defaultSuperuser = "cassandra"
+
+// allKeyspaces are the permissions Herald's role has on ALL KEYSPACES.
+var allKeyspaces = []string{"CREATE", "DROP"}
 
 func main() {
 	var c config
@@ -89,19 +95,36 @@ func (c *config) run() error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	fmt.Printf("cassandra roles: %s (superuser), %s (login; CREATE on all keyspaces); %s cannot log in\n", c.admin, c.user, defaultSuperuser)
+	fmt.Printf("cassandra roles: %s (superuser), %s (login; %s on all keyspaces); %s cannot log in\n",
+		c.admin, c.user, strings.Join(allKeyspaces, " and "), defaultSuperuser)
 	return nil
 }
 
-// done reports whether Herald's role logs in and the default superuser
-// does not: what a finished set-up leaves, since setUp enables Herald's
-// login after its grants and turns cassandra off last.
+// done reports whether Herald's role logs in with its permissions on all
+// keyspaces, and the default superuser does not log in: what a finished
+// set-up leaves, since setUp turns cassandra off last.
 func (c *config) done() bool {
 	s, err := c.login(c.user, c.password)
 	if err != nil {
 		return false
 	}
+	// A role may list its own permissions.
+	iter := s.Query("LIST ALL PERMISSIONS ON ALL KEYSPACES OF " + ident(c.user) + " NORECURSIVE").Iter()
+	have := map[string]bool{}
+	var perm string
+	for iter.Scan(nil, nil, nil, &perm) {
+		have[perm] = true
+	}
+	err = iter.Close()
 	s.Close()
+	if err != nil {
+		return false
+	}
+	for _, p := range allKeyspaces {
+		if !have[p] {
+			return false
+		}
+	}
 	if s, err := c.login(defaultSuperuser, defaultSuperuser); err == nil {
 		s.Close()
 		return false
@@ -164,7 +187,9 @@ func (c *config) setUp(s *gocql.Session) error {
 	if !exists {
 		stmts = append(stmts, "CREATE ROLE "+role+" WITH LOGIN = false")
 	}
-	stmts = append(stmts, "GRANT CREATE ON ALL KEYSPACES TO "+role)
+	for _, p := range allKeyspaces {
+		stmts = append(stmts, "GRANT "+p+" ON ALL KEYSPACES TO "+role)
+	}
 	// Keyspaces from before authentication (a data dir from before these
 	// scripts set it up) belong to no role; Herald's are given to it.
 	iter := s.Query("SELECT keyspace_name FROM system_schema.keyspaces").Iter()
