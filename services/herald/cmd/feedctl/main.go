@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -116,7 +117,7 @@ func newRoot() *cobra.Command {
 		data = ".herald"
 	}
 	root.PersistentFlags().StringVar(&c.data, "data", data, "directory of the development signing key (the all-in-one's data dir) (HERALD_DATA)")
-	root.AddCommand(c.tokenCmd(), c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
+	root.AddCommand(c.tokenCmd(), c.keygenCmd(), c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
 		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
 		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd())
 	return root
@@ -257,6 +258,41 @@ func (c *client) tokenCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object mapping each USER to its token")
 	return cmd
 }
+
+func (c *client) keygenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen DIR",
+		Short: "Create a deployment's signing keys in DIR, unless they are there already",
+		Long: "Create, mode 0600, the Ed25519 keys of a deployment without an identity provider of its own:\n" +
+			"  " + auth.DevKeyFile + "      signs users' tokens (feedctl --data DIR, feedload --data DIR)\n" +
+			"  " + devPubFile + "  its public half, for every instance's -auth-keys\n" +
+			"  " + auth.ServiceKeyFile + "  signs calls between services: every instance's -auth-service-key\n" +
+			"make cluster and the compose cluster run it. Keys already in DIR are kept.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			dev, err := auth.LoadOrCreateKey(filepath.Join(dir, auth.DevKeyFile))
+			if err != nil {
+				return err
+			}
+			if _, err := auth.LoadOrCreateKey(filepath.Join(dir, auth.ServiceKeyFile)); err != nil {
+				return err
+			}
+			pub, err := auth.PublicKeyPEM(dev)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, devPubFile), pub, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "keys in %s: %s, %s, %s\n", dir, auth.DevKeyFile, devPubFile, auth.ServiceKeyFile)
+			return nil
+		},
+	}
+}
+
+// devPubFile is the public half of auth.DevKeyFile, as keygen writes it.
+const devPubFile = "auth-dev-key.pub.pem"
 
 func (c *client) postCmd() *cobra.Command {
 	var key string
