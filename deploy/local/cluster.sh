@@ -28,6 +28,12 @@ if [[ $NS != herald ]]; then
   export HERALD_ETCD_KEY_PREFIXES="${HERALD_ETCD_KEY_PREFIXES:-herald/ ct} $NS/"
 fi
 
+# The deployment's signing keys (feedctl keygen): users' tokens are signed with
+# auth-dev-key.pem, which every instance trusts through its public half, and calls
+# between services with auth-service-key.pem. feedctl --data and feedload --data sign
+# with the same directory.
+AUTH_DIR="$SECRETS_DIR/auth"
+
 port_of() { echo $((BASE[$1] + $2)); }
 
 # registered: the instance in $CUR_SVC/$CUR_PORT is in etcd, i.e. up and serving.
@@ -61,6 +67,7 @@ start_instance() {
   mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
     -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \
+    -auth-keys "$AUTH_DIR/auth-dev-key.pub.pem" -auth-service-key "$AUTH_DIR/auth-service-key.pem" \
     -etcd "$HERALD_ETCD_ENDPOINTS" -nats "$HERALD_NATS_URL" \
     -store cassandra -cassandra "$HERALD_CASSANDRA_HOSTS" "${cache[@]}"
   wait_ready "$name" "$HOST:$port" registered "${HERALD_INSTANCE_START_TIMEOUT:-60}"
@@ -69,6 +76,7 @@ start_instance() {
 up() {
   "$LOCAL_SCRIPTS/up.sh"
   build
+  "$HBIN/feedctl" keygen "$AUTH_DIR" >/dev/null
   # graph first: the others dial it.
   for svc in "${SERVICES[@]}"; do
     for ((i = 1; i <= INSTANCES; i++)); do start_instance "$svc" "$i"; done
@@ -87,11 +95,12 @@ MSG
   done
   cat <<MSG
 
-Dial an instance of each service directly (feedctl takes no etcd login yet, so its --etcd
-discovery is refused by this etcd):
-  $HBIN/feedctl --addr $HOST:$(port_of graph 1) follow bob alice
-  $HBIN/feedctl --addr $HOST:$(port_of post 1) post alice "hello, cluster"
-  $HBIN/feedctl --addr $HOST:$(port_of timeline 1) timeline bob
+Try it, finding each service through etcd, as each user (tokens signed with the keys in
+$AUTH_DIR):
+  eval "\$($LOCAL_SCRIPTS/env.sh)"
+  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR follow bob alice
+  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR post alice "hello, cluster"
+  $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR timeline bob
 Logs: $LOG_DIR/<service>-<n>.log. Stop everything with: make cluster-down
 MSG
 }

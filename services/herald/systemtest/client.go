@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -87,17 +86,16 @@ func (c *Client) CreatePost(t testing.TB, author, text, key string) *feedv1.Post
 // waitRetryInfo waits for the delay of err's google.rpc.RetryInfo, and
 // reports false if err has none or ctx ends first.
 func waitRetryInfo(ctx context.Context, err error) bool {
-	for _, d := range status.Convert(err).Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			select {
-			case <-time.After(ri.GetRetryDelay().AsDuration()):
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+	d, ok := RetryDelay(err)
+	if !ok {
+		return false
 	}
-	return false
+	select {
+	case <-time.After(d):
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Follow makes follower follow followee, failing t on error.

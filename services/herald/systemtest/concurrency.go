@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -37,7 +38,8 @@ func Each[T any](items []T, limit int, fn func(T) error) error {
 // Retry is the test kits' one retry loop. It calls fn, each attempt under
 // a context of its own bounded by attempt, until fn succeeds, fails with a
 // code other than UNAVAILABLE or DEADLINE_EXCEEDED (which it returns), or
-// budget has passed since the first attempt. Between attempts it backs off
+// budget has passed since the first attempt. A RESOURCE_EXHAUSTED with
+// a google.rpc.RetryInfo (a rate limit) is retried after its delay. Between attempts it backs off
 // 100 ms, 200 ms, ... up to 1 s. fn learns the attempt's number, from 0,
 // so that it can tell "an earlier attempt did it" from a first failure;
 // failed, if not nil, sees each failed attempt's error.
@@ -56,14 +58,33 @@ func Retry(budget, attempt time.Duration, fn func(ctx context.Context, n int) er
 		if failed != nil {
 			failed(err)
 		}
+		wait := min(time.Duration(n+1)*100*time.Millisecond, time.Second)
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded:
+		case codes.ResourceExhausted:
+			// A rate limit: wait as long as the server says.
+			d, ok := RetryDelay(err)
+			if !ok {
+				return err
+			}
+			wait = d
 		default:
 			return err
 		}
 		if time.Since(start) > budget {
 			return errors.Join(errors.New("still failing after the retry budget"), err)
 		}
-		time.Sleep(min(time.Duration(n+1)*100*time.Millisecond, time.Second))
+		time.Sleep(wait)
 	}
+}
+
+// RetryDelay returns the delay of err's google.rpc.RetryInfo detail, and
+// false if it has none.
+func RetryDelay(err error) (time.Duration, bool) {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func TestEachBoundsAndJoins(t *testing.T) {
@@ -57,5 +59,33 @@ func TestRetry(t *testing.T) {
 	err = Retry(0, time.Second, func(context.Context, int) error { return status.Error(codes.Unavailable, "down") }, nil)
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "retry budget") {
 		t.Errorf("Retry past its budget = %v; want the last UNAVAILABLE, naming the budget", err)
+	}
+}
+
+// TestRetryRateLimited: a rate-limited attempt is retried after the
+// RetryInfo delay; one with no RetryInfo is not retried.
+func TestRetryRateLimited(t *testing.T) {
+	st, err := status.New(codes.ResourceExhausted, "rate limit").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err = Retry(time.Minute, time.Second, func(ctx context.Context, n int) error {
+		calls++
+		if n < 2 {
+			return st.Err()
+		}
+		return nil
+	}, nil)
+	if err != nil || calls != 3 {
+		t.Errorf("Retry over two rate-limited attempts = %v after %d calls; want nil after 3", err, calls)
+	}
+	calls = 0
+	err = Retry(time.Minute, time.Second, func(ctx context.Context, n int) error {
+		calls++
+		return status.Error(codes.ResourceExhausted, "no retry info")
+	}, nil)
+	if status.Code(err) != codes.ResourceExhausted || calls != 1 {
+		t.Errorf("Retry(ResourceExhausted without RetryInfo) = %v after %d calls; want it returned after 1", err, calls)
 	}
 }

@@ -50,6 +50,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
@@ -81,6 +82,9 @@ type client struct {
 	creds   credentials.TransportCredentials // made at the first dial
 	token   string
 	data    string
+	// etcdLogin and natsLogin log in to a cluster's etcd (--etcd) and
+	// NATS (the dead-letter commands), as a Herald process does.
+	etcdLogin, natsLogin node.Login
 	signer  *auth.Signer // the development key in data, found at the first dial
 	out     io.Writer
 	conns   map[string]*grpc.ClientConn
@@ -111,6 +115,10 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&c.tls.CA, "tls-ca", os.Getenv("HERALD_TLS_CA"), "PEM CA bundle: call over TLS, trusting only these CAs (HERALD_TLS_CA)")
 	root.PersistentFlags().StringVar(&c.tls.Cert, "tls-cert", os.Getenv("HERALD_TLS_CERT"), "PEM client certificate, for a deployment with mutual TLS (HERALD_TLS_CERT)")
 	root.PersistentFlags().StringVar(&c.tls.Key, "tls-key", os.Getenv("HERALD_TLS_KEY"), "PEM private key of --tls-cert (HERALD_TLS_KEY)")
+	root.PersistentFlags().StringVar(&c.etcdLogin.User, "etcd-user", os.Getenv("HERALD_ETCD_USER"), "user to log in to etcd as (HERALD_ETCD_USER)")
+	root.PersistentFlags().StringVar(&c.etcdLogin.PasswordFile, "etcd-password-file", os.Getenv("HERALD_ETCD_PASSWORD_FILE"), "file holding --etcd-user's password (HERALD_ETCD_PASSWORD_FILE)")
+	root.PersistentFlags().StringVar(&c.natsLogin.User, "nats-user", os.Getenv("HERALD_NATS_USER"), "user to log in to NATS as (HERALD_NATS_USER)")
+	root.PersistentFlags().StringVar(&c.natsLogin.PasswordFile, "nats-password-file", os.Getenv("HERALD_NATS_PASSWORD_FILE"), "file holding --nats-user's password (HERALD_NATS_PASSWORD_FILE)")
 	root.PersistentFlags().StringVar(&c.token, "token", os.Getenv("HERALD_TOKEN"), "bearer token sent with every call, instead of one signed for the user each command names (HERALD_TOKEN)")
 	data := os.Getenv("HERALD_DATA")
 	if data == "" {
@@ -158,7 +166,11 @@ func (c *client) conn(service string) (*grpc.ClientConn, error) {
 	var cc *grpc.ClientConn
 	var err error
 	if c.etcd != "" {
-		cli, cerr := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		user, password, lerr := c.etcdLogin.Read("etcd")
+		if lerr != nil {
+			return nil, lerr
+		}
+		cli, cerr := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Username: user, Password: password})
 		if cerr != nil {
 			return nil, fmt.Errorf("etcd %s: %w", c.etcd, cerr)
 		}
@@ -529,7 +541,13 @@ func (c *client) bus(ctx context.Context) (*bus.Bus, func(), error) {
 	if c.nats == "" {
 		return nil, nil, fmt.Errorf("--nats (or HERALD_NATS_URL) is required: dead letters live in NATS JetStream")
 	}
-	nc, err := nats.Connect(c.nats, nats.Name("feedctl"))
+	opts := []nats.Option{nats.Name("feedctl")}
+	if user, password, err := c.natsLogin.Read("nats"); err != nil {
+		return nil, nil, err
+	} else if user != "" {
+		opts = append(opts, nats.UserInfo(user, password))
+	}
+	nc, err := nats.Connect(c.nats, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats %s: %w", c.nats, err)
 	}
