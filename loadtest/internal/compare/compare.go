@@ -26,6 +26,7 @@ import (
 	"github.com/herald-feed/herald/loadtest/internal/load"
 	"github.com/herald-feed/herald/loadtest/internal/report"
 	"github.com/herald-feed/herald/services/platform/auth"
+	"github.com/herald-feed/herald/services/platform/node"
 )
 
 // Config is a comparison.
@@ -39,6 +40,9 @@ type Config struct {
 	Cache, Store string
 	Redis        string
 	Cassandra    string
+	// RedisLogin and CassandraLogin log in to the real servers, the
+	// servers started for each strategy and this package's own clients.
+	RedisLogin, CassandraLogin node.Login
 	// LocalDir is deploy/local's state directory; the backing servers'
 	// pidfiles there let the comparison count their CPU too. Empty: Herald
 	// only.
@@ -161,9 +165,15 @@ func (cfg *Config) start(ctx context.Context, strategy, ns, dataDir, logPath str
 	}
 	if cfg.Cache == "redis" {
 		args = append(args, "-redis", cfg.Redis)
+		if cfg.RedisLogin.User != "" {
+			args = append(args, "-redis-user", cfg.RedisLogin.User, "-redis-password-file", cfg.RedisLogin.PasswordFile)
+		}
 	}
 	if cfg.Store == "cassandra" {
 		args = append(args, "-cassandra", cfg.Cassandra, "-cassandra-keyspace", ns)
+		if cfg.CassandraLogin.User != "" {
+			args = append(args, "-cassandra-user", cfg.CassandraLogin.User, "-cassandra-password-file", cfg.CassandraLogin.PasswordFile)
+		}
 	}
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -379,7 +389,7 @@ func (cfg *Config) one(ctx context.Context, g *graph.Graph, strategy, ns string)
 		res.FanoutPulled = d.Sum(`herald_fanout_posts_total{mode="pull"}`)
 	}
 	if cfg.Cache == "redis" {
-		res.RedisBytes, res.RedisKeys, err = redisUsage(context.WithoutCancel(ctx), cfg.Redis, ns+":")
+		res.RedisBytes, res.RedisKeys, err = cfg.redisUsage(context.WithoutCancel(ctx), ns+":")
 		if err != nil {
 			cfg.logf("redis memory: %v", err)
 		}
@@ -405,8 +415,11 @@ func isSignalExit(err error) bool {
 
 // redisUsage sums MEMORY USAGE over every key under prefix, by the key's
 // kind: the part of its name after the prefix, up to ':' or '{'.
-func redisUsage(ctx context.Context, addr, prefix string) (bytes, keys map[string]int64, err error) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+func (cfg *Config) redisUsage(ctx context.Context, prefix string) (bytes, keys map[string]int64, err error) {
+	rdb, err := cfg.redisClient()
+	if err != nil {
+		return nil, nil, err
+	}
 	defer rdb.Close()
 	bytes, keys = map[string]int64{}, map[string]int64{}
 	var cursor uint64
@@ -442,12 +455,26 @@ func redisUsage(ctx context.Context, addr, prefix string) (bytes, keys map[strin
 	}
 }
 
+// redisClient returns a client of the Redis the strategies run on, with
+// the login.
+func (cfg *Config) redisClient() (*redis.Client, error) {
+	user, password, err := cfg.RedisLogin.Read("redis")
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(&redis.Options{Addr: cfg.Redis, Username: user, Password: password}), nil
+}
+
 // cleanup deletes the namespace's Redis keys and drops its keyspace.
 func (cfg *Config) cleanup(ns string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if cfg.Cache == "redis" {
-		rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis})
+		rdb, err := cfg.redisClient()
+		if err != nil {
+			cfg.logf("cleanup redis: %v", err)
+			return
+		}
 		var cursor uint64
 		n := 0
 		for {
@@ -469,6 +496,14 @@ func (cfg *Config) cleanup(ns string) {
 	}
 	if cfg.Store == "cassandra" {
 		cl := gocql.NewCluster(strings.Split(cfg.Cassandra, ",")...)
+		user, password, err := cfg.CassandraLogin.Read("cassandra")
+		if err != nil {
+			cfg.logf("cleanup cassandra: %v", err)
+			return
+		}
+		if user != "" {
+			cl.Authenticator = gocql.PasswordAuthenticator{Username: user, Password: password}
+		}
 		cl.Timeout = 30 * time.Second
 		cl.ConnectTimeout = 10 * time.Second
 		s, err := cl.CreateSession()
