@@ -119,6 +119,11 @@ fuzz:
 	$(GO) test ./services/platform/feed -run '^$$' -fuzz '^FuzzValidateText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./services/platform/feed -run '^$$' -fuzz '^FuzzValidateUserID$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./services/platform/feed -run '^$$' -fuzz '^FuzzParsePostID$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./services/platform/feed -run '^$$' -fuzz '^FuzzValidateIdempotencyKey$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./services/platform/event/eventcodec -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./services/platform/auth -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./services/platform/auth -run '^$$' -fuzz '^FuzzParseKeys$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./services/platform/auth -run '^$$' -fuzz '^FuzzBearerToken$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go benchmarks of the hot paths (bench-lag and bench-ceiling run the slow in-process ones)
 bench: servers

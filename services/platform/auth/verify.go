@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -51,7 +52,23 @@ type Verifier struct {
 	// users checks the iss and aud of users' tokens, which the parser,
 	// shared with service tokens, does not.
 	users *jwt.Validator
+
+	// verified remembers the tokens that passed, until each one's exp: a
+	// client sends the same token with every call, and checking its
+	// signature again costs more than a warm read (docs/benchmarks.md).
+	// The same bytes verify the same way until they expire, so the cache
+	// changes no answer. It is cleared when it reaches maxVerified.
+	mu       sync.Mutex
+	verified map[string]verifiedToken
 }
+
+type verifiedToken struct {
+	id  Identity
+	exp time.Time
+}
+
+// maxVerified bounds the verified-token cache: a few MiB at most.
+const maxVerified = 10_000
 
 // NewVerifier returns a Verifier that trusts cfg's keys.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
@@ -84,7 +101,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Audience != "" {
 		userOpts = append(userOpts, jwt.WithAudience(cfg.Audience))
 	}
-	return &Verifier{cfg: cfg, parser: jwt.NewParser(opts...), users: jwt.NewValidator(userOpts...)}, nil
+	return &Verifier{verified: make(map[string]verifiedToken), cfg: cfg, parser: jwt.NewParser(opts...), users: jwt.NewValidator(userOpts...)}, nil
 }
 
 // Verify checks token and returns its caller. Every refusal wraps
@@ -94,6 +111,35 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 	if len(token) > MaxTokenLen {
 		return Identity{}, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthenticated, MaxTokenLen)
 	}
+	now := v.now()
+	v.mu.Lock()
+	c, ok := v.verified[token]
+	v.mu.Unlock()
+	if ok && now.Before(c.exp) {
+		return c.id, nil
+	}
+	id, exp, err := v.verify(token)
+	if err != nil {
+		return id, err
+	}
+	v.mu.Lock()
+	if len(v.verified) >= maxVerified {
+		clear(v.verified)
+	}
+	v.verified[token] = verifiedToken{id, exp}
+	v.mu.Unlock()
+	return id, nil
+}
+
+func (v *Verifier) now() time.Time {
+	if v.cfg.Now != nil {
+		return v.cfg.Now()
+	}
+	return time.Now()
+}
+
+// verify checks token's signature and claims, and returns its exp too.
+func (v *Verifier) verify(token string) (Identity, time.Time, error) {
 	var claims jwt.RegisteredClaims
 	var service bool
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
@@ -115,19 +161,21 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 		return set, nil
 	})
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
 	}
+	// exp is required, so the parser has checked it is there.
+	exp := claims.ExpiresAt.Add(v.cfg.Leeway)
 	if service {
 		if claims.Subject == "" {
-			return Identity{}, fmt.Errorf("%w: service token without sub", ErrUnauthenticated)
+			return Identity{}, exp, fmt.Errorf("%w: service token without sub", ErrUnauthenticated)
 		}
-		return Identity{Service: claims.Subject}, nil
+		return Identity{Service: claims.Subject}, exp, nil
 	}
 	if err := v.users.Validate(claims); err != nil {
-		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		return Identity{}, exp, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
 	}
 	if err := feed.ValidateUserID("sub", claims.Subject); err != nil {
-		return Identity{}, fmt.Errorf("%w: token sub is not a user ID: %w", ErrUnauthenticated, err)
+		return Identity{}, exp, fmt.Errorf("%w: token sub is not a user ID: %w", ErrUnauthenticated, err)
 	}
-	return Identity{User: claims.Subject}, nil
+	return Identity{User: claims.Subject}, exp, nil
 }

@@ -359,3 +359,32 @@ func TestSignerKey(t *testing.T) {
 		t.Errorf("NewSigner(k).Key() = %+v; want EdDSA and k's public key", got)
 	}
 }
+
+// TestVerifiedTokenStillExpires: the cache of verified tokens answers as
+// a fresh check would, so a token it holds is refused once it expires.
+func TestVerifiedTokenStillExpires(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	s := auth.NewSigner(key, auth.WithClock(clock))
+	v, err := auth.NewVerifier(auth.VerifierConfig{Keys: []auth.Key{s.Key()}, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Token("alice", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second answer comes from the cache
+		if id, err := v.Verify(tok); err != nil || id.User != "alice" {
+			t.Fatalf("Verify(fresh token) = %v, %v; want alice", id, err)
+		}
+	}
+	now = now.Add(time.Minute + auth.DefaultLeeway + time.Second)
+	if _, err := v.Verify(tok); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("Verify(expired token, verified before) = %v; want ErrUnauthenticated", err)
+	}
+}
