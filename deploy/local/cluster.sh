@@ -61,9 +61,10 @@ start_instance() {
     return 0
   fi
   port_open "$port" && die "$name: port $HOST:$port is in use by a process these scripts did not start"
-  # Each binary takes only its own flags: graph keeps no cache.
+  # Each binary takes only its own flags: graph keeps no cache, only its
+  # rate-limit buckets in Redis.
   local cache=(-cache redis -redis "$HERALD_REDIS_ADDR")
-  [[ $svc == graph ]] && cache=()
+  [[ $svc == graph ]] && cache=(-redis "$HERALD_REDIS_ADDR")
   mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
     -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \

@@ -33,6 +33,10 @@ type Config struct {
 	// Otherwise New opens Store.
 	Backends *backend.Set
 	Store    *backend.StoreConfig
+	// RateLimits is the Redis of the rate-limit buckets of Follow and
+	// Unfollow, shared by every graph instance; with no address each
+	// instance keeps its own.
+	RateLimits *backend.CacheConfig
 }
 
 // BindFlags defines the graph service's own flags, into c.
@@ -56,19 +60,26 @@ func (c *Config) Check() error {
 // Program is the split graph binary: the service on Cassandra.
 func Program() node.Program {
 	return node.ServiceProgram("graph", DefaultAddr, func(fs *flagenv.Set) (func() error, func(context.Context, *node.Node) (func(), error)) {
-		c := &Config{Store: &backend.StoreConfig{}}
+		c := &Config{Store: &backend.StoreConfig{}, RateLimits: &backend.CacheConfig{}}
 		BindFlags(fs, c)
 		backend.BindStore(fs, c.Store, "cassandra")
+		backend.BindRateLimits(fs, c.RateLimits)
 		check := func() error { return errors.Join(c.Check(), c.Store.Check("graph")) }
 		return check, node.Attach(func(ctx context.Context, n *node.Node) (*App, error) { return New(ctx, *c, n) })
 	})
 }
 
 // App is a running graph service.
-type App struct{ backends *backend.Opened }
+type App struct {
+	backends *backend.Opened
+	limits   *backend.Caches
+}
 
-// Close releases the store New opened.
+// Close releases the store and the Redis client New opened.
 func (a *App) Close() {
+	if a.limits != nil {
+		a.limits.Close()
+	}
 	a.backends.Close()
 }
 
@@ -78,7 +89,20 @@ func New(ctx context.Context, cfg Config, n *node.Node) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{backends: opened}
+	var limits *backend.Caches
+	switch {
+	case b.RateLimits != nil:
+		n.Guard.UseLimiter(b.RateLimits)
+	case cfg.RateLimits != nil && len(cfg.RateLimits.Addrs) > 0:
+		if limits, err = backend.OpenCache(ctx, cfg.RateLimits, n.Namespace(), n.Log); err != nil {
+			opened.Close()
+			return nil, err
+		}
+		n.Guard.UseLimiter(limits.RateLimits)
+	case cfg.Backends == nil:
+		n.Log.Warn("no -redis: the rate limits of Follow and Unfollow are this instance's own, not shared with the other graph instances")
+	}
+	a := &App{backends: opened, limits: limits}
 	svc := graph.New(b.Graph, n.Bus, n.Tokens, cfg.MaxFollowing)
 	feedv1.RegisterGraphServiceServer(n.GRPC, rpc.New(svc))
 	n.Announce("graph", feedv1.GraphService_ServiceDesc.ServiceName)

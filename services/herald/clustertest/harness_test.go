@@ -401,8 +401,10 @@ func (in *Instance) Start() error {
 		"-auth-service-key", filepath.Join(c.dir, "service-key.pem"),
 	}
 	if in.Service != "graph" {
-		args = append(args, "-cache", "redis", "-redis", c.srv.redis)
+		args = append(args, "-cache", "redis")
 	}
+	// graph keeps no cache, but its rate-limit buckets are in Redis too.
+	args = append(args, "-redis", c.srv.redis)
 	cmd := exec.Command(filepath.Join(binDir, in.Service), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()

@@ -125,6 +125,15 @@ type CacheConfig struct {
 	ActiveWindow time.Duration
 }
 
+// BindRateLimits defines the flags of the Redis that holds a service's
+// rate-limit buckets, for a service that keeps no cache (graph): the
+// same -redis and login flags as BindCache's. With no -redis the
+// buckets stay in process, per instance.
+func BindRateLimits(fs *flagenv.Set, c *CacheConfig) {
+	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses holding the rate-limit buckets, which every instance then shares; empty: each instance keeps its own")
+	node.BindLogin(fs, &c.Login, "redis", "Redis")
+}
+
 // BindCache defines the cache's flags, with the cache kind def: "redis"
 // in a split binary, "memory" in the all-in-one.
 func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
