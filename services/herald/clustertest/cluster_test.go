@@ -3,6 +3,7 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -552,5 +553,47 @@ func checkNoFailed(t *testing.T, what string, ps []*feedv1.Post, failed []string
 		if slices.Contains(failed, p.GetText()) || strings.HasPrefix(p.GetText(), "during the outage") {
 			t.Errorf("%s holds post %s %q, whose CreatePost failed", what, p.GetPostId(), p.GetText())
 		}
+	}
+}
+
+// TestRateLimitShared: a user's rate limit holds across instances. Posts
+// go round-robin over both post instances, 16 at a time; if each
+// instance kept its own bucket, twice the burst would pass.
+func TestRateLimitShared(t *testing.T) {
+	c := startCluster(t)
+	post := c.Client(t).Post
+	const calls, burst, rate = 300, 50, 10 // the default -rate-posts 10:50
+	var ok, limited atomic.Int64
+	start := time.Now()
+	err := systemtest.Each(make([]int, calls), 16, func(int) error {
+		ctx, cancel := systemtest.RPCContext()
+		defer cancel()
+		_, err := post.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: "rl_user", Text: "a post"})
+		switch status.Code(err) {
+		case codes.OK:
+			ok.Add(1)
+		case codes.ResourceExhausted:
+			if _, has := systemtest.RetryDelay(err); !has {
+				return fmt.Errorf("RESOURCE_EXHAUSTED without a RetryInfo: %w", err)
+			}
+			limited.Add(1)
+		default:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	// One shared bucket allows the burst plus what refilled meanwhile;
+	// a bucket per instance would allow twice that.
+	most := burst + int(math.Ceil(rate*took.Seconds())) + 1
+	t.Logf("%d calls in %v: %d accepted, %d refused; one shared bucket allows at most %d", calls, took.Round(time.Millisecond), ok.Load(), limited.Load(), most)
+	if int(ok.Load()) > most {
+		t.Errorf("%d posts accepted in %v; want at most %d: the instances do not share the bucket", ok.Load(), took, most)
+	}
+	if ok.Load() < burst {
+		t.Errorf("%d posts accepted; want at least the burst, %d", ok.Load(), burst)
 	}
 }

@@ -65,6 +65,9 @@ type Options struct {
 	// Prefix goes before every key, so that several deployments, or
 	// tests, can share one Redis.
 	Prefix string
+	// Clock, for tests, is the clock that times the renewals of active
+	// marks (see renewFraction); nil means time.Now.
+	Clock func() time.Time
 	// Kind names the sorted sets this Cache keeps: "tl" (default) for home
 	// timelines, "recent" for authors' recent-post lists, which have the
 	// same shape and operations.
@@ -75,6 +78,10 @@ type Options struct {
 type Cache struct {
 	rdb  redis.UniversalClient
 	opts Options
+	// renewals is when this Cache last renewed each user's active mark,
+	// so that a user who reads often renews it once per renewEvery
+	// rather than on every read (see queueRange).
+	renewals *renewals
 }
 
 var (
@@ -107,7 +114,10 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 		// too: see queueRange.)
 		opts.TimelineTTL = opts.ActiveWindow + min(opts.ActiveWindow, time.Minute)
 	}
-	return &Cache{rdb: rdb, opts: opts}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	return &Cache{rdb: rdb, opts: opts, renewals: newRenewals(opts.ActiveWindow/renewFraction, opts.Clock)}
 }
 
 // Cap implements cache.Timelines.

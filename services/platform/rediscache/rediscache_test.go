@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -403,4 +404,122 @@ func TestClaimPlaceholderHidden(t *testing.T) {
 	if full, err := c.Full(ctx, "alice"); err != nil || !full {
 		t.Errorf("Full at the cap = %v, %v; want true", full, err)
 	}
+}
+
+// TestReadsRenewOncePerFraction: a user who reads often renews the
+// active mark and the timeline's TTL once per ActiveWindow/16 through one
+// Cache, and between renewals a read only checks the mark; a mark that
+// vanished meanwhile still makes the timeline missing.
+func TestReadsRenewOncePerFraction(t *testing.T) {
+	const window = time.Hour
+	rdb, prefix := client(t)
+	now := time.Unix(1_000_000, 0)
+	c := rediscache.New(rdb, rediscache.Options{Prefix: prefix, ActiveWindow: window, Clock: func() time.Time { return now }})
+	ctx := context.Background()
+	mark := prefix + "tl.active:{alice}"
+	if err := c.Store(ctx, "alice", []feed.PostID{1 << 60}); err != nil {
+		t.Fatal(err)
+	}
+	rangeOK := func(what string) bool {
+		t.Helper()
+		_, ok, err := c.Range(ctx, "alice", 0, 10)
+		if err != nil {
+			t.Fatalf("Range %s: %v", what, err)
+		}
+		return ok
+	}
+	if !rangeOK("first") {
+		t.Fatal("Range after Store: timeline missing")
+	}
+	// Shorten the mark's TTL behind the Cache's back: a read soon after
+	// must leave it, and one after window/16 must renew it.
+	rdb.PExpire(ctx, mark, 10*time.Second)
+	now = now.Add(window / 32)
+	if !rangeOK("within window/16") {
+		t.Fatal("Range within window/16: timeline missing")
+	}
+	if d := pttl(t, rdb, mark); d > 10*time.Second {
+		t.Errorf("mark TTL after a read within window/16 = %v; want it left at 10s or less (no renewal)", d)
+	}
+	now = now.Add(window / 16)
+	if !rangeOK("after window/16") {
+		t.Fatal("Range after window/16: timeline missing")
+	}
+	if d := pttl(t, rdb, mark); d < window-time.Minute {
+		t.Errorf("mark TTL after a read past window/16 = %v; want it renewed to about %v", d, window)
+	}
+	// The mark gone (evicted, say): the next read reports the timeline
+	// missing even though this Cache renewed it lately; the rebuild that
+	// follows (Store) marks the user again, and reads find it.
+	rdb.Del(ctx, mark)
+	if rangeOK("without the mark") {
+		t.Error("Range with the mark deleted: timeline found; want it missing, to be rebuilt")
+	}
+	if err := c.Store(ctx, "alice", []feed.PostID{1 << 60}); err != nil {
+		t.Fatal(err)
+	}
+	if !rangeOK("after the rebuild") {
+		t.Error("Range after the rebuild: timeline missing")
+	}
+	if d := pttl(t, rdb, mark); d < window-time.Minute {
+		t.Errorf("mark TTL after the rebuild = %v; want about %v", d, window)
+	}
+}
+
+// BenchmarkRangeActive reads a warm timeline of an active user, renewing
+// the active mark on every read (as before renewFraction) beside once per
+// window/16.
+func BenchmarkRangeActive(b *testing.B) {
+	for _, each := range []bool{true, false} {
+		name := "renew=every-read"
+		if !each {
+			name = "renew=per-window/16"
+		}
+		b.Run(name, func(b *testing.B) {
+			rdb, prefix := client(b)
+			now := time.Now()
+			clock := func() time.Time {
+				if each {
+					now = now.Add(time.Hour) // every read finds its last renewal stale
+				}
+				return now
+			}
+			c := rediscache.New(rdb, rediscache.Options{Prefix: prefix, ActiveWindow: time.Hour, Clock: clock})
+			ctx := context.Background()
+			ids := make([]feed.PostID, 800)
+			for i := range ids {
+				ids[i] = feed.PostID(1<<60 + uint64(i))
+			}
+			c.Store(ctx, "reader", ids)
+			cpu := redisCPU(b, rdb)
+			for b.Loop() {
+				if _, ok, err := c.Range(ctx, "reader", 0, 20); err != nil || !ok {
+					b.Fatal(ok, err)
+				}
+			}
+			b.ReportMetric((redisCPU(b, rdb)-cpu).Seconds()*1e6/float64(b.N), "redis-µs/op")
+		})
+	}
+}
+
+// redisCPU returns the CPU time the Redis server has used (INFO cpu),
+// so a benchmark can report the server's work per operation.
+func redisCPU(b *testing.B, rdb redis.UniversalClient) time.Duration {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }

@@ -233,13 +233,23 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 	}
 	var above *redis.IntCmd
 	var wasActive *redis.StatusCmd
+	var isActive *redis.IntCmd
+	start := c.renewals.now()
+	renew := false
 	if c.opts.ActiveWindow > 0 {
 		// SET ... GET renews the mark and says whether it was there. A
 		// timeline outlives its mark by a margin; in that margin the
 		// fan-out skips the user, so a timeline found without its mark
-		// may lack posts, and is reported missing, to be rebuilt.
-		wasActive = pipe.SetArgs(ctx, c.activeKey(user), 1, redis.SetArgs{TTL: c.opts.ActiveWindow, Get: true})
-		pipe.PExpire(ctx, key, c.opts.TimelineTTL)
+		// may lack posts, and is reported missing, to be rebuilt. A
+		// mark this Cache renewed lately is only checked (see
+		// renewFraction): a read instead of two writes.
+		if c.renewals.fresh(user) {
+			isActive = pipe.Exists(ctx, c.activeKey(user))
+		} else {
+			renew = true
+			wasActive = pipe.SetArgs(ctx, c.activeKey(user), 1, redis.SetArgs{TTL: c.opts.ActiveWindow, Get: true})
+			pipe.PExpire(ctx, key, c.opts.TimelineTTL)
+		}
 		// Between trims a timeline may hold entries past the cap; count
 		// what lies above this page to keep them hidden.
 		if before != 0 {
@@ -257,10 +267,22 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		}
 		if wasActive != nil {
 			if err := wasActive.Err(); errors.Is(err, redis.Nil) {
+				c.renewals.renewed(user, start) // the SET made the mark
 				return nil, false, nil
 			} else if err != nil {
 				return nil, false, unavailable(err)
 			}
+		}
+		if isActive != nil {
+			if n, err := isActive.Result(); err != nil {
+				return nil, false, unavailable(err)
+			} else if n == 0 {
+				c.renewals.forget(user)
+				return nil, false, nil
+			}
+		}
+		if renew {
+			c.renewals.renewed(user, start)
 		}
 		members, err := page.Result()
 		if err != nil {
