@@ -45,6 +45,8 @@ const (
 	MaxRecvBytes = 16 << 10
 	// MaxStreamsPerConn bounds the concurrent calls of one connection.
 	MaxStreamsPerConn = 128
+	// MaxConnectionAge bounds how long one client connection lives.
+	MaxConnectionAge = 30 * time.Minute
 	// DefaultUnaryTimeout bounds every unary call on the server, whatever
 	// deadline its client set (or did not).
 	DefaultUnaryTimeout = 30 * time.Second
@@ -89,7 +91,16 @@ func New(log *slog.Logger, reg prometheus.Registerer, cfg Config) *Server {
 		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{o.stream}, cfg.Stream...)...),
 		// Clients that stream timelines hold connections open for long;
 		// pings find dead peers.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		//
+		// A connection lives at most MaxConnectionAge (plus the grace, for
+		// calls in flight): a stream the server cut off because its
+		// client stopped reading keeps about 130 KiB and a slot of the
+		// connection's MaxStreamsPerConn until the connection closes,
+		// since its closing frame waits behind data the client never
+		// takes. Timeline streams end then with UNAVAILABLE, and their
+		// clients reconnect, as after any instance's shutdown.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
+			MaxConnectionAge: MaxConnectionAge, MaxConnectionAgeGrace: time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}, cfg.Options...)
 	s := grpc.NewServer(opts...)
