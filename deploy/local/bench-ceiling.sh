@@ -93,3 +93,10 @@ awk -v zadd="$zadd" -v zc="$zadd_cpu" -v d="$deliveries" -v fr="$fan_redis" -v f
   printf "%-52s %11.1f %%\n", "  reads / raw ceiling", 100 * hr / raw
   printf "%-52s %9.2f ms\n", "  GetHomeTimeline p99", p99
 }'
+
+# The last line is for scripts: the same figures, machine-readable. (The
+# full-timeline figures of issue 11 are not measured yet.)
+awk -v zadd="$zadd" -v d="$deliveries" -v range="$range" -v mget="$mget" -v hr="$herald_reads" -v p99="$read_p99" 'BEGIN {
+  raw = 1 / (1 / range + 1 / mget)
+  printf "ceiling: fanout=%.0f zadd=%.0f fanout_ratio=%.3f reads=%.0f raw_reads=%.0f read_ratio=%.3f read_p99_ms=%.2f\n", d, zadd, d / zadd, hr, raw, hr / raw, p99
+}'
