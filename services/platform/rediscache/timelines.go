@@ -234,8 +234,7 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 	var above *redis.IntCmd
 	var wasActive *redis.StatusCmd
 	var isActive *redis.IntCmd
-	start := c.renewals.now()
-	renew := false
+	var renewing time.Time // when the renewal below began, if it renews
 	if c.opts.ActiveWindow > 0 {
 		// SET ... GET renews the mark and says whether it was there. A
 		// timeline outlives its mark by a margin; in that margin the
@@ -246,7 +245,7 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		if c.renewals.fresh(user) {
 			isActive = pipe.Exists(ctx, c.activeKey(user))
 		} else {
-			renew = true
+			renewing = c.renewals.now()
 			wasActive = pipe.SetArgs(ctx, c.activeKey(user), 1, redis.SetArgs{TTL: c.opts.ActiveWindow, Get: true})
 			pipe.PExpire(ctx, key, c.opts.TimelineTTL)
 		}
@@ -267,7 +266,7 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		}
 		if wasActive != nil {
 			if err := wasActive.Err(); errors.Is(err, redis.Nil) {
-				c.renewals.renewed(user, start) // the SET made the mark
+				c.renewals.renewed(user, renewing) // the SET made the mark
 				return nil, false, nil
 			} else if err != nil {
 				return nil, false, unavailable(err)
@@ -281,8 +280,8 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 				return nil, false, nil
 			}
 		}
-		if renew {
-			c.renewals.renewed(user, start)
+		if wasActive != nil {
+			c.renewals.renewed(user, renewing)
 		}
 		members, err := page.Result()
 		if err != nil {
