@@ -71,6 +71,7 @@ require (
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.3 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/hailocab/go-hostpool v0.0.0-20160125115350-e80d13ce29ed // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/herald-feed/herald/services/fanout v0.0.0 // indirect
 	github.com/herald-feed/herald/services/graph v0.0.0 // indirect
 	github.com/herald-feed/herald/services/post v0.0.0 // indirect

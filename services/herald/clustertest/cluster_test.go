@@ -310,7 +310,7 @@ func TestRedisRestart(t *testing.T) {
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tlKey := c.NS + ":tl:{rr_f1}"
+	tlKey := c.NS + ":tl.v2:{rr_f1}"
 	if n, err := rdb.Exists(ctx, tlKey).Result(); err != nil || n != 1 {
 		t.Fatalf("EXISTS %s before the restart = %d, %v; want 1 (the timeline cached in Redis)", tlKey, n, err)
 	}

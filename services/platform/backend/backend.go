@@ -123,7 +123,14 @@ type CacheConfig struct {
 	// timeline to get fan-out writes; an inactive user's timeline
 	// expires and is rebuilt on the next read.
 	ActiveWindow time.Duration
+	// LocalPosts is how many post bodies a reader keeps in process, beside
+	// Redis (see rediscache.Options.LocalPosts). Zero keeps none.
+	LocalPosts int
 }
+
+// DefaultLocalPosts is the post bodies a reader keeps in process by
+// default: about 30 MiB of bodies of a few hundred bytes.
+const DefaultLocalPosts = 100_000
 
 // BindRateLimits defines the flags of the Redis that holds a service's
 // rate-limit buckets, for a service that keeps no cache (graph): the
@@ -140,6 +147,7 @@ func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
 	fs.String(&c.Kind, "cache", "HERALD_CACHE", def, "timeline cache: redis, or memory (the all-in-one's in-process cache)")
 	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses: one, or a Redis Cluster's")
 	node.BindLogin(fs, &c.Login, "redis", "Redis")
+	fs.Int(&c.LocalPosts, "local-posts", "HERALD_LOCAL_POSTS", DefaultLocalPosts, "post bodies each instance keeps in process beside Redis, the most recently read; deletes reach them through Redis before the next read; 0: none")
 	BindTimelines(fs, c)
 }
 
@@ -223,7 +231,7 @@ func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.
 		prefix = namespace + ":"
 	}
 	return &Caches{
-		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow}),
+		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow, LocalPosts: c.LocalPosts}),
 		Recent:     rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent"}),
 		RateLimits: redisrate.New(rdb, prefix+"ratelimit:"),
 		client:     rdb,

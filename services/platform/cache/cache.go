@@ -98,6 +98,16 @@ type Posts interface {
 	DeletePosts(ctx context.Context, ids []feed.PostID) error
 }
 
+// PostsAsOf is a Posts that can answer a read from bodies it keeps in
+// process, when it knows that no delete since has made them stale.
+type PostsAsOf interface {
+	Posts
+	// GetPostsAsOf is GetPosts for a read that began at start: every
+	// delete whose DeletePosts returned before start shows, as from
+	// GetPosts.
+	GetPostsAsOf(ctx context.Context, ids []feed.PostID, start time.Time) (map[feed.PostID]feed.Post, error)
+}
+
 // Celebrities is the set of authors whose posts the hybrid strategy pulls
 // at read time instead of pushing. Membership is sticky: an author who once
 // reached the follower threshold stays in, so that a post is never left

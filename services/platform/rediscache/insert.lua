@@ -5,13 +5,15 @@
 --   add     insert, creating the set if it is missing, and renew its TTL,
 --           so that a set lasts the TTL after its last write (authors'
 --           recent-post lists; home timelines without an active window);
---   store   insert, mark the set complete with the empty member, drop the
---           claim's placeholder member "\0" (see pending in
---           rediscache.go), renew the TTL and release the claim (a
---           rebuild).
+--   store   insert, mark the set complete with its marker member (nine
+--           0xff bytes), drop the claim's placeholder member (eight 0xff
+--           bytes and a zero; see complete and pending in rediscache.go),
+--           renew the TTL and release the claim (a rebuild).
 -- (Home timelines with an active window take fan-out writes as plain
 -- pipelined commands instead; see Cache.Add.)
 -- Then, for each pair, a count n and n members.
+local complete = string.rep("\255", 9)
+local pending = string.rep("\255", 8) .. "\0"
 local cap = tonumber(ARGV[1])
 local ttl = ARGV[2]
 local mode = ARGV[3]
@@ -21,7 +23,7 @@ for k = 1, #KEYS, 2 do
   local n = tonumber(ARGV[a])
   a = a + 1
   if mode == "store" then
-    redis.call("ZREM", key, "\0")
+    redis.call("ZREM", key, pending)
   end
   local size = redis.call("ZCARD", key)
   do
@@ -32,15 +34,15 @@ for k = 1, #KEYS, 2 do
     end
     if mode == "store" then
       args[#args + 1] = 0
-      args[#args + 1] = ""
+      args[#args + 1] = complete
     end
     local added = 0
     if #args > 0 then
       added = redis.call("ZADD", key, unpack(args))
     end
-    -- Rank 0 is spared: on a complete set it is the marker.
+    -- The last rank is spared: on a complete set it is the marker.
     if size + added > cap + 1 then
-      redis.call("ZREMRANGEBYRANK", key, 1, -(cap + 1))
+      redis.call("ZREMRANGEBYRANK", key, cap, -2)
     end
     redis.call("PEXPIRE", key, ttl)
     if mode == "store" then

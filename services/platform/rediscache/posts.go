@@ -91,7 +91,9 @@ func (c *Cache) PutPosts(ctx context.Context, posts []feed.Post) error {
 	return c.exec(ctx, pipe)
 }
 
-// DeletePosts implements cache.Posts.
+// DeletePosts implements cache.Posts: tombstones, and the delete log's
+// entries that tell readers' local bodies (see localposts.go), in one
+// round trip.
 func (c *Cache) DeletePosts(ctx context.Context, ids []feed.PostID) error {
 	if len(ids) == 0 {
 		return nil
@@ -100,5 +102,6 @@ func (c *Cache) DeletePosts(ctx context.Context, ids []feed.PostID) error {
 	for _, id := range ids {
 		pipe.Set(ctx, c.postKey(id), tombstone, c.opts.PostTTL)
 	}
+	c.queueDeleteLog(ctx, pipe, ids)
 	return c.exec(ctx, pipe)
 }

@@ -5,11 +5,12 @@
 // Keys are per user or per post, with the user in a hash tag, so every
 // operation touches one key and one cluster slot:
 //
-//	tl:{alice}        ZSET: alice's home timeline
+//	tl.v2:{alice}     ZSET: alice's home timeline
 //	tl.active:{alice} STRING: present while alice is an active reader
 //	tl.claim:{alice}  STRING: a rebuild's lock on her timeline, with a short TTL
-//	recent:{alice}    ZSET: alice's own recent posts (a Cache of Kind "recent")
+//	recent.v2:{alice} ZSET: alice's own recent posts (a Cache of Kind "recent")
 //	post:{<id>}       STRING: a post body, or a one-byte tombstone
+//	post.deleted      STREAM: the delete log, deleted post IDs of the last hour (see localposts.go)
 //	unf:{bob}:alice   STRING: bob unfollowed alice lately
 //	celebs            SET: the celebrities (sticky; see cache.Celebrities)
 //
@@ -17,17 +18,25 @@
 // is what bounds what made-up users leave behind: a home timeline and its
 // active mark the active window after the last read, a recent list
 // TimelineTTL after its last write, a claim its rebuild's TTL, a post body
-// PostTTL after it was cached, an unfollow mark cache.UnfollowTTL.
+// PostTTL after it was cached, an unfollow mark cache.UnfollowTTL, the
+// delete log an hour after the last delete.
 //
-// A timeline member is the post ID as 8 big-endian bytes, and every score
-// is 0. Redis orders equal-score members by their bytes, and big-endian
-// bytes order like the numbers, so the set is ordered by post ID exactly.
-// A score cannot carry a 64-bit ID: a float64 is exact only to 2^53. Equal
-// scores also keep the small-set listpack encoding compact (see
-// docs/benchmarks.md for the measured bytes per entry). The empty member
-// "" sorts below every ID and marks a timeline complete. The one-byte
-// member "\x00", between it and every ID, holds a claimed timeline's key
-// until its Store (see Claim).
+// A timeline member is the post ID's complement (every bit flipped) as 8
+// big-endian bytes, and every score is 0. Redis orders equal-score
+// members by their bytes, and big-endian bytes order like the numbers, so
+// the set is ordered by post ID exactly, newest first: the newest post is
+// the lowest member, rank 0. A score cannot carry a 64-bit ID: a float64
+// is exact only to 2^53. Equal scores also keep the small-set listpack
+// encoding compact, and a listpack is searched from its head, so putting
+// the newest posts there makes a fan-out's insert of a new post cheap:
+// about a third of the Redis CPU of the plain ID, which put a new post at
+// the far end of a full timeline (docs/benchmarks.md, "Timeline
+// representations side by side"). The 9-byte member of 0xff bytes sorts
+// above every ID and marks a timeline complete; the member of eight 0xff
+// bytes and a zero, between every ID and it, holds a claimed timeline's
+// key until its Store (see Claim). The key names carry the layout (v2),
+// so that a timeline of the earlier layout, plain IDs, is never read as
+// this one; it expires with its TTL.
 package rediscache
 
 import (
@@ -68,6 +77,10 @@ type Options struct {
 	// Clock, for tests, is the clock that times the renewals of active
 	// marks (see renewFraction); nil means time.Now.
 	Clock func() time.Time
+	// LocalPosts, if positive, is how many post bodies GetPostsAsOf keeps
+	// in process, the most recently used; deletes reach them through the
+	// delete log (see localposts.go). Zero keeps none.
+	LocalPosts int
 	// Kind names the sorted sets this Cache keeps: "tl" (default) for home
 	// timelines, "recent" for authors' recent-post lists, which have the
 	// same shape and operations.
@@ -82,6 +95,8 @@ type Cache struct {
 	// so that a user who reads often renews it once per renewEvery
 	// rather than on every read (see queueRange).
 	renewals *renewals
+	// local holds post bodies in process; nil without Options.LocalPosts.
+	local *localPosts
 }
 
 var (
@@ -89,6 +104,7 @@ var (
 	_ cache.Posts       = (*Cache)(nil)
 	_ cache.BatchRanger = (*Cache)(nil)
 	_ cache.Unfollows   = (*Cache)(nil)
+	_ cache.PostsAsOf   = (*Cache)(nil)
 )
 
 // New returns a Cache on rdb.
@@ -117,14 +133,22 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	return &Cache{rdb: rdb, opts: opts, renewals: newRenewals(opts.ActiveWindow/renewFraction, opts.Clock)}
+	c := &Cache{rdb: rdb, opts: opts, renewals: newRenewals(opts.ActiveWindow/renewFraction, opts.Clock)}
+	if opts.LocalPosts > 0 {
+		c.local = newLocalPosts(opts.LocalPosts, opts.Clock)
+	}
+	return c
 }
 
 // Cap implements cache.Timelines.
 func (c *Cache) Cap() int { return c.opts.Cap }
 
+// layout names the members' layout in the sets' key names (see the
+// package comment).
+const layout = ".v2"
+
 func (c *Cache) timelineKey(user string) string {
-	return c.opts.Prefix + c.opts.Kind + ":{" + user + "}"
+	return c.opts.Prefix + c.opts.Kind + layout + ":{" + user + "}"
 }
 func (c *Cache) activeKey(user string) string {
 	return c.opts.Prefix + c.opts.Kind + ".active:{" + user + "}"
@@ -134,26 +158,35 @@ func (c *Cache) claimKey(user string) string {
 }
 func (c *Cache) postKey(id feed.PostID) string { return c.opts.Prefix + "post:{" + id.String() + "}" }
 
-// complete is the member that marks a timeline complete.
-const complete = ""
+// complete is the member that marks a timeline complete: above every ID.
+const complete = "\xff\xff\xff\xff\xff\xff\xff\xff\xff"
 
 // pending is the member that Claim puts into an active user's timeline,
 // so that the key exists, with its TTL, before the fan-out's first ZADD,
 // which would create it without one; Store removes it. Without it, a
 // rebuild that failed after the fan-out wrote into the claimed timeline
 // would leave a key that never expires, of a user who may never read
-// again. It sorts between complete and every ID, so a trim spares it
-// only on an incomplete timeline (rank 0), and readers skip it as they
-// skip complete. While it is in a complete timeline (a Claim after a read
+// again. It sorts between every ID and complete, so a trim spares it
+// only on an incomplete timeline (the last rank), and readers skip it as
+// they skip complete. While it is in a complete timeline (a Claim after a read
 // found the timeline without its active mark), Full may say true one
 // entry early, which sends a reader past the end to the durable store
 // for nothing.
-const pending = "\x00"
+const pending = "\xff\xff\xff\xff\xff\xff\xff\xff\x00"
 
+// member is id's member in a timeline: its complement, big-endian.
 func member(id feed.PostID) string {
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(id))
+	binary.BigEndian.PutUint64(b[:], ^uint64(id))
 	return string(b[:])
+}
+
+// memberID is the post ID of a timeline member, and false for the markers.
+func memberID(m string) (feed.PostID, bool) {
+	if len(m) != 8 {
+		return 0, false
+	}
+	return feed.PostID(^binary.BigEndian.Uint64([]byte(m))), true
 }
 
 // unavailable marks err as Redis being unavailable, unless the caller's

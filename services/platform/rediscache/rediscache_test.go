@@ -260,7 +260,7 @@ func TestRecentTTLRenewedByWrites(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := client(t)
 	c := rediscache.New(rdb, rediscache.Options{Cap: 10, Prefix: prefix, Kind: "recent"})
-	key := prefix + "recent:{alice}"
+	key := prefix + "recent.v2:{alice}"
 	const short = 10 * time.Second
 	writes := []struct {
 		name  string
@@ -331,12 +331,13 @@ func TestMadeUpUserKeysExpire(t *testing.T) {
 		kind string
 		max  time.Duration
 	}{
-		{"tl:", window + time.Minute},
+		{"tl.v2:", window + time.Minute},
 		{"tl.active:", window},
 		{"tl.claim:", claimTTL},
-		{"recent:", cache.DefaultRecentTTL},
+		{"recent.v2:", cache.DefaultRecentTTL},
 		{"post:", 24 * time.Hour},
 		{"unf:", cache.UnfollowTTL},
+		{"post.deleted", time.Hour},
 	}
 	seen := map[string]int{}
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
@@ -366,8 +367,9 @@ func TestMadeUpUserKeysExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	// tl: ghost and wraith; tl.active: both; tl.claim: ghost's (Store
-	// released wraith's); recent: ghost and phantom; post: two; unf: one.
-	want := map[string]int{"tl:": 2, "tl.active:": 2, "tl.claim:": 1, "recent:": 2, "post:": 2, "unf:": 1, "celebs": 1}
+	// released wraith's); recent: ghost and phantom; post: two; unf: one;
+	// the delete log.
+	want := map[string]int{"tl.v2:": 2, "tl.active:": 2, "tl.claim:": 1, "recent.v2:": 2, "post:": 2, "unf:": 1, "post.deleted": 1, "celebs": 1}
 	if !maps.Equal(seen, want) {
 		t.Errorf("keys by kind = %v; want %v", seen, want)
 	}
@@ -380,7 +382,7 @@ func TestClaimPlaceholderHidden(t *testing.T) {
 	rdb, prefix := client(t)
 	c := rediscache.New(rdb, rediscache.Options{Cap: 3, Prefix: prefix, ActiveWindow: time.Hour})
 	const base feed.PostID = 1 << 60
-	key := prefix + "tl:{alice}"
+	key := prefix + "tl.v2:{alice}"
 	if _, err := c.Claim(ctx, "alice", time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package rediscache
 import (
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -19,8 +18,8 @@ import (
 
 // insert adds members with score 0 to capped sets and trims each to the
 // newest cap IDs, one set after another in one atomic script call; see the
-// modes and arguments in insert.lua. Rank 0 is spared by the trim: on a
-// complete timeline it is the marker. (On an incomplete one it is the
+// modes and arguments in insert.lua. The last rank is spared by the trim:
+// on a complete timeline it is the marker. (On an incomplete one it is the
 // oldest ID, which makes such a timeline keep cap+1 entries until it is
 // completed.)
 //
@@ -109,7 +108,7 @@ func (c *Cache) addActive(ctx context.Context, users []string, members map[strin
 		}
 		pipe.Do(ctx, args...)
 		if len(ms) > 1 || rand.IntN(trimEvery) == 0 {
-			pipe.ZRemRangeByRank(ctx, key, 1, -int64(c.opts.Cap+1))
+			pipe.ZRemRangeByRank(ctx, key, int64(c.opts.Cap), -2)
 		}
 		queued++
 	}
@@ -182,16 +181,19 @@ func (c *Cache) Remove(ctx context.Context, entries []cache.Entry) error {
 
 // Range implements cache.Timelines: one round trip for the completeness
 // check and the page and, with an ActiveWindow, the user's active mark
-// and the timeline's renewed expiry.
+// and the timeline's renewed expiry, and, with LocalPosts, the delete
+// log's new entries.
 func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limit int) ([]feed.PostID, bool, error) {
 	if limit <= 0 {
 		return nil, false, nil
 	}
 	pipe := c.rdb.Pipeline()
 	result := c.queueRange(ctx, pipe, user, before, limit)
+	check := c.queueCheck(ctx, pipe)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, unavailable(err)
 	}
+	check()
 	return result()
 }
 
@@ -205,12 +207,14 @@ func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
 			results[i] = rc.queueRange(ctx, pipe, r.User, r.Before, r.Limit)
 		}
 	}
+	check := c.queueCheck(ctx, pipe)
 	_, err := pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		err = unavailable(err)
 	} else {
 		err = nil
 	}
+	check()
 	for i, r := range reqs {
 		switch {
 		case results[i] == nil:
@@ -227,9 +231,9 @@ func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
 // reads their results after the pipeline ran.
 func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user string, before feed.PostID, limit int) func() ([]feed.PostID, bool, error) {
 	key := c.timelineKey(user)
-	top := "+"
+	from := "-" // the newest
 	if before != 0 {
-		top = "(" + member(before)
+		from = "(" + member(before)
 	}
 	var above *redis.IntCmd
 	var wasActive *redis.StatusCmd
@@ -252,12 +256,12 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		// Between trims a timeline may hold entries past the cap; count
 		// what lies above this page to keep them hidden.
 		if before != 0 {
-			above = pipe.ZLexCount(ctx, key, "["+member(before), "+")
+			above = pipe.ZLexCount(ctx, key, "-", "["+member(before))
 		}
 	}
 	marker := pipe.ZScore(ctx, key, complete)
-	// The marker is the lowest member, so limit+1 leaves room for it.
-	page := pipe.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: top, Min: "-", Count: int64(limit + 1)})
+	// The marker is the highest member, so limit+1 leaves room for it.
+	page := pipe.ZRangeByLex(ctx, key, &redis.ZRangeBy{Min: from, Max: "+", Count: int64(limit + 1)})
 	return func() ([]feed.PostID, bool, error) {
 		if err := marker.Err(); errors.Is(err, redis.Nil) {
 			return nil, false, nil
@@ -297,8 +301,8 @@ func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user strin
 		}
 		ids := make([]feed.PostID, 0, min(len(members), visible))
 		for _, m := range members {
-			if len(m) == 8 && len(ids) < visible {
-				ids = append(ids, feed.PostID(binary.BigEndian.Uint64([]byte(m))))
+			if id, ok := memberID(m); ok && len(ids) < visible {
+				ids = append(ids, id)
 			}
 		}
 		return ids, true, nil

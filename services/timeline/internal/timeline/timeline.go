@@ -137,6 +137,7 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 // post ID returned, so the next page is strictly older whatever arrives in
 // between.
 func (s *Service) Home(ctx context.Context, user string, pageSize int32, token string) ([]feed.Post, string, error) {
+	start := time.Now()
 	if err := feed.ValidateUserID("user_id", user); err != nil {
 		return nil, "", err
 	}
@@ -157,7 +158,7 @@ func (s *Service) Home(ctx context.Context, user string, pageSize int32, token s
 		if len(ids) == 0 {
 			break
 		}
-		posts, err := s.hydrate(ctx, ids)
+		posts, err := s.hydrate(ctx, ids, start)
 		if err != nil {
 			return nil, "", err
 		}
@@ -399,10 +400,19 @@ func (s *Service) durable(ctx context.Context, user string, before feed.PostID, 
 	return Merge(n, lists...), nil
 }
 
-// hydrate returns the live posts among ids, in the order of ids. Bodies
-// come from the post cache, then the store; deleted posts are dropped.
-func (s *Service) hydrate(ctx context.Context, ids []feed.PostID) ([]feed.Post, error) {
-	hit, err := s.postCache.GetPosts(ctx, ids)
+// hydrate returns the live posts among ids, in the order of ids, for a
+// read that began at start. Bodies come from the post cache, then the
+// store; deleted posts are dropped. A cache that keeps bodies in process
+// (cache.PostsAsOf) answers from them when the read's cache reads since
+// start showed it every delete.
+func (s *Service) hydrate(ctx context.Context, ids []feed.PostID, start time.Time) ([]feed.Post, error) {
+	var hit map[feed.PostID]feed.Post
+	var err error
+	if pc, ok := s.postCache.(cache.PostsAsOf); ok {
+		hit, err = pc.GetPostsAsOf(ctx, ids, start)
+	} else {
+		hit, err = s.postCache.GetPosts(ctx, ids)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -442,7 +452,7 @@ func (s *Service) hydrate(ctx context.Context, ids []feed.PostID) ([]feed.Post, 
 
 // Post returns one live post, or feed.ErrNotFound.
 func (s *Service) Post(ctx context.Context, id feed.PostID) (feed.Post, error) {
-	ps, err := s.hydrate(ctx, []feed.PostID{id})
+	ps, err := s.hydrate(ctx, []feed.PostID{id}, time.Now())
 	if err != nil {
 		return feed.Post{}, err
 	}
