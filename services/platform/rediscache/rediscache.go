@@ -11,7 +11,7 @@
 //	recent.v2:{alice} ZSET: alice's own recent posts (a Cache of Kind "recent")
 //	post:{<id>}       STRING: a post body, or a one-byte tombstone
 //	post.deleted      STREAM: the delete log, deleted post IDs of the last hour (see localposts.go)
-//	unf:{bob}:alice   STRING: bob unfollowed alice lately
+//	unf:{alice}       ZSET: who left alice lately, scored by when (see unfollows.go)
 //	celebs            SET: the celebrities (sticky; see cache.Celebrities)
 //
 // Any caller can name any user, so every key but celebs has a TTL, which
