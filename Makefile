@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling
+.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations
 
 all: build
 
@@ -134,10 +134,12 @@ bench-ceiling:
 	deploy/local/bench-ceiling.sh
 
 ## bench-lag: post→visible lag of a pushed post for 1,000, 100,000 and 1,000,000 followers (all-in-one, Redis timelines)
-bench-lag: servers
-	$(WITH_SERVERS) HERALD_BENCH_CACHE=redis $(GO) test -run '^$$' -bench 'FanoutLag/followers=1000$$' -benchtime 20x -timeout 30m ./services/herald/allinone
-	$(WITH_SERVERS) HERALD_BENCH_CACHE=redis $(GO) test -run '^$$' -bench 'FanoutLag/followers=100000$$' -benchtime 5x -timeout 30m ./services/herald/allinone
-	$(WITH_SERVERS) HERALD_BENCH_CACHE=redis $(GO) test -run '^$$' -bench 'FanoutMillion' -benchtime 1x -timeout 30m ./services/herald/allinone
+bench-lag:
+	deploy/local/bench-lag.sh
+
+## bench-representations: home-timeline representations (listpack, ~ID listpack, skiplist, list, buckets, shorter members) side by side on one Redis; run it on a Redis of its own (HERALD_REDIS_PORT), it needs about 3 GB
+bench-representations:
+	deploy/local/bench-representations.sh
 
 ## bench-redis: Redis timeline inserts through the adapter vs redis-benchmark ZADD, same run
 bench-redis:
@@ -145,7 +147,8 @@ bench-redis:
 
 ## bench-cluster: GetHomeTimeline (warm) and CreatePost latency through a real cluster
 bench-cluster: servers
-	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -benchtime 500x $(CLUSTER_PKG)
+	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -skip CreatePostRate -benchtime 500x $(CLUSTER_PKG)
+	$(WITH_SERVERS) $(GO) test -run '^$$' -bench '^BenchmarkCreatePostRate$$' -benchtime 1x -timeout 30m $(CLUSTER_PKG)
 
 ## tidy: go mod tidy in every module
 tidy:
