@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Herald against the Redis ceiling, side by side on the same Redis in the
 # same run:
-#   - fan-out: Herald's sustained deliveries/s (BenchmarkCeiling/fanout)
-#     against redis-benchmark -P 64 ZADD to random keys over the same
-#     number of users;
-#   - reads: Herald's warm GetHomeTimeline/s (BenchmarkCeiling/reads)
-#     against the raw commands one read needs, ZREVRANGEBYLEX for 21
-#     members plus MGET of 20 post bodies, each by redis-benchmark -P 64.
+#   - fan-out into small timelines: Herald's sustained deliveries/s
+#     (BenchmarkCeiling/fanout) against redis-benchmark -P 64 ZADD to random
+#     keys over the same number of users;
+#   - fan-out into full timelines: the same (BenchmarkCeiling/fanout-full)
+#     against redis-benchmark -P 64 ZADD into sets first filled with 800
+#     members, in the same listpack encoding as Herald's full timelines;
+#   - reads: Herald's warm GetHomeTimeline/s, in open loop (the highest
+#     offered rate met with a p99 under 5 ms, BenchmarkCeiling/reads-open)
+#     and in a saturated closed loop (BenchmarkCeiling/reads), against the
+#     raw commands one read needs, ZREVRANGEBYLEX for 21 members plus MGET
+#     of 20 post bodies, each by redis-benchmark -P 64.
 # Prints each rate, each ratio, and the Redis CPU each spent per operation,
-# which says whether Redis or the rest bounds Herald.
+# which says whether Redis or the rest bounds Herald. The last line is the
+# same figures for scripts:
 #
-#   deploy/local/bench-ceiling.sh    (USERS=20000 AUTHORS=4 FOLLOWERS=9000 POSTS=100 READ_SECONDS=10)
+#   ceiling: fanout= zadd= fanout_ratio= fanout_full= zadd_full= fanout_full_ratio= reads= raw_reads= read_ratio= read_p99_ms= closed_reads= closed_p99_ms=
+#
+#   deploy/local/bench-ceiling.sh    (USERS=20000 AUTHORS=4 FOLLOWERS=9000 POSTS=100 READ_SECONDS=10 OPEN_STEP_SECONDS=3)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -49,6 +57,30 @@ trap cleanup EXIT
 bench "$n ZADDs to random keys among $users users, pipelined 64 deep" -n "$n" -P 64 -r "$users" \
   zadd "ceil:tl:{__rand_int__}" 0 __rand_int__
 zadd=$rate zadd_cpu=$cpu_us
+
+# Full timelines: $users sets of 800 8-byte members each, the keys
+# redis-benchmark's -r draws (__rand_int__ is 12 zero-padded digits), filled
+# 500 keys a script call. Each member starts with a 0xff byte, as the
+# complement of a post ID does in Herald's timelines, so that the ZADDs'
+# members (digits) go in at the head of the listpack, where Herald's new
+# posts go. 801 to 850 members stay below the server's
+# zset-max-listpack-entries (1024), the encoding of Herald's full timelines.
+say "filling $users sets with 800 members each ..."
+fill='local a = {}
+for i = 1, 800 do a[2 * i - 1] = 0; a[2 * i] = "\255" .. string.format("%07d", i) end
+for k = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do
+  redis.call("zadd", string.format("ceil:full:{%012d}", k), unpack(a))
+end
+return 0'
+for ((from = 0; from < users; from += 500)); do
+  rcli eval "$fill" 0 "$from" "$((from + 500 < users ? from + 500 : users))" >/dev/null
+done
+encoding=$(rcli object encoding "ceil:full:{000000000000}")
+[[ $encoding == listpack ]] || die "a filled set's encoding is $encoding, not listpack: check zset-max-listpack-entries"
+bench "$n ZADDs into $users full sets (800 members, listpack), pipelined 64 deep" -n "$n" -P 64 -r "$users" \
+  zadd "ceil:full:{__rand_int__}" 0 __rand_int__
+zadd_full=$rate zadd_full_cpu=$cpu_us
+rcli --scan --pattern 'ceil:full:*' | rdel unlink
 reads=$((n / 4))
 bench "$reads ZREVRANGEBYLEX of 21 members over those timelines" -n "$reads" -P 64 -r "$users" \
   zrevrangebylex "ceil:tl:{__rand_int__}" + - LIMIT 0 21
@@ -65,38 +97,55 @@ cleanup
 say "Herald: BenchmarkCeiling (all-in-one in process, Redis timelines; sets up the graph first) ..."
 out=$(cd "$REPO" && HERALD_CEILING_USERS="$users" HERALD_CEILING_AUTHORS="${AUTHORS:-4}" \
   HERALD_CEILING_FOLLOWERS="${FOLLOWERS:-9000}" HERALD_CEILING_POSTS="${POSTS:-100}" \
-  HERALD_CEILING_READS="${READ_SECONDS:-10}" \
+  HERALD_CEILING_READS="${READ_SECONDS:-10}" HERALD_CEILING_OPEN_STEP="${OPEN_STEP_SECONDS:-3}" \
   GOWORK="$REPO/go.work" go test -run '^$' -bench '^BenchmarkCeiling$' -benchtime 1x -timeout 30m ./services/herald/allinone)
 printf '%s\n' "$out" | grep -E '^(Benchmark|    ceiling)' || { printf '%s\n' "$out"; exit 1; }
-metric() { printf '%s\n' "$out" | grep "^BenchmarkCeiling/$1" | grep -o "[0-9.]* $2" | cut -d' ' -f1; }
+# metric NAME UNIT: the figure UNIT of BenchmarkCeiling/NAME.
+metric() { printf '%s\n' "$out" | grep -E "^BenchmarkCeiling/$1(-[0-9]+)?[[:space:]]" | grep -o "[0-9.]* $2" | cut -d' ' -f1 || true; }
 deliveries=$(metric fanout 'deliveries/s')
 fan_redis=$(metric fanout redis-cpu-s)
 fan_herald=$(metric fanout herald-cpu-s)
-herald_reads=$(metric reads 'reads/s')
-read_p99=$(metric reads p99-ms)
-read_redis=$(metric reads redis-cpu-s)
+deliveries_full=$(metric fanout-full 'deliveries/s')
+full_redis=$(metric fanout-full redis-cpu-s)
+full_herald=$(metric fanout-full herald-cpu-s)
+closed_reads=$(metric reads 'reads/s')
+closed_p99=$(metric reads p99-ms)
+closed_redis=$(metric reads redis-cpu-s)
+closed_herald=$(metric reads herald-cpu-s)
+open_reads=$(metric reads-open 'reads/s')
+open_p99=$(metric reads-open p99-ms)
+open_redis=$(metric reads-open redis-cpu-us/read)
+open_herald=$(metric reads-open herald-cpu-us/read)
 total_deliveries=$(( ${POSTS:-100} * ${FOLLOWERS:-9000} ))
-read_count=$(awk -v r="$herald_reads" -v s="${READ_SECONDS:-10}" 'BEGIN { printf "%d", r * s }')
+read_count=$(awk -v r="$closed_reads" -v s="${READ_SECONDS:-10}" 'BEGIN { printf "%d", r * s }')
 
 echo
 awk -v zadd="$zadd" -v zc="$zadd_cpu" -v d="$deliveries" -v fr="$fan_redis" -v fh="$fan_herald" -v nd="$total_deliveries" \
+    -v zf="$zadd_full" -v zfc="$zadd_full_cpu" -v df="$deliveries_full" -v ffr="$full_redis" -v ffh="$full_herald" \
     -v range="$range" -v rc="$range_cpu" -v mget="$mget" -v mc="$mget_cpu" \
-    -v hr="$herald_reads" -v p99="$read_p99" -v rr="$read_redis" -v nr="$read_count" 'BEGIN {
+    -v cr="$closed_reads" -v cp99="$closed_p99" -v crr="$closed_redis" -v crh="$closed_herald" -v nr="$read_count" \
+    -v orate="$open_reads" -v op99="$open_p99" -v orr="${open_redis:-0}" -v orh="${open_herald:-0}" 'BEGIN {
   raw = 1 / (1 / range + 1 / mget)
-  printf "%-52s %12s %16s\n", "", "per second", "Redis CPU/op"
-  printf "%-52s %12.0f %14.2f us\n", "redis-benchmark -P 64 ZADD, random keys (ceiling)", zadd, zc
-  printf "%-52s %12.0f %14.2f us\n", "Herald fan-out deliveries (sustained)", d, 1e6 * fr / nd
-  printf "%-52s %11.1f %%\n", "  fan-out / ZADD ceiling", 100 * d / zadd
-  printf "%-52s %12s %14.2f us\n", "  Herald process CPU per delivery", "", 1e6 * fh / nd
-  printf "%-52s %12.0f %14.2f us\n", "redis-benchmark ZREVRANGEBYLEX 21 + MGET 20 (ceiling)", raw, rc + mc
-  printf "%-52s %12.0f %14.2f us\n", "Herald GetHomeTimeline, warm, 20 posts", hr, (nr > 0 ? 1e6 * rr / nr : 0)
-  printf "%-52s %11.1f %%\n", "  reads / raw ceiling", 100 * hr / raw
-  printf "%-52s %9.2f ms\n", "  GetHomeTimeline p99", p99
+  printf "%-56s %12s %14s %14s\n", "", "per second", "Redis CPU/op", "Herald CPU/op"
+  printf "%-56s %12.0f %11.2f us\n", "redis-benchmark -P 64 ZADD, random keys (ceiling)", zadd, zc
+  printf "%-56s %12.0f %11.2f us %11.2f us\n", "Herald fan-out deliveries, small timelines", d, 1e6 * fr / nd, 1e6 * fh / nd
+  printf "%-56s %11.1f %%\n", "  fan-out / ZADD ceiling", 100 * d / zadd
+  printf "%-56s %12.0f %11.2f us\n", "redis-benchmark -P 64 ZADD into 800-member sets", zf, zfc
+  printf "%-56s %12.0f %11.2f us %11.2f us\n", "Herald fan-out deliveries, full timelines", df, 1e6 * ffr / nd, 1e6 * ffh / nd
+  printf "%-56s %11.1f %%\n", "  full-timeline fan-out / ZADD ceiling", 100 * df / zf
+  printf "%-56s %12.0f %11.2f us\n", "redis-benchmark ZREVRANGEBYLEX 21 + MGET 20 (ceiling)", raw, rc + mc
+  printf "%-56s %12.0f %11.2f us %11.2f us\n", "Herald GetHomeTimeline, open loop, p99 < 5 ms", orate, orr, orh
+  printf "%-56s %11.1f %%\n", "  open-loop reads / raw ceiling", 100 * orate / raw
+  printf "%-56s %9.2f ms\n", "  p99 at that rate", op99
+  printf "%-56s %12.0f %11.2f us %11.2f us\n", "Herald GetHomeTimeline, closed loop, 32 readers", cr, (nr > 0 ? 1e6 * crr / nr : 0), (nr > 0 ? 1e6 * crh / nr : 0)
+  printf "%-56s %9.2f ms\n", "  closed-loop p99", cp99
 }'
 
-# The last line is for scripts: the same figures, machine-readable. (The
-# full-timeline figures of issue 11 are not measured yet.)
-awk -v zadd="$zadd" -v d="$deliveries" -v range="$range" -v mget="$mget" -v hr="$herald_reads" -v p99="$read_p99" 'BEGIN {
+# The last line is for scripts: the same figures, machine-readable. reads
+# and read_p99_ms are the open loop's; closed_* the saturated closed loop's.
+awk -v zadd="$zadd" -v d="$deliveries" -v zf="$zadd_full" -v df="$deliveries_full" -v range="$range" -v mget="$mget" \
+    -v orate="$open_reads" -v op99="$open_p99" -v cr="$closed_reads" -v cp99="$closed_p99" 'BEGIN {
   raw = 1 / (1 / range + 1 / mget)
-  printf "ceiling: fanout=%.0f zadd=%.0f fanout_ratio=%.3f reads=%.0f raw_reads=%.0f read_ratio=%.3f read_p99_ms=%.2f\n", d, zadd, d / zadd, hr, raw, hr / raw, p99
+  printf "ceiling: fanout=%.0f zadd=%.0f fanout_ratio=%.3f fanout_full=%.0f zadd_full=%.0f fanout_full_ratio=%.3f reads=%.0f raw_reads=%.0f read_ratio=%.3f read_p99_ms=%.2f closed_reads=%.0f closed_p99_ms=%.2f\n",
+    d, zadd, d / zadd, df, zf, df / zf, orate, raw, orate / raw, op99, cr, cp99
 }'
