@@ -82,6 +82,8 @@ func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *al
 	if redisAddr != "" {
 		cfg.Cache.Kind, cfg.Cache.Addrs = "redis", []string{redisAddr}
 		cfg.Cache.LocalPosts = backend.DefaultLocalPosts // -local-posts' default
+		// HERALD_BENCH_AUTOPIPELINE=1 is -redis-autopipeline-reads.
+		cfg.Cache.AutoPipelineReads = os.Getenv("HERALD_BENCH_AUTOPIPELINE") == "1"
 		cfg.Cache.Login.User, cfg.Cache.Login.PasswordFile = testenv.RedisLogin(b)
 		cfg.Node.Namespace = fmt.Sprintf("%s%d", name, time.Now().UnixNano())
 		b.Cleanup(func() { dropRedisPrefix(b, redisAddr, cfg.Node.Namespace+":") })

@@ -126,6 +126,9 @@ type CacheConfig struct {
 	// LocalPosts is how many post bodies a reader keeps in process, beside
 	// Redis (see rediscache.Options.LocalPosts). Zero keeps none.
 	LocalPosts int
+	// AutoPipelineReads sends timeline reads through go-redis's shared
+	// auto-pipeliner (see rediscache.Options.AutoPipelineReads).
+	AutoPipelineReads bool
 }
 
 // DefaultLocalPosts is the post bodies a reader keeps in process by
@@ -147,6 +150,7 @@ func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
 	fs.String(&c.Kind, "cache", "HERALD_CACHE", def, "timeline cache: redis, or memory (the all-in-one's in-process cache)")
 	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses: one, or a Redis Cluster's")
 	node.BindLogin(fs, &c.Login, "redis", "Redis")
+	fs.Bool(&c.AutoPipelineReads, "redis-autopipeline-reads", "HERALD_REDIS_AUTOPIPELINE_READS", false, "send timeline reads through go-redis's auto-pipeliner, which writes concurrent readers' commands to Redis together (experimental in go-redis; docs/benchmarks.md)")
 	fs.Int(&c.LocalPosts, "local-posts", "HERALD_LOCAL_POSTS", DefaultLocalPosts, "post bodies each instance keeps in process beside Redis, the most recently read; deletes reach them through Redis before the next read; 0: none")
 	BindTimelines(fs, c)
 }
@@ -231,8 +235,8 @@ func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.
 		prefix = namespace + ":"
 	}
 	return &Caches{
-		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow, LocalPosts: c.LocalPosts}),
-		Recent:     rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent"}),
+		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow, LocalPosts: c.LocalPosts, AutoPipelineReads: c.AutoPipelineReads}),
+		Recent:     rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent", AutoPipelineReads: c.AutoPipelineReads}),
 		RateLimits: redisrate.New(rdb, prefix+"ratelimit:"),
 		client:     rdb,
 	}, nil

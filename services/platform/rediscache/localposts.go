@@ -95,7 +95,7 @@ func (c *Cache) queueDeleteLog(ctx context.Context, pipe redis.Pipeliner, ids []
 // queueCheck queues a read of the delete log's new entries on pipe, and
 // returns the function that applies them once the pipeline ran. Without
 // local bodies it queues nothing.
-func (c *Cache) queueCheck(ctx context.Context, pipe redis.Pipeliner) func() {
+func (c *Cache) queueCheck(ctx context.Context, pipe redis.Cmdable) func() {
 	l := c.local
 	if l == nil {
 		return func() {}
@@ -188,14 +188,14 @@ func (c *Cache) GetPostsAsOf(ctx context.Context, ids []feed.PostID, start time.
 	for i, id := range miss {
 		keys[i] = c.postKey(id)
 	}
-	pipe := c.rdb.Pipeline()
+	pipe, send := c.readPipe()
 	var applyCheck func()
 	if !fresh {
 		applyCheck = c.queueCheck(ctx, pipe)
 	}
 	vals := c.queueMGet(ctx, pipe, keys)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable(err)
+	if err := send(ctx); err != nil {
+		return nil, err
 	}
 	if applyCheck != nil {
 		// The bodies were read after the check, so they are as new as
@@ -245,7 +245,7 @@ func (l *localPosts) fill(epoch uint64, posts []feed.Post) {
 // queueMGet queues a read of keys on pipe: one MGET on a single node,
 // GETs on Cluster (see mget). Its function returns each key's value, nil
 // for a missing one.
-func (c *Cache) queueMGet(ctx context.Context, pipe redis.Pipeliner, keys []string) func() ([]any, error) {
+func (c *Cache) queueMGet(ctx context.Context, pipe redis.Cmdable, keys []string) func() ([]any, error) {
 	if _, cluster := c.rdb.(*redis.ClusterClient); !cluster {
 		cmd := pipe.MGet(ctx, keys...)
 		return func() ([]any, error) {

@@ -14,8 +14,14 @@ import (
 // instances see it: a reader that keeps post bodies in process, on clock,
 // and a writer that does not. It returns the raw client and the prefix too.
 func localPair(t *testing.T, clock func() time.Time) (reader, writer *rediscache.Cache, raw func(ctx context.Context, keys ...string)) {
+	return localPairWith(t, rediscache.Options{Clock: clock})
+}
+
+// localPairWith is localPair with the reader's other options.
+func localPairWith(t *testing.T, opts rediscache.Options) (reader, writer *rediscache.Cache, raw func(ctx context.Context, keys ...string)) {
 	rdb, prefix := client(t)
-	reader = rediscache.New(rdb, rediscache.Options{Prefix: prefix, LocalPosts: 100, Clock: clock})
+	opts.Prefix, opts.LocalPosts = prefix, 100
+	reader = rediscache.New(rdb, opts)
 	writer = rediscache.New(rdb, rediscache.Options{Prefix: prefix})
 	del := func(ctx context.Context, keys ...string) {
 		for _, k := range keys {
@@ -77,8 +83,13 @@ func TestLocalPostsServeFromProcess(t *testing.T) {
 // began after DeletePosts returned, whether or not a timeline read
 // checked the delete log in between, though the reader holds the body.
 func TestLocalPostsSeeDeletesAtOnce(t *testing.T) {
+	t.Run("pipelines", func(t *testing.T) { testSeeDeletesAtOnce(t, rediscache.Options{}) })
+	t.Run("autopipelined", func(t *testing.T) { testSeeDeletesAtOnce(t, rediscache.Options{AutoPipelineReads: true}) })
+}
+
+func testSeeDeletesAtOnce(t *testing.T, opts rediscache.Options) {
 	ctx := context.Background()
-	reader, writer, del := localPair(t, nil)
+	reader, writer, del := localPairWith(t, opts)
 	a := feed.Post{ID: 911, Author: "bob", Text: "a", Created: time.UnixMilli(1).UTC()}
 	b := feed.Post{ID: 912, Author: "bob", Text: "b", Created: time.UnixMilli(2).UTC()}
 	if err := writer.PutPosts(ctx, []feed.Post{a, b}); err != nil {

@@ -72,20 +72,35 @@ func client(t testing.TB) (redis.UniversalClient, string) {
 }
 
 // TestContract runs the cache contract suite on every port the Redis
-// cache implements.
+// cache implements: with each read's own pipeline, and with reads through
+// the auto-pipeliner and post bodies kept in process.
 func TestContract(t *testing.T) {
-	cachetest.Run(t, cachetest.Adapter{
-		Timelines: func(t *testing.T, cap int) cache.Timelines { return open(t, cap) },
-		Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {
-			return openOpts(t, rediscache.Options{Cap: cap, ActiveWindow: window})
-		},
-		Recent: func(t *testing.T, cap int, ttl time.Duration) cache.Timelines {
-			return openOpts(t, rediscache.Options{Cap: cap, Kind: "recent", TimelineTTL: ttl})
-		},
-		Posts:       func(t *testing.T) cache.Posts { return open(t, 10) },
-		Celebrities: func(t *testing.T) cache.Celebrities { return open(t, 10) },
-		Unfollows:   func(t *testing.T) cache.Unfollows { return open(t, 10) },
-	})
+	for _, v := range []struct {
+		name string
+		with func(rediscache.Options) rediscache.Options
+	}{
+		{"pipelines", func(o rediscache.Options) rediscache.Options { return o }},
+		{"autopipelined-local-posts", func(o rediscache.Options) rediscache.Options {
+			o.AutoPipelineReads, o.LocalPosts = true, 1000
+			return o
+		}},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			with := func(t *testing.T, o rediscache.Options) *rediscache.Cache { return openOpts(t, v.with(o)) }
+			cachetest.Run(t, cachetest.Adapter{
+				Timelines: func(t *testing.T, cap int) cache.Timelines { return with(t, rediscache.Options{Cap: cap}) },
+				Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {
+					return with(t, rediscache.Options{Cap: cap, ActiveWindow: window})
+				},
+				Recent: func(t *testing.T, cap int, ttl time.Duration) cache.Timelines {
+					return with(t, rediscache.Options{Cap: cap, Kind: "recent", TimelineTTL: ttl})
+				},
+				Posts:       func(t *testing.T) cache.Posts { return with(t, rediscache.Options{Cap: 10}) },
+				Celebrities: func(t *testing.T) cache.Celebrities { return with(t, rediscache.Options{Cap: 10}) },
+				Unfollows:   func(t *testing.T) cache.Unfollows { return with(t, rediscache.Options{Cap: 10}) },
+			})
+		})
+	}
 }
 
 // TestUnavailable: a Redis that cannot be reached is feed.ErrUnavailable.

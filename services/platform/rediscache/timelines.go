@@ -187,11 +187,11 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 	if limit <= 0 {
 		return nil, false, nil
 	}
-	pipe := c.rdb.Pipeline()
+	pipe, send := c.readPipe()
 	result := c.queueRange(ctx, pipe, user, before, limit)
 	check := c.queueCheck(ctx, pipe)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, unavailable(err)
+	if err := send(ctx); err != nil {
+		return nil, false, err
 	}
 	check()
 	return result()
@@ -200,7 +200,7 @@ func (c *Cache) Range(ctx context.Context, user string, before feed.PostID, limi
 // RangeBatch implements cache.BatchRanger: the requests on Caches that
 // share this one's client go in one pipeline; others run on their own.
 func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
-	pipe := c.rdb.Pipeline()
+	pipe, send := c.readPipe()
 	results := make([]func() ([]feed.PostID, bool, error), len(reqs))
 	for i, r := range reqs {
 		if rc, ok := r.List.(*Cache); ok && rc.rdb == c.rdb && r.Limit > 0 {
@@ -208,12 +208,7 @@ func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
 		}
 	}
 	check := c.queueCheck(ctx, pipe)
-	_, err := pipe.Exec(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) {
-		err = unavailable(err)
-	} else {
-		err = nil
-	}
+	err := send(ctx)
 	check()
 	for i, r := range reqs {
 		switch {
@@ -229,7 +224,7 @@ func (c *Cache) RangeBatch(ctx context.Context, reqs []*cache.RangeReq) {
 
 // queueRange queues Range's commands on pipe and returns the function that
 // reads their results after the pipeline ran.
-func (c *Cache) queueRange(ctx context.Context, pipe redis.Pipeliner, user string, before feed.PostID, limit int) func() ([]feed.PostID, bool, error) {
+func (c *Cache) queueRange(ctx context.Context, pipe redis.Cmdable, user string, before feed.PostID, limit int) func() ([]feed.PostID, bool, error) {
 	key := c.timelineKey(user)
 	from := "-" // the newest
 	if before != 0 {
