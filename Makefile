@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations
+.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling
 
 all: build
 
@@ -127,7 +127,7 @@ fuzz:
 
 ## bench: Go benchmarks of the hot paths (bench-lag and bench-ceiling run the slow in-process ones)
 bench: servers
-	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -skip 'FanoutLag|FanoutMillion|Ceiling' -benchmem $(UNIT_PKGS)
+	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -skip 'FanoutLag|FanoutMillion|Ceiling|Scaling' -benchmem $(UNIT_PKGS)
 
 ## bench-ceiling: Herald's fan-out deliveries/s and warm reads/s against redis-benchmark on the same Redis, same run
 bench-ceiling:
@@ -140,6 +140,10 @@ bench-lag:
 ## bench-representations: home-timeline representations (listpack, ~ID listpack, skiplist, list, buckets, shorter members) side by side on one Redis; run it on a Redis of its own (HERALD_REDIS_PORT), it needs about 3 GB
 bench-representations:
 	deploy/local/bench-representations.sh
+
+## bench-scaling: fan-out cost against followers per post, read cost against following count under push, pull and hybrid: tables and PNG charts in docs/scaling
+bench-scaling: servers
+	deploy/local/bench-scaling.sh
 
 ## bench-redis: Redis timeline inserts through the adapter vs redis-benchmark ZADD, same run
 bench-redis:
