@@ -21,7 +21,17 @@ const (
 const DefaultStrategy = Hybrid
 
 // DefaultCelebrityThreshold is the follower count from which Hybrid pulls.
-const DefaultCelebrityThreshold = 10_000
+//
+// make bench-scaling (docs/scaling) set it. On CPU alone push is the
+// cheaper at every size from 1,000 to 1,000,000 followers once a follower
+// reads about twice per post of the author: a delivery costs 6–15 µs of
+// Redis and Herald CPU, and each pulled author adds about 7 µs to every
+// read (and 15 µs to its median latency). What bounds push is time: a post
+// reaches its followers at about 85,000 deliveries/s into full timelines
+// on the measured machine, so the 1 s post→visible target holds up to
+// about 85,000 followers; 50,000 leaves room for other posts fanning out
+// at the same time.
+const DefaultCelebrityThreshold = 50_000
 
 // ParseStrategy parses "push", "pull" or "hybrid".
 func ParseStrategy(s string) (Strategy, error) {

@@ -220,7 +220,7 @@ func TestStrategyPulled(t *testing.T) {
 		want      bool
 	}{
 		{Push, 1 << 40, false}, {Pull, 0, true},
-		{Hybrid, 9_999, false}, {Hybrid, 10_000, true}, {Hybrid, 0, false},
+		{Hybrid, DefaultCelebrityThreshold - 1, false}, {Hybrid, DefaultCelebrityThreshold, true}, {Hybrid, 0, false},
 	}
 	for _, tt := range tests {
 		if got := tt.s.Pulled(tt.followers, DefaultCelebrityThreshold); got != tt.want {
