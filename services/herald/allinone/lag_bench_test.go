@@ -79,6 +79,15 @@ func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *al
 	// The benchmarks measure fan-out, not the per-user rate limits: one
 	// author posts faster than a person may. Authentication stays on.
 	cfg.Node.Guard.Limits = map[guard.Class]ratelimit.Limit{}
+	// HERALD_BENCH_FANOUT_WORKERS and HERALD_BENCH_CHUNK_SIZE are
+	// -fanout-workers and -fanout-chunk-size, for tuning them; unset,
+	// the defaults.
+	if os.Getenv("HERALD_BENCH_FANOUT_WORKERS") != "" {
+		cfg.Fanout.Workers = envInt(b, "HERALD_BENCH_FANOUT_WORKERS", 0)
+	}
+	if os.Getenv("HERALD_BENCH_CHUNK_SIZE") != "" {
+		cfg.Fanout.ChunkSize = envInt(b, "HERALD_BENCH_CHUNK_SIZE", 0)
+	}
 	if redisAddr != "" {
 		cfg.Cache.Kind, cfg.Cache.Addrs = "redis", []string{redisAddr}
 		cfg.Cache.LocalPosts = backend.DefaultLocalPosts // -local-posts' default
