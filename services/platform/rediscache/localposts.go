@@ -11,6 +11,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -52,6 +53,8 @@ const maxDeletesPerCheck = 1000
 type localPosts struct {
 	bodies *lru.Cache[feed.PostID, feed.Post]
 	now    func() time.Time
+	// lookups counts GetPostsAsOf's bodies by where they came from.
+	lookups *prometheus.CounterVec
 
 	// mu guards what follows, and orders every change to bodies: applied
 	// deletes, fills and purges.
@@ -73,7 +76,25 @@ func newLocalPosts(size int, now func() time.Time) *localPosts {
 	if err != nil {
 		panic(err) // only for a size below 1, which New never passes
 	}
-	return &localPosts{bodies: bodies, now: now}
+	return &localPosts{bodies: bodies, now: now, lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_post_cache_local_lookups_total",
+		Help: "Post bodies a timeline read looked up, by where they came from: hit (the process), miss (Redis: not in the process), unchecked (Redis: no check of the delete log since the read began).",
+	}, []string{"result"})}
+}
+
+// Describe implements prometheus.Collector: the local bodies' lookups, if
+// the Cache keeps any. The timeline service registers its post cache.
+func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
+	if c.local != nil {
+		c.local.lookups.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Cache) Collect(ch chan<- prometheus.Metric) {
+	if c.local != nil {
+		c.local.lookups.Collect(ch)
+	}
 }
 
 func (c *Cache) deleteLogKey() string { return c.opts.Prefix + "post.deleted" }
@@ -180,9 +201,13 @@ func (c *Cache) GetPostsAsOf(ctx context.Context, ids []feed.PostID, start time.
 				miss = append(miss, id)
 			}
 		}
+		l.lookups.WithLabelValues("hit").Add(float64(len(ids) - len(miss)))
+		l.lookups.WithLabelValues("miss").Add(float64(len(miss)))
 		if len(miss) == 0 {
 			return out, nil
 		}
+	} else {
+		l.lookups.WithLabelValues("unchecked").Add(float64(len(ids)))
 	}
 	keys := make([]string, len(miss))
 	for i, id := range miss {

@@ -2,9 +2,12 @@ package rediscache_test
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/rediscache"
@@ -76,6 +79,25 @@ func TestLocalPostsServeFromProcess(t *testing.T) {
 	}
 	if got, err := writer.GetPosts(ctx, []feed.PostID{a.ID}); err != nil || len(got) != 0 {
 		t.Errorf("writer's GetPosts = %v, %v; want a miss: only the reader keeps bodies", got, err)
+	}
+
+	// The reader counts where its bodies came from: the first read's
+	// from Redis (a miss), the second's from the process (a hit).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(reader)
+	want := map[string]float64{"hit": 1, "miss": 1}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("herald_post_cache_local_lookups_total by result = %v; want %v", got, want)
 	}
 }
 

@@ -129,6 +129,11 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 		}, []string{"result"}),
 	}
 	reg.MustRegister(s.rebuildCount, s.lookups)
+	// A post cache that keeps bodies in process counts where they came
+	// from (rediscache: herald_post_cache_local_lookups_total).
+	if c, ok := d.PostCache.(prometheus.Collector); ok {
+		reg.MustRegister(c)
+	}
 	return s
 }
 
