@@ -108,6 +108,8 @@ type Cache struct {
 	// reads is the auto-pipeliner reads go through; nil without
 	// Options.AutoPipelineReads.
 	reads redis.Cmdable
+	// trimEvery is trimEvery, but for benchmarks that compare others.
+	trimEvery int
 }
 
 var (
@@ -144,7 +146,7 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	c := &Cache{rdb: rdb, opts: opts, renewals: newRenewals(opts.ActiveWindow/renewFraction, opts.Clock)}
+	c := &Cache{rdb: rdb, opts: opts, renewals: newRenewals(opts.ActiveWindow/renewFraction, opts.Clock), trimEvery: trimEvery}
 	if opts.LocalPosts > 0 {
 		c.local = newLocalPosts(opts.LocalPosts, opts.Clock)
 	}

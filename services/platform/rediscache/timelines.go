@@ -107,7 +107,7 @@ func (c *Cache) addActive(ctx context.Context, users []string, members map[strin
 			args = append(args, 0, m)
 		}
 		pipe.Do(ctx, args...)
-		if len(ms) > 1 || rand.IntN(trimEvery) == 0 {
+		if len(ms) > 1 || rand.IntN(c.trimEvery) == 0 {
 			pipe.ZRemRangeByRank(ctx, key, int64(c.opts.Cap), -2)
 		}
 		queued++
