@@ -110,14 +110,7 @@ func BenchmarkCeiling(b *testing.B) {
 		if err := g.Wait(); err != nil {
 			b.Fatal(err)
 		}
-		for counter(b, n, "herald_fanout_deliveries_total") < want {
-			if time.Since(start) > 5*time.Minute {
-				b.Fatalf("deliveries did not reach %v within 5 minutes", want)
-			}
-			// Gathering runs every collector, /proc reads included: poll
-			// rarely enough not to weigh on what is measured.
-			time.Sleep(25 * time.Millisecond)
-		}
+		awaitFanout(b, n, 0, want, 5*time.Minute)
 		elapsed := time.Since(start)
 		total := float64(posts * followers)
 		b.ReportMetric(total/elapsed.Seconds(), "deliveries/s")
@@ -146,41 +139,19 @@ func BenchmarkCeiling(b *testing.B) {
 
 	b.Run("reads", func(b *testing.B) {
 		const workers = 32
-		var (
-			mu    sync.Mutex
-			lat   []time.Duration
-			fails atomic.Int64
-			first atomic.Value
-		)
 		redisCPU, selfCPU := redisCPUSeconds(b, rdb), processCPUSeconds()
 		start := time.Now()
 		end := start.Add(readFor)
 		// Reads start until end; the context only bounds a stuck one.
 		rctx, cancel := context.WithDeadline(ctx, end.Add(10*time.Second))
 		defer cancel()
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Go(func() {
-				r := rand.New(rand.NewPCG(uint64(w), 7))
-				var mine []time.Duration
-				for time.Now().Before(end) {
-					t0 := time.Now()
-					if err := read(rctx, user(r.IntN(users))); err != nil {
-						fails.Add(1)
-						first.CompareAndSwap(nil, err.Error())
-						continue
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
+		lat, fails, first := closedLoop(rctx, workers, end, func(w int) func() string {
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			return func() string { return user(r.IntN(users)) }
+		}, read)
 		elapsed := time.Since(start)
-		if f := fails.Load(); f > 0 {
-			b.Errorf("%d reads failed; the first: %v", f, first.Load())
+		if fails > 0 {
+			b.Errorf("%d reads failed; the first: %v", fails, first)
 		}
 		slices.Sort(lat)
 		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "reads/s")
@@ -242,6 +213,44 @@ func BenchmarkCeiling(b *testing.B) {
 	}
 	b.Logf("fill: %d timelines to %d entries in %v", users, capped, time.Since(fill).Round(time.Millisecond))
 	b.Run("fanout-full", fanout)
+}
+
+// closedLoop runs readers that each read again as soon as a read returns,
+// until end, the reader of index r asking for the users next(r) returns.
+// It returns the latencies of the reads that succeeded, in no order, how
+// many failed, and the first failure.
+func closedLoop(ctx context.Context, readers int, end time.Time, next func(r int) func() string, read func(context.Context, string) error) ([]time.Duration, int64, error) {
+	var (
+		mu    sync.Mutex
+		lat   []time.Duration
+		fails atomic.Int64
+		first atomic.Pointer[error]
+		wg    sync.WaitGroup
+	)
+	for r := range readers {
+		user := next(r)
+		wg.Go(func() {
+			var mine []time.Duration
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				if err := read(ctx, user()); err != nil {
+					fails.Add(1)
+					first.CompareAndSwap(nil, &err)
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	var err error
+	if p := first.Load(); p != nil {
+		err = *p
+	}
+	return lat, fails.Load(), err
 }
 
 // byLabel returns the counter name of sys's registry by its one label's

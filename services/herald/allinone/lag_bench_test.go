@@ -185,13 +185,7 @@ func benchLag(b *testing.B, followers, posts int) {
 		// fan-out's counter reaches this post's share. Polled every
 		// 25 ms (gathering runs every collector), so it is late by up
 		// to that.
-		want := base + float64((i+1)*followers)
-		for counter(b, n, "herald_fanout_deliveries_total") < want {
-			if time.Since(created) > 5*time.Minute {
-				b.Fatalf("post %d: deliveries did not reach %v within 5 minutes", i, want)
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
+		awaitFanout(b, n, 0, base+float64((i+1)*followers), 5*time.Minute)
 		delivered = append(delivered, time.Since(created))
 	}
 	b.StopTimer()

@@ -8,8 +8,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,14 +146,18 @@ func (m *cpuMeter) report(ops float64, unit string) {
 }
 
 // awaitFanout waits until the fan-out has handled posts posts in all and
-// sent deliveries timeline entries, for at most limit.
+// sent deliveries timeline entries, for at most limit; posts 0 waits for
+// the deliveries alone.
 func awaitFanout(b *testing.B, n *allinone.System, posts, deliveries float64, limit time.Duration) {
 	b.Helper()
 	// Gathering runs every collector, /proc reads included: poll rarely
-	// enough not to weigh on what is measured.
+	// enough not to weigh on what is measured (and skip the posts'
+	// counter when the caller waits for deliveries only, posts 0).
 	var gotPosts, gotDeliveries float64
 	if !waitfor.True(limit, 25*time.Millisecond, func() bool {
-		gotPosts = counter(b, n, "herald_fanout_posts_total")
+		if posts > 0 {
+			gotPosts = counter(b, n, "herald_fanout_posts_total")
+		}
 		gotDeliveries = counter(b, n, "herald_fanout_deliveries_total")
 		return gotPosts >= posts && gotDeliveries >= deliveries
 	}) {
@@ -333,41 +335,19 @@ func benchScalingReads(b *testing.B, redisAddr string, s feed.Strategy, followin
 			pulled = (f + 1) / 2 // the even-numbered of authors[:f]
 		}
 		b.Run(fmt.Sprintf("following=%d", f), func(b *testing.B) {
-			var (
-				mu    sync.Mutex
-				lat   []time.Duration
-				fails atomic.Int64
-				first atomic.Value
-			)
 			cpu := startCPU(b, rdb)
 			start := time.Now()
 			end := start.Add(readFor)
 			// Reads start until end; the context only bounds a stuck one.
 			rctx, cancel := context.WithDeadline(ctx, end.Add(30*time.Second))
 			defer cancel()
-			var wg sync.WaitGroup
-			for r := range scalingReaders {
+			lat, fails, first := closedLoop(rctx, scalingReaders, end, func(r int) func() string {
 				u := reader(f, r)
-				wg.Go(func() {
-					var mine []time.Duration
-					for time.Now().Before(end) {
-						t0 := time.Now()
-						if _, err := read(rctx, u); err != nil {
-							fails.Add(1)
-							first.CompareAndSwap(nil, err.Error())
-							continue
-						}
-						mine = append(mine, time.Since(t0))
-					}
-					mu.Lock()
-					lat = append(lat, mine...)
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
+				return func() string { return u }
+			}, func(ctx context.Context, u string) error { _, err := read(ctx, u); return err })
 			elapsed := time.Since(start)
-			if f := fails.Load(); f > 0 {
-				b.Fatalf("%d reads failed; the first: %v", f, first.Load())
+			if fails > 0 {
+				b.Fatalf("%d reads failed; the first: %v", fails, first)
 			}
 			slices.Sort(lat)
 			b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "reads/s")
