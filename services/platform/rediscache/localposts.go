@@ -234,20 +234,7 @@ func (c *Cache) GetPostsAsOf(ctx context.Context, ids []feed.PostID, start time.
 	if err != nil {
 		return nil, err
 	}
-	var fetched []feed.Post
-	for i, v := range got {
-		s, ok := v.(string)
-		if !ok {
-			continue // a miss
-		}
-		p, err := decodePost(miss[i], s)
-		if err != nil {
-			continue // an unreadable entry is a miss; the store has the post
-		}
-		out[miss[i]] = p
-		fetched = append(fetched, p)
-	}
-	l.fill(epoch, fetched)
+	l.fill(epoch, decodePosts(out, miss, got))
 	return out, nil
 }
 
@@ -268,8 +255,9 @@ func (l *localPosts) fill(epoch uint64, posts []feed.Post) {
 }
 
 // queueMGet queues a read of keys on pipe: one MGET on a single node,
-// GETs on Cluster (see mget). Its function returns each key's value, nil
-// for a missing one.
+// GETs on Cluster, whose MGET cannot span slots (go-redis splits the
+// pipeline by node). Its function returns each key's value, nil for a
+// missing one.
 func (c *Cache) queueMGet(ctx context.Context, pipe redis.Cmdable, keys []string) func() ([]any, error) {
 	if _, cluster := c.rdb.(*redis.ClusterClient); !cluster {
 		cmd := pipe.MGet(ctx, keys...)

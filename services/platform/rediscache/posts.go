@@ -64,18 +64,28 @@ func (c *Cache) GetPosts(ctx context.Context, ids []feed.PostID) (map[feed.PostI
 	if err != nil {
 		return nil, err
 	}
+	decodePosts(out, ids, vals)
+	return out, nil
+}
+
+// decodePosts puts into out the posts that vals, the cached values of
+// ids' keys, hold, and returns them. A missing or unreadable value is a
+// miss: the store has the post.
+func decodePosts(out map[feed.PostID]feed.Post, ids []feed.PostID, vals []any) []feed.Post {
+	var found []feed.Post
 	for i, v := range vals {
 		s, ok := v.(string)
 		if !ok {
-			continue // a miss
+			continue
 		}
 		p, err := decodePost(ids[i], s)
 		if err != nil {
-			continue // an unreadable entry is a miss; the store has the post
+			continue
 		}
 		out[ids[i]] = p
+		found = append(found, p)
 	}
-	return out, nil
+	return found
 }
 
 // PutPosts implements cache.Posts. SET NX never overwrites, so neither a

@@ -232,36 +232,18 @@ func (c *Cache) present(ctx context.Context, keys []string) ([]bool, error) {
 	return out, nil
 }
 
-// mget reads keys in one round trip: one MGET on a single node, pipelined
-// GETs on Cluster, whose MGET cannot span slots (go-redis splits the
-// pipeline by node). A missing key's value is nil; a present one's is its
-// string.
+// mget reads keys in one round trip (see queueMGet). A missing key's
+// value is nil; a present one's is its string.
 func (c *Cache) mget(ctx context.Context, keys []string) ([]any, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	if _, cluster := c.rdb.(*redis.ClusterClient); !cluster {
-		vals, err := c.rdb.MGet(ctx, keys...).Result()
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		return vals, nil
-	}
 	pipe := c.rdb.Pipeline()
-	gets := make([]*redis.StringCmd, len(keys))
-	for i, k := range keys {
-		gets[i] = pipe.Get(ctx, k)
-	}
+	vals := c.queueMGet(ctx, pipe, keys)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable(err)
 	}
-	vals := make([]any, len(keys))
-	for i, g := range gets {
-		if v, err := g.Result(); err == nil {
-			vals[i] = v
-		}
-	}
-	return vals, nil
+	return vals()
 }
 
 // readPipe returns where a read queues its commands, and the function
