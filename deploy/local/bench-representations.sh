@@ -34,26 +34,13 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-"$LOCAL_SCRIPTS/redis.sh" >/dev/null
-eval "$("$LOCAL_SCRIPTS/env.sh")"
-port=${HERALD_REDIS_ADDR##*:}
+source "$LOCAL_SCRIPTS/bench-redis-lib.sh"
 keys=${TIMELINES:-20000}
 rounds=${ROUNDS:-3}
 reads=${READS:-200000}
 sample=${SAMPLE:-200}
 ((sample <= keys)) || sample=$keys
 entries=800
-# Herald's login (env.sh). redis-cli takes the password from its environment (REDISCLI_AUTH);
-# redis-benchmark only from its command line (-a), where this machine's users can see it
-# while a benchmark runs: it is the local test server's.
-rcli() { REDISCLI_AUTH=$(<"$HERALD_REDIS_PASSWORD_FILE") redis-cli -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" "$@"; }
-rbench() { redis-benchmark -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" -a "$(<"$HERALD_REDIS_PASSWORD_FILE")" "$@"; }
-# rdel CMD: CMD (del or unlink) the keys read from stdin, 5000 a call.
-rdel() {
-  REDISCLI_AUTH=$(<"$HERALD_REDIS_PASSWORD_FILE") \
-    xargs -r -n 5000 redis-cli -h "$HOST" -p "$port" --user "$HERALD_REDIS_USER" "$1" >/dev/null
-}
-cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }'; }
 used_memory() { rcli info memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }'; }
 cleanup() { rcli --scan --pattern 'rep:*' | rdel unlink; }
 trap cleanup EXIT
