@@ -174,13 +174,16 @@ func testSharedDurable(t *testing.T, l event.Log) {
 	var a, b seen
 	release := make(chan struct{})
 	var inA, inB atomic.Int32
-	// Each handler holds its first event until both have one, so that
-	// neither can take all the events alone.
+	// Each handler holds every event until both consumers have one, so
+	// that neither can take all the events alone: a consumer holds at most
+	// its workers' events and the few it pulled ahead, and the rest wait
+	// for the other. (Holding only the first event left a consumer's
+	// other worker free to take every event before the other consumer's
+	// first pull.)
 	hold := func(s *seen, mine *atomic.Int32) event.Handler {
 		return func(_ context.Context, ev event.Event) error {
-			if mine.Add(1) == 1 {
-				<-release
-			}
+			mine.Add(1)
+			<-release
 			s.add(ev)
 			return nil
 		}
