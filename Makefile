@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 
 # The real servers the adapter tests need, started (or reused) as local
 # processes by deploy/local; see deploy/local/README.md.
-TEST_SERVERS ?= redis nats etcd cassandra
+TEST_SERVERS ?= redis nats etcd cassandra kafka
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
 # Each go test run keeps its output, and failed cluster tests their
 # instances' logs, here; scripts/print-logs.sh (run by .ci/run on failure)

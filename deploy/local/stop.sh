@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Stop local servers started by the deploy/local scripts.
-#   stop.sh redis|nats|etcd|cassandra|all [more names...]
+#   stop.sh redis|nats|etcd|cassandra|kafka|all [more names...]
 # Sends TERM to the pid in .local/run/<server>.pid, waits (HERALD_STOP_TIMEOUT, default 30 s),
 # then KILL; removes the pidfile. Only ever signals that pid, and only if it is still our server.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVERS=(redis nats etcd cassandra)
+SERVERS=(redis nats etcd cassandra kafka)
 TIMEOUT="${HERALD_STOP_TIMEOUT:-30}"
 
 usage() { die "usage: $0 <$(IFS='|'; echo "${SERVERS[*]}")|all> [...]"; }
@@ -15,8 +15,8 @@ usage() { die "usage: $0 <$(IFS='|'; echo "${SERVERS[*]}")|all> [...]"; }
 names=()
 for arg in "$@"; do
   case $arg in
-    all) names+=(cassandra etcd nats redis) ;; # reverse start order
-    redis | nats | etcd | cassandra) names+=("$arg") ;;
+    all) names+=(kafka cassandra etcd nats redis) ;; # reverse start order (kafka: up.sh kafka)
+    redis | nats | etcd | cassandra | kafka) names+=("$arg") ;;
     *) usage ;;
   esac
 done

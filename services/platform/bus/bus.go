@@ -11,7 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +22,12 @@ import (
 
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/event/eventcodec"
+	"github.com/herald-feed/herald/services/platform/event/eventlog"
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
-// Bus implements event.Log.
-var _ event.Log = (*Bus)(nil)
+// Bus implements event.Log and event.Admin.
+var _ event.AdminLog = (*Bus)(nil)
 
 // Config describes the event stream.
 type Config struct {
@@ -74,9 +75,7 @@ type Bus struct {
 	cfg Config
 	log *slog.Logger
 
-	deadLetters *prometheus.CounterVec
-	undecodable *prometheus.CounterVec
-	panics      *prometheus.CounterVec
+	metrics *eventlog.Metrics
 }
 
 // New creates or updates the event stream on nc's JetStream and returns a
@@ -110,22 +109,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 	if err != nil {
 		return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s: %w", cfg.Stream, err))
 	}
-	b := &Bus{js: js, cfg: cfg, log: log, deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "herald_bus_dead_letters_total",
-		Help: "Events moved to the dead-letter stream, by consumer.",
-	}, []string{"consumer"}),
-		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_bus_undecodable_events_total",
-			Help: "Events that did not decode, by the consumer or tail that received them; a durable consumer dead-letters them.",
-		}, []string{"consumer"}),
-		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_bus_handler_panics_total",
-			Help: "Event handlers that panicked, by consumer; the event is dead-lettered with the stack.",
-		}, []string{"consumer"}),
-	}
-	if cfg.Metrics != nil {
-		cfg.Metrics.MustRegister(b.deadLetters, b.undecodable, b.panics)
-	}
+	b := &Bus{js: js, cfg: cfg, log: log, metrics: eventlog.NewMetrics(cfg.Metrics)}
 	return b, nil
 }
 
@@ -147,10 +131,10 @@ func (b *Bus) Publish(ctx context.Context, ev event.Event) error {
 	return b.publish(ctx, string(ev.Kind()), ev.DedupeID(), data)
 }
 
-// PublishRaw appends data to subject (relative to the namespace) as it is,
-// undecodable or not: for tests of what consumers do with a bad message.
-func (b *Bus) PublishRaw(ctx context.Context, subject, msgID string, data []byte) error {
-	return b.publish(ctx, subject, msgID, data)
+// PublishRaw appends data to kind's subject as it is, undecodable or not:
+// for tests of what consumers do with a bad message (eventtest).
+func (b *Bus) PublishRaw(ctx context.Context, kind event.Kind, data []byte) error {
+	return b.publish(ctx, string(kind), "", data)
 }
 
 func (b *Bus) publish(ctx context.Context, subject, msgID string, data []byte) error {
@@ -190,10 +174,6 @@ func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Hand
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create consumer %s: %w", cc.Durable, err))
 	}
-	backoff := cc.BackOff
-	if len(backoff) == 0 {
-		backoff = event.DefaultBackOff
-	}
 	return b.run(ctx, cons, max(cc.Workers, 1), func(ctx context.Context, m jetstream.Msg) {
 		err := b.handle(ctx, cc.Durable, m, h)
 		switch {
@@ -211,10 +191,11 @@ func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Hand
 			}
 			// The delay is the client's: a Nak with a delay keeps a failing
 			// message from spinning while the backend it needs is down.
-			delay := backoff[len(backoff)-1]
-			if mderr == nil && int(md.NumDelivered) <= len(backoff) {
-				delay = backoff[md.NumDelivered-1]
+			attempt := math.MaxInt // unknown: the longest wait
+			if mderr == nil {
+				attempt = int(md.NumDelivered)
 			}
+			delay := eventlog.Delay(cc.BackOff, attempt)
 			b.log.Warn("message failed; it will be redelivered", "subject", m.Subject(), "delay", delay, "err", err)
 			_ = m.NakWithDelay(delay)
 		}
@@ -223,20 +204,8 @@ func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Hand
 
 // handle decodes m and runs h on it, turning a decode failure or a panic
 // into a permanent error.
-func (b *Bus) handle(ctx context.Context, consumer string, m jetstream.Msg, h event.Handler) (err error) {
-	ev, err := eventcodec.Unmarshal(event.Kind(b.rel(m.Subject())), m.Data())
-	if err != nil {
-		b.undecodable.WithLabelValues(consumer).Inc()
-		b.log.Error("undecodable event", "subject", m.Subject(), "consumer", consumer, "bytes", len(m.Data()), "err", err)
-		return err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			b.panics.WithLabelValues(consumer).Inc()
-			err = fmt.Errorf("handler panicked: %v\n%s: %w", r, debug.Stack(), event.ErrPermanent)
-		}
-	}()
-	return h(ctx, ev)
+func (b *Bus) handle(ctx context.Context, consumer string, m jetstream.Msg, h event.Handler) error {
+	return b.metrics.Handle(ctx, b.log, consumer, event.Kind(b.rel(m.Subject())), m.Data(), m.Subject(), h)
 }
 
 // Tail implements event.Consumer with an ordered ephemeral consumer: no
@@ -254,13 +223,9 @@ func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event))
 		return feed.Unavailable("nats", fmt.Errorf("create ordered consumer: %w", err))
 	}
 	return b.run(ctx, cons, 1, func(_ context.Context, m jetstream.Msg) {
-		ev, err := eventcodec.Unmarshal(event.Kind(b.rel(m.Subject())), m.Data())
-		if err != nil {
-			b.undecodable.WithLabelValues("tail").Inc()
-			b.log.Error("undecodable event skipped by a tail", "subject", m.Subject(), "bytes", len(m.Data()), "err", err)
-			return
+		if ev, ok := b.metrics.Decode(b.log, event.Kind(b.rel(m.Subject())), m.Data(), m.Subject()); ok {
+			h(ev)
 		}
-		h(ev)
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 )
 
@@ -27,16 +28,6 @@ const (
 	headerConsumer = "Herald-Consumer"
 	headerSeq      = "Herald-Stream-Seq"
 )
-
-// DeadLetter is one message in the dead-letter stream.
-type DeadLetter struct {
-	Seq      uint64 // sequence in the dead-letter stream
-	Subject  string // the original subject, relative to the namespace
-	Consumer string
-	Reason   string
-	Time     time.Time
-	Data     []byte
-}
 
 func (b *Bus) deadStream() string { return b.cfg.Stream + "_DEAD" }
 
@@ -61,13 +52,14 @@ func (b *Bus) deadLetter(ctx context.Context, consumer string, m jetstream.Msg, 
 		_ = m.NakWithDelay(30 * time.Second)
 		return
 	}
-	b.deadLetters.WithLabelValues(consumer).Inc()
+	b.metrics.DeadLetters.WithLabelValues(consumer).Inc()
 	b.log.Error("message dead-lettered", "subject", m.Subject(), "consumer", consumer, "reason", reason)
 	_ = m.Term()
 }
 
-// DeadLetters returns up to limit dead letters, oldest first.
-func (b *Bus) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+// DeadLetters implements event.Admin: Seq is the dead-letter stream's
+// sequence.
+func (b *Bus) DeadLetters(ctx context.Context, limit int) ([]event.DeadLetter, error) {
 	s, err := b.js.Stream(ctx, b.deadStream())
 	if err != nil {
 		return nil, feed.Unavailable("nats", err)
@@ -76,7 +68,7 @@ func (b *Bus) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) 
 	if err != nil {
 		return nil, feed.Unavailable("nats", err)
 	}
-	var out []DeadLetter
+	var out []event.DeadLetter
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && len(out) < limit && info.State.Msgs > 0; seq++ {
 		raw, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -85,9 +77,9 @@ func (b *Bus) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) 
 		if err != nil {
 			return nil, feed.Unavailable("nats", err)
 		}
-		out = append(out, DeadLetter{
+		out = append(out, event.DeadLetter{
 			Seq:      raw.Sequence,
-			Subject:  raw.Header.Get(headerSubject),
+			Kind:     event.Kind(raw.Header.Get(headerSubject)),
 			Consumer: raw.Header.Get(headerConsumer),
 			Reason:   raw.Header.Get(headerReason),
 			Time:     raw.Time,
@@ -97,8 +89,9 @@ func (b *Bus) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) 
 	return out, nil
 }
 
-// Replay republishes dead letter seq to its original subject, where its
-// consumer takes it again, and then removes it from the dead-letter stream.
+// Replay implements event.Admin: it republishes dead letter seq to its
+// original subject, where its consumer takes it again, and then removes it
+// from the dead-letter stream.
 // Handlers are idempotent, so a replay of a message that did partly apply
 // is safe.
 func (b *Bus) Replay(ctx context.Context, seq uint64) error {
@@ -127,27 +120,15 @@ func (b *Bus) Replay(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// ConsumerState is what the server says of a durable consumer's backlog.
-type ConsumerState struct {
-	// Pending counts messages not yet delivered to the consumer.
-	Pending uint64
-	// AckPending counts messages delivered and not yet acked; it is
-	// bounded by the consumer's MaxAckPending.
-	AckPending int
-	// Redelivered counts messages delivered more than once and not yet
-	// acked.
-	Redelivered int
-}
-
-// ConsumerState returns durable's backlog.
-func (b *Bus) ConsumerState(ctx context.Context, durable string) (ConsumerState, error) {
+// ConsumerState implements event.Admin.
+func (b *Bus) ConsumerState(ctx context.Context, durable string) (event.ConsumerState, error) {
 	c, err := b.js.Consumer(ctx, b.cfg.Stream, durable)
 	if err != nil {
-		return ConsumerState{}, feed.Unavailable("nats", err)
+		return event.ConsumerState{}, feed.Unavailable("nats", err)
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		return ConsumerState{}, feed.Unavailable("nats", err)
+		return event.ConsumerState{}, feed.Unavailable("nats", err)
 	}
-	return ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Redelivered: info.NumRedelivered}, nil
+	return event.ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Redelivered: info.NumRedelivered}, nil
 }

@@ -182,3 +182,52 @@ type Log interface {
 	Publisher
 	Consumer
 }
+
+// DeadLetter is one event that a durable consumer gave up on: its handler
+// rejected it as permanent, or it failed MaxDeliver times. The log keeps
+// it, with the reason, until an operator replays it.
+type DeadLetter struct {
+	// Seq identifies the dead letter within the log's dead letters
+	// (JetStream: its dead-letter stream sequence; Kafka: its offset in
+	// the dead-letter topic). Replay takes it.
+	Seq      uint64
+	Kind     Kind   // the event's kind, which names its subject or topic
+	Consumer string // the durable consumer that gave up
+	Reason   string
+	Time     time.Time
+	Data     []byte // the event as it was published
+}
+
+// ConsumerState is what the log says of a durable consumer's backlog. A
+// log that cannot tell a figure reports it as 0.
+type ConsumerState struct {
+	// Pending counts events not yet delivered to the consumer (Kafka: its
+	// lag, events past its committed offsets).
+	Pending uint64
+	// AckPending counts events delivered and not yet acknowledged, bounded
+	// by the consumer's MaxAckPending (JetStream only).
+	AckPending int
+	// Redelivered counts events delivered more than once and not yet
+	// acknowledged (JetStream only).
+	Redelivered int
+}
+
+// Admin is what an operator's tools (feedctl) and the services' gauges
+// need of a log beyond the port.
+type Admin interface {
+	// DeadLetters returns up to limit dead letters, oldest first.
+	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
+	// Replay republishes dead letter seq to its original kind, where its
+	// consumer takes it again, and removes it from the dead letters. An
+	// unknown seq is an error wrapping feed.ErrNotFound.
+	Replay(ctx context.Context, seq uint64) error
+	// ConsumerState returns durable's backlog.
+	ConsumerState(ctx context.Context, durable string) (ConsumerState, error)
+}
+
+// AdminLog is a log with its operator's interface: what a Herald process
+// is given, whichever adapter it runs on.
+type AdminLog interface {
+	Log
+	Admin
+}

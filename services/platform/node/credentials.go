@@ -71,9 +71,11 @@ func bindCredentials(fs *flagenv.Set, c *Config) {
 	BindLogin(fs, &c.NATSLogin, "nats", "NATS")
 }
 
-// logins are a node's logins to etcd and NATS, read from their files.
+// logins are a node's logins to etcd, NATS and Kafka, read from their
+// files.
 type logins struct {
-	etcdUser, etcdPassword string
+	etcdUser, etcdPassword   string
+	kafkaUser, kafkaPassword string
 	// nats holds the NATS connect options of the login; none without one.
 	nats []nats.Option
 }
@@ -84,6 +86,9 @@ func (c *Config) readLogins() (logins, error) {
 	var cr logins
 	var err error
 	if cr.etcdUser, cr.etcdPassword, err = c.EtcdLogin.Read("etcd"); err != nil {
+		return cr, err
+	}
+	if cr.kafkaUser, cr.kafkaPassword, err = c.Kafka.Login.Read("kafka"); err != nil {
 		return cr, err
 	}
 	user, password, err := c.NATSLogin.Read("nats")

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/guard"
+	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
 
@@ -37,6 +39,13 @@ func BindFlags(fs *flagenv.Set, def Config, embedded bool) *Flags {
 		fs.String(&c.NATSURL, "nats", "HERALD_NATS_URL", "", "NATS server URL (required)")
 		bindCredentials(fs, c)
 	}
+	// The all-in-one takes the bus flags too: with -bus kafka it uses an
+	// external Kafka, and embeds the rest as before.
+	fs.String(&c.Bus, "bus", "HERALD_BUS", c.Bus, "event log: jetstream or kafka")
+	fs.List(&c.Kafka.Brokers, "kafka-brokers", "HERALD_KAFKA_BROKERS", nil, "comma-separated Kafka brokers, host:port (with -bus kafka)")
+	BindLogin(fs, &c.Kafka.Login, "kafka", "Kafka (SASL/PLAIN)")
+	fs.Int(&c.Kafka.Partitions, "kafka-partitions", "HERALD_KAFKA_PARTITIONS", kafkabus.DefaultPartitions, "partitions of each event topic the Kafka bus creates: the bound on the fan-out's parallelism across instances")
+	fs.Int(&c.Kafka.Replicas, "kafka-replication-factor", "HERALD_KAFKA_REPLICATION_FACTOR", kafkabus.DefaultReplicas, "replication factor of the topics the Kafka bus creates (3 on a cluster; min.insync.replicas is then 2)")
 	fs.Duration(&c.LeaseTTL, "lease-ttl", "HERALD_LEASE_TTL", c.LeaseTTL, "etcd lease TTL behind registrations and worker IDs: how long a dead instance stays in rotation")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, "bound on the graceful drain at SIGTERM")
 	guard.BindFlags(fs, &c.Guard)
@@ -55,6 +64,12 @@ func (f *Flags) Config(stderr io.Writer) (Config, error) {
 	}
 	if c.LeaseTTL < time.Second {
 		return c, fmt.Errorf("-lease-ttl %v: must be at least 1s", c.LeaseTTL)
+	}
+	if c.Bus != BusJetStream && c.Bus != BusKafka {
+		return c, fmt.Errorf("-bus %q: want %s or %s", c.Bus, BusJetStream, BusKafka)
+	}
+	if c.Bus == BusKafka && len(c.Kafka.Brokers) == 0 {
+		return c, errors.New("-bus kafka needs -kafka-brokers (HERALD_KAFKA_BROKERS)")
 	}
 	if c.ShutdownTimeout <= 0 {
 		return c, fmt.Errorf("-shutdown-timeout %v: must be positive", c.ShutdownTimeout)

@@ -36,9 +36,11 @@ import (
 	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/grpcserver"
 	"github.com/herald-feed/herald/services/platform/guard"
+	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
@@ -49,6 +51,23 @@ const (
 	DefaultLeaseTTL        = 10 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 )
+
+// The event logs Config.Bus names.
+const (
+	BusJetStream = "jetstream"
+	BusKafka     = "kafka"
+)
+
+// KafkaConfig is the Kafka bus's part of Config.
+type KafkaConfig struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string
+	// Login is Herald's SASL/PLAIN user on the brokers.
+	Login Login
+	// Partitions and Replicas shape the topics the bus creates when they
+	// are missing; 0 takes kafkabus's defaults.
+	Partitions, Replicas int
+}
 
 // Config configures a Node. Zero values take the defaults above.
 type Config struct {
@@ -83,6 +102,12 @@ type Config struct {
 	EtcdLogin Login
 	NATSLogin Login
 
+	// Bus names the event log: BusJetStream (the default) or BusKafka.
+	// On Kafka the process needs no NATS.
+	Bus string
+	// Kafka configures the event log when Bus is BusKafka.
+	Kafka KafkaConfig
+
 	// LeaseTTL is the etcd lease TTL behind registrations and worker IDs:
 	// how long a dead instance stays in rotation.
 	LeaseTTL time.Duration
@@ -101,6 +126,9 @@ func (c *Config) defaults() {
 	}
 	if c.Namespace == "" {
 		c.Namespace = DefaultNamespace
+	}
+	if c.Bus == "" {
+		c.Bus = BusJetStream
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = DefaultLeaseTTL
@@ -124,8 +152,10 @@ type Node struct {
 	// the shutdown signal, so that a draining process keeps its worker
 	// ID while it finishes its calls.
 	Session *concurrency.Session
-	NATS    *nats.Conn
-	Bus     *bus.Bus
+	// NATS is nil on the Kafka bus.
+	NATS *nats.Conn
+	// Bus is the event log, on JetStream or Kafka (Config.Bus).
+	Bus event.AdminLog
 
 	// Tokens signs page tokens with a key shared by every process of the
 	// deployment through etcd.
@@ -175,8 +205,17 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if len(cfg.EtcdEndpoints) == 0 {
 		return nil, errors.New("no etcd endpoints configured (-etcd)")
 	}
-	if cfg.NATSURL == "" && cfg.ConnectNATS == nil {
-		return nil, errors.New("no NATS server configured (-nats)")
+	switch cfg.Bus {
+	case BusJetStream:
+		if cfg.NATSURL == "" && cfg.ConnectNATS == nil {
+			return nil, errors.New("no NATS server configured (-nats)")
+		}
+	case BusKafka:
+		if len(cfg.Kafka.Brokers) == 0 {
+			return nil, errors.New("-bus kafka needs brokers (-kafka-brokers)")
+		}
+	default:
+		return nil, fmt.Errorf("-bus %q: want %s or %s", cfg.Bus, BusJetStream, BusKafka)
 	}
 	creds, err := cfg.readLogins()
 	if err != nil {
@@ -251,21 +290,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.Tokens = pagetoken.New(key)
 
-	natsOpts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}
-	natsOpts = append(natsOpts, creds.nats...)
-	if cfg.ConnectNATS != nil {
-		n.NATS, err = cfg.ConnectNATS(natsOpts...)
-	} else {
-		n.NATS, err = nats.Connect(cfg.NATSURL, natsOpts...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
-	}
-	nc := n.NATS
-	n.onClose(nc.Close)
 	n.Metrics = prometheus.NewRegistry()
 	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if n.Bus, err = bus.New(sctx, nc, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log); err != nil {
+	if err := n.openBus(sctx, creds); err != nil {
 		return nil, err
 	}
 	n.Guard = guard.New(gcfg, n.Metrics)
@@ -278,6 +305,42 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		Options: n.tls.ServerOptions(),
 	})
 	return n, nil
+}
+
+// openBus connects the event log that cfg.Bus names.
+func (n *Node) openBus(ctx context.Context, creds logins) error {
+	cfg := n.cfg
+	if cfg.Bus == BusKafka {
+		kb, err := kafkabus.New(ctx, kafkabus.Config{
+			Brokers: cfg.Kafka.Brokers, User: creds.kafkaUser, Password: creds.kafkaPassword,
+			Namespace: cfg.Namespace, Partitions: int32(cfg.Kafka.Partitions), Replicas: int16(cfg.Kafka.Replicas),
+			ClientID: cfg.Name, Metrics: n.Metrics,
+		}, n.Log)
+		if err != nil {
+			return err
+		}
+		n.onClose(kb.Close)
+		n.Bus = kb
+		return nil
+	}
+	natsOpts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}
+	natsOpts = append(natsOpts, creds.nats...)
+	var err error
+	if cfg.ConnectNATS != nil {
+		n.NATS, err = cfg.ConnectNATS(natsOpts...)
+	} else {
+		n.NATS, err = nats.Connect(cfg.NATSURL, natsOpts...)
+	}
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
+	}
+	n.onClose(n.NATS.Close)
+	b, err := bus.New(ctx, n.NATS, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log)
+	if err != nil {
+		return err
+	}
+	n.Bus = b
+	return nil
 }
 
 // Addr returns the address other processes should dial.

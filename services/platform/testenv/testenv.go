@@ -9,10 +9,10 @@
 // build, never a silent pass. A login that is configured but does not read
 // fails the test everywhere.
 //
-// The address helpers (Redis, NATS, Etcd, Cassandra) return addresses
-// only; a test that connects takes the login too, through RedisOptions,
-// NATSOptions, EtcdConfig or CassandraAuth. Every server refuses a client
-// without it (see testenv_test.go).
+// The address helpers (Redis, NATS, Etcd, Cassandra, Kafka) return
+// addresses only; a test that connects takes the login too, through
+// RedisOptions, NATSOptions, EtcdConfig, CassandraAuth or KafkaAuth.
+// Every server refuses a client without it (see testenv_test.go).
 package testenv
 
 import (
@@ -39,6 +39,23 @@ func Etcd(t testing.TB) []string { return strings.Split(need(t, "HERALD_ETCD_END
 
 // Cassandra returns the test Cassandra hosts (HERALD_CASSANDRA_HOSTS).
 func Cassandra(t testing.TB) []string { return strings.Split(need(t, "HERALD_CASSANDRA_HOSTS"), ",") }
+
+// Kafka returns the test Kafka's brokers (HERALD_KAFKA_BROKERS).
+func Kafka(t testing.TB) []string { return strings.Split(need(t, "HERALD_KAFKA_BROKERS"), ",") }
+
+// KafkaAuth returns Herald's SASL/PLAIN login to the test Kafka
+// (HERALD_KAFKA_USER, HERALD_KAFKA_PASSWORD_FILE).
+func KafkaAuth(t testing.TB) (user, password string) {
+	t.Helper()
+	return login(t, "KAFKA")
+}
+
+// KafkaLogin is RedisLogin for the test Kafka (HERALD_KAFKA_USER,
+// HERALD_KAFKA_PASSWORD_FILE), for a Herald process's configuration.
+func KafkaLogin(t testing.TB) (user, passwordFile string) {
+	t.Helper()
+	return need(t, "HERALD_KAFKA_USER"), need(t, "HERALD_KAFKA_PASSWORD_FILE")
+}
 
 // RedisOptions returns the client options of the test Redis: its address,
 // and the ACL user and password Herald logs in with (HERALD_REDIS_USER,

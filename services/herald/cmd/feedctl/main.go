@@ -49,7 +49,9 @@ import (
 	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
 )
@@ -85,9 +87,14 @@ type client struct {
 	// etcdLogin and natsLogin log in to a cluster's etcd (--etcd) and
 	// NATS (the dead-letter commands), as a Herald process does.
 	etcdLogin, natsLogin node.Login
-	signer  *auth.Signer // the development key in data, found at the first dial
-	out     io.Writer
-	conns   map[string]*grpc.ClientConn
+	// busKind, kafka and kafkaLogin choose the event log of the
+	// dead-letter commands, as -bus and -kafka-brokers do a process's.
+	busKind    string
+	kafka      string
+	kafkaLogin node.Login
+	signer     *auth.Signer // the development key in data, found at the first dial
+	out        io.Writer
+	conns      map[string]*grpc.ClientConn
 }
 
 func newRoot() *cobra.Command {
@@ -110,7 +117,15 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.ns, "namespace", ns, "deployment name, for --etcd discovery (HERALD_NAMESPACE)")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of each call")
-	root.PersistentFlags().StringVar(&c.nats, "nats", os.Getenv("HERALD_NATS_URL"), "NATS URL, for the dead-letter commands (HERALD_NATS_URL)")
+	root.PersistentFlags().StringVar(&c.nats, "nats", os.Getenv("HERALD_NATS_URL"), "NATS URL, for the dead-letter commands on --bus jetstream (HERALD_NATS_URL)")
+	busKind := os.Getenv("HERALD_BUS")
+	if busKind == "" {
+		busKind = node.BusJetStream
+	}
+	root.PersistentFlags().StringVar(&c.busKind, "bus", busKind, "event log of the dead-letter commands: jetstream or kafka (HERALD_BUS)")
+	root.PersistentFlags().StringVar(&c.kafka, "kafka-brokers", os.Getenv("HERALD_KAFKA_BROKERS"), "comma-separated Kafka brokers, for the dead-letter commands on --bus kafka (HERALD_KAFKA_BROKERS)")
+	root.PersistentFlags().StringVar(&c.kafkaLogin.User, "kafka-user", os.Getenv("HERALD_KAFKA_USER"), "user to log in to Kafka as (HERALD_KAFKA_USER)")
+	root.PersistentFlags().StringVar(&c.kafkaLogin.PasswordFile, "kafka-password-file", os.Getenv("HERALD_KAFKA_PASSWORD_FILE"), "file holding --kafka-user's password (HERALD_KAFKA_PASSWORD_FILE)")
 	root.PersistentFlags().BoolVar(&c.tlsOn, "tls", false, "call over TLS, trusting the system's CAs (implied by --tls-ca, --tls-cert and --tls-key)")
 	root.PersistentFlags().StringVar(&c.tls.CA, "tls-ca", os.Getenv("HERALD_TLS_CA"), "PEM CA bundle: call over TLS, trusting only these CAs (HERALD_TLS_CA)")
 	root.PersistentFlags().StringVar(&c.tls.Cert, "tls-cert", os.Getenv("HERALD_TLS_CERT"), "PEM client certificate, for a deployment with mutual TLS (HERALD_TLS_CERT)")
@@ -537,7 +552,26 @@ func (c *client) watchCmd() *cobra.Command {
 }
 
 // bus connects to the deployment's event log, for the dead-letter commands.
-func (c *client) bus(ctx context.Context) (*bus.Bus, func(), error) {
+func (c *client) bus(ctx context.Context) (event.Admin, func(), error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	switch c.busKind {
+	case node.BusJetStream:
+	case node.BusKafka:
+		if c.kafka == "" {
+			return nil, nil, fmt.Errorf("--kafka-brokers (or HERALD_KAFKA_BROKERS) is required with --bus kafka: dead letters live in Kafka")
+		}
+		user, password, err := c.kafkaLogin.Read("kafka")
+		if err != nil {
+			return nil, nil, err
+		}
+		kb, err := kafkabus.New(ctx, kafkabus.Config{Brokers: strings.Split(c.kafka, ","), User: user, Password: password, Namespace: c.ns, ClientID: "feedctl"}, quiet)
+		if err != nil {
+			return nil, nil, err
+		}
+		return kb, kb.Close, nil
+	default:
+		return nil, nil, fmt.Errorf("--bus %q: want %s or %s", c.busKind, node.BusJetStream, node.BusKafka)
+	}
 	if c.nats == "" {
 		return nil, nil, fmt.Errorf("--nats (or HERALD_NATS_URL) is required: dead letters live in NATS JetStream")
 	}
@@ -551,7 +585,7 @@ func (c *client) bus(ctx context.Context) (*bus.Bus, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats %s: %w", c.nats, err)
 	}
-	b, err := bus.New(ctx, nc, bus.Config{Namespace: c.ns}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := bus.New(ctx, nc, bus.Config{Namespace: c.ns}, quiet)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -581,7 +615,7 @@ func (c *client) deadLettersCmd() *cobra.Command {
 				fmt.Fprintln(c.out, "(no dead letters)")
 			}
 			for _, d := range dead {
-				fmt.Fprintf(c.out, "%d  %s  %s  consumer=%s  %s\n", d.Seq, d.Time.Local().Format("2006-01-02 15:04:05"), d.Subject, d.Consumer, d.Reason)
+				fmt.Fprintf(c.out, "%d  %s  %s  consumer=%s  %s\n", d.Seq, d.Time.Local().Format("2006-01-02 15:04:05"), d.Kind, d.Consumer, d.Reason)
 			}
 			return nil
 		},

@@ -1,0 +1,95 @@
+// Package eventlog holds what the adapters of the event port (bus on
+// JetStream, kafkabus on Kafka) share: their metrics, and the guarded call
+// of a handler that turns an undecodable event or a panic into a
+// permanent failure. With one copy, both adapters count and log alike,
+// and dashboards and alerts need not know which bus runs.
+package eventlog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-feed/herald/services/platform/event"
+	"github.com/herald-feed/herald/services/platform/event/eventcodec"
+)
+
+// TailConsumer is the consumer label of a tail's counts.
+const TailConsumer = "tail"
+
+// Metrics are an adapter's counters, by consumer.
+type Metrics struct {
+	DeadLetters *prometheus.CounterVec
+	Undecodable *prometheus.CounterVec
+	Panics      *prometheus.CounterVec
+}
+
+// NewMetrics returns the counters, registered with reg unless it is nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_bus_dead_letters_total",
+			Help: "Events moved to the dead letters, by consumer.",
+		}, []string{"consumer"}),
+		Undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_bus_undecodable_events_total",
+			Help: "Events that did not decode, by the consumer or tail that received them; a durable consumer dead-letters them.",
+		}, []string{"consumer"}),
+		Panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_bus_handler_panics_total",
+			Help: "Event handlers that panicked, by consumer; the event is dead-lettered with the stack.",
+		}, []string{"consumer"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.DeadLetters, m.Undecodable, m.Panics)
+	}
+	return m
+}
+
+// Handle decodes data as an event of kind and runs h on it. An event that
+// does not decode is counted, logged and returned as a permanent error (the
+// codec's errors wrap event.ErrPermanent); a handler that panics is
+// recovered, counted, and its event failed permanently with the stack.
+// where names the message in the log lines (a subject, or a topic and
+// offset).
+func (m *Metrics) Handle(ctx context.Context, log *slog.Logger, consumer string, kind event.Kind, data []byte, where string, h event.Handler) (err error) {
+	ev, err := eventcodec.Unmarshal(kind, data)
+	if err != nil {
+		m.Undecodable.WithLabelValues(consumer).Inc()
+		log.Error("undecodable event", "at", where, "consumer", consumer, "bytes", len(data), "err", err)
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.Panics.WithLabelValues(consumer).Inc()
+			err = fmt.Errorf("handler panicked: %v\n%s: %w", r, debug.Stack(), event.ErrPermanent)
+		}
+	}()
+	return h(ctx, ev)
+}
+
+// Decode decodes data for a tail: an event that does not decode is counted
+// (consumer "tail"), logged and skipped, as nil, false.
+func (m *Metrics) Decode(log *slog.Logger, kind event.Kind, data []byte, where string) (event.Event, bool) {
+	ev, err := eventcodec.Unmarshal(kind, data)
+	if err != nil {
+		m.Undecodable.WithLabelValues(TailConsumer).Inc()
+		log.Error("undecodable event skipped by a tail", "at", where, "bytes", len(data), "err", err)
+		return nil, false
+	}
+	return ev, true
+}
+
+// Delay returns the wait before the delivery after the attempt-th one
+// failed (attempt counts from 1): backoff's attempt-th value, its last one
+// past its end, or event.DefaultBackOff's if backoff is empty.
+func Delay(backoff []time.Duration, attempt int) time.Duration {
+	if len(backoff) == 0 {
+		backoff = event.DefaultBackOff
+	}
+	return backoff[min(max(attempt, 1), len(backoff))-1]
+}
