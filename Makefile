@@ -69,9 +69,10 @@ servers:
 servers-down:
 	deploy/local/stop.sh all
 
-## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes
+## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes; BUS=kafka puts the event log on Kafka
+BUS ?= jetstream
 cluster:
-	deploy/local/cluster.sh up
+	HERALD_BUS=$(BUS) deploy/local/cluster.sh up
 
 ## cluster-down: stop everything `make cluster` started
 cluster-down:

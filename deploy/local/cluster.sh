@@ -10,6 +10,9 @@
 #
 # Instances: post 127.0.0.1:7171-7172, graph :7181-7182, fanout :7191-7192,
 # timeline :7201-7202; each serves /metrics on its port + 2000.
+#
+# HERALD_BUS=kafka (make cluster BUS=kafka) runs the event log on Kafka (kafka.sh) instead
+# of NATS JetStream; NATS is then not started.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,6 +20,12 @@ SERVICES=(graph post fanout timeline)
 INSTANCES=${HERALD_CLUSTER_INSTANCES:-2}
 HBIN="$BIN_DIR/herald"
 NS=${HERALD_NAMESPACE:-herald}
+BUS=${HERALD_BUS:-jetstream}
+case $BUS in
+  jetstream) EVENT_SERVER=nats ;;
+  kafka) EVENT_SERVER=kafka ;;
+  *) die "HERALD_BUS=$BUS: want jetstream or kafka" ;;
+esac
 declare -A BASE=([post]=7170 [graph]=7180 [fanout]=7190 [timeline]=7200)
 
 # The addresses, and Herald's logins (HERALD_*_USER, HERALD_*_PASSWORD_FILE), which the
@@ -65,17 +74,19 @@ start_instance() {
   # rate-limit buckets in Redis.
   local cache=(-cache redis -redis "$HERALD_REDIS_ADDR")
   [[ $svc == graph ]] && cache=(-redis "$HERALD_REDIS_ADDR")
+  local events=(-bus jetstream -nats "$HERALD_NATS_URL")
+  [[ $BUS == kafka ]] && events=(-bus kafka -kafka-brokers "$HERALD_KAFKA_BROKERS")
   mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
     -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \
     -auth-keys "$AUTH_DIR/auth-dev-key.pub.pem" -auth-service-key "$AUTH_DIR/auth-service-key.pem" \
-    -etcd "$HERALD_ETCD_ENDPOINTS" -nats "$HERALD_NATS_URL" \
+    -etcd "$HERALD_ETCD_ENDPOINTS" "${events[@]}" \
     -store cassandra -cassandra "$HERALD_CASSANDRA_HOSTS" "${cache[@]}"
   wait_ready "$name" "$HOST:$port" registered "${HERALD_INSTANCE_START_TIMEOUT:-60}"
 }
 
 up() {
-  "$LOCAL_SCRIPTS/up.sh"
+  "$LOCAL_SCRIPTS/up.sh" redis "$EVENT_SERVER" etcd cassandra
   build
   "$HBIN/feedctl" keygen "$AUTH_DIR" >/dev/null
   # graph first: the others dial it.
@@ -84,8 +95,8 @@ up() {
   done
   cat <<MSG
 
-Herald cluster is up (namespace $NS).
-  etcd       $HERALD_ETCD_ENDPOINTS     NATS $HERALD_NATS_URL
+Herald cluster is up (namespace $NS, event log on $BUS).
+  etcd       $HERALD_ETCD_ENDPOINTS     $(if [[ $BUS == kafka ]]; then echo "Kafka $HERALD_KAFKA_BROKERS"; else echo "NATS $HERALD_NATS_URL"; fi)
   Redis      $HERALD_REDIS_ADDR     Cassandra $HERALD_CASSANDRA_HOSTS
   each logs in as $HERALD_ETCD_USER, with the passwords in $(dirname "$HERALD_ETCD_PASSWORD_FILE")
 MSG
@@ -117,7 +128,7 @@ down() {
 
 status() {
   local name
-  for name in redis nats etcd cassandra; do
+  for name in redis nats kafka etcd cassandra; do
     if pid=$(server_pid "$name"); then say "$name: running (pid $pid)"; else say "$name: stopped"; fi
   done
   for svc in "${SERVICES[@]}"; do

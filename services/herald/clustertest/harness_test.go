@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +33,7 @@ import (
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
 
@@ -65,6 +68,9 @@ type servers struct {
 	nats      string
 	redis     string
 	cassandra []string
+	// kafka, if set, are the brokers the cluster's event log runs on
+	// (-bus kafka) instead of nats (serversOnKafka).
+	kafka []string
 
 	etcdLogin      clientv3.Config
 	natsLogin      []nats.Option
@@ -85,6 +91,30 @@ func serversFromEnv(t testing.TB) servers {
 		redisLogin:     testenv.RedisOptions(t),
 		cassandraLogin: testenv.CassandraAuth(t),
 	}
+}
+
+// serversOnKafka is serversFromEnv with the event log on the test Kafka.
+func serversOnKafka(t testing.TB) servers {
+	t.Helper()
+	s := serversFromEnv(t)
+	s.kafka = testenv.Kafka(t)
+	return s
+}
+
+// kafkaBus returns a Kafka bus of the cluster's namespace, for a test that
+// publishes to the cluster's event log itself; it closes at cleanup.
+func (c *Cluster) kafkaBus(t testing.TB) *kafkabus.Bus {
+	t.Helper()
+	user, password := testenv.KafkaAuth(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := kafkabus.New(ctx, kafkabus.Config{Brokers: c.srv.kafka, User: user, Password: password, Namespace: c.NS, ClientID: "clustertest"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("kafka bus of %s: %v", c.NS, err)
+	}
+	t.Cleanup(b.Close)
+	return b
 }
 
 // etcdConfig is the client configuration of the cluster's etcd.
@@ -323,7 +353,9 @@ func (c *Cluster) dropState(t testing.TB) {
 		t.Errorf("delete etcd keys under %s/: %v", c.NS, err)
 	}
 
-	if nc, err := nats.Connect(c.srv.nats, c.srv.natsOptions()...); err != nil {
+	if len(c.srv.kafka) > 0 {
+		c.dropKafkaState(ctx, t)
+	} else if nc, err := nats.Connect(c.srv.nats, c.srv.natsOptions()...); err != nil {
 		t.Errorf("delete event stream: connect to %s: %v", c.srv.nats, err)
 	} else {
 		stream := strings.ToUpper(c.NS) + "_EVENTS"
@@ -394,11 +426,15 @@ func (in *Instance) Start() error {
 		"-metrics", "",
 		"-lease-ttl", leaseTTL.String(),
 		"-etcd", strings.Join(c.srv.etcd, ","),
-		"-nats", c.srv.nats,
 		"-store", "cassandra", "-cassandra", strings.Join(c.srv.cassandra, ","),
 		"-cassandra-keyspace", c.NS,
 		"-auth-keys", c.userPub,
 		"-auth-service-key", filepath.Join(c.dir, "service-key.pem"),
+	}
+	if len(c.srv.kafka) > 0 {
+		args = append(args, "-bus", "kafka", "-kafka-brokers", strings.Join(c.srv.kafka, ","))
+	} else {
+		args = append(args, "-nats", c.srv.nats)
 	}
 	if in.Service != "graph" {
 		args = append(args, "-cache", "redis")
