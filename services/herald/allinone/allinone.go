@@ -251,14 +251,17 @@ func (s *System) before(ctx context.Context) error {
 		return fmt.Errorf("embedded etcd in %s: %w", cfg.DataDir, err)
 	}
 	s.onClose(e.Close)
-	ns, err := embedded.StartNATS(cfg.DataDir, cfg.NATSListen)
-	if err != nil {
-		return fmt.Errorf("embedded NATS in %s: %w", cfg.DataDir, err)
-	}
-	s.onClose(ns.Close)
 	cfg.Node.EtcdEndpoints = []string{e.Endpoint()}
-	cfg.Node.NATSURL = ns.ClientURL()
-	cfg.Node.ConnectNATS = ns.Connect
+	// On -bus kafka the event log is an external Kafka, and no NATS runs.
+	if cfg.Node.Bus != node.BusKafka {
+		ns, err := embedded.StartNATS(cfg.DataDir, cfg.NATSListen)
+		if err != nil {
+			return fmt.Errorf("embedded NATS in %s: %w", cfg.DataDir, err)
+		}
+		s.onClose(ns.Close)
+		cfg.Node.NATSURL = ns.ClientURL()
+		cfg.Node.ConnectNATS = ns.Connect
+	}
 
 	b := &s.Backends
 	switch cfg.Store.Kind {

@@ -2,7 +2,9 @@ package allinone_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,7 +23,9 @@ import (
 	"github.com/herald-feed/herald/services/herald/systemtest"
 	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/discovery"
+	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/node"
+	"github.com/herald-feed/herald/services/platform/testenv"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
@@ -357,4 +361,31 @@ func TestEmbeddedEtcdIsPrivate(t *testing.T) {
 			t.Errorf("%s mode = %v; want 0600", f, perm)
 		}
 	}
+}
+
+// TestSystemOnKafka runs the behaviour suite on the all-in-one with -bus
+// kafka: the event log on the test Kafka, everything else embedded, and
+// no NATS at all.
+func TestSystemOnKafka(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Node.Bus = node.BusKafka
+	cfg.Node.Kafka.Brokers = testenv.Kafka(t)
+	cfg.Node.Kafka.Login.User, cfg.Node.Kafka.Login.PasswordFile = testenv.KafkaLogin(t)
+	cfg.Node.Kafka.Partitions = 3
+	// A namespace of the test's own: fresh topics and consumer groups.
+	cfg.Node.Namespace = fmt.Sprintf("aio%08x", rand.Uint32())
+	conn, sys, stop := startSystemWith(t, cfg)
+	defer stop()
+	if sys.Node.NATS != nil {
+		t.Error("the all-in-one on -bus kafka connected to NATS; want no NATS")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitfor.Deadline)
+		defer cancel()
+		if err := sys.Node.Bus.(*kafkabus.Bus).Delete(ctx, "fanout"); err != nil {
+			t.Logf("drop the test's topics: %v", err)
+		}
+	})
+	systemtest.Run(t, suiteClient(t, conn, dir))
 }

@@ -138,14 +138,10 @@ func (c *Cluster) kafkaAdmin(t testing.TB) *kadm.Client {
 	return kadm.NewClient(cl)
 }
 
-// dropKafkaState deletes the deployment's topics and consumer groups.
+// dropKafkaState deletes the deployment's topics and its fan-out's
+// consumer group.
 func (c *Cluster) dropKafkaState(ctx context.Context, t testing.TB) {
-	adm := c.kafkaAdmin(t)
-	topics := []string{c.NS + ".post", c.NS + ".graph", c.NS + ".fanout", c.NS + ".dead"}
-	if _, err := adm.DeleteTopics(ctx, topics...); err != nil {
-		t.Errorf("delete topics %v: %v", topics, err)
-	}
-	if _, err := adm.DeleteGroups(ctx, c.NS+".fanout"); err != nil {
-		t.Errorf("delete consumer group %s.fanout: %v", c.NS, err)
+	if err := c.kafkaBus(t).Delete(ctx, "fanout"); err != nil {
+		t.Errorf("drop the Kafka state of %s: %v", c.NS, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-feed/herald/services/platform/event"
@@ -64,8 +65,13 @@ func (b *Bus) deadLetters(ctx context.Context) ([]*kgo.Record, error) {
 		return nil, feed.Unavailable("kafka", fmt.Errorf("list offsets of %s: %w", topic, err))
 	}
 	end, ok := ends.Lookup(topic, 0)
-	if !ok || end.Err != nil {
-		return nil, feed.Unavailable("kafka", fmt.Errorf("list offsets of %s: %v", topic, end.Err))
+	switch {
+	case !ok || errors.Is(end.Err, kerr.UnknownTopicOrPartition):
+		// Not in the brokers' metadata yet (New created it a moment
+		// ago), or deleted: either way it holds no dead letters.
+		return nil, nil
+	case end.Err != nil:
+		return nil, feed.Unavailable("kafka", fmt.Errorf("list offsets of %s: %w", topic, end.Err))
 	}
 	starts, err := b.adm.ListStartOffsets(ctx, topic)
 	if err != nil {

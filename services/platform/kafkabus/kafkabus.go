@@ -489,3 +489,31 @@ func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event))
 	}
 	return nil
 }
+
+// Delete removes the namespace's topics, with every event and dead letter
+// in them, and the consumer groups of the named durable consumers: for
+// tests, and for tearing a deployment down.
+func (b *Bus) Delete(ctx context.Context, durables ...string) error {
+	resps, err := b.adm.DeleteTopics(ctx, b.Topics()...)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return feed.Unavailable("kafka", fmt.Errorf("delete topics %v: %w", b.Topics(), err))
+	}
+	if len(durables) == 0 {
+		return nil
+	}
+	groups := make([]string, len(durables))
+	for i, d := range durables {
+		groups[i] = b.cfg.Namespace + "." + d
+	}
+	gresps, err := b.adm.DeleteGroups(ctx, groups...)
+	if err == nil {
+		err = gresps.Error()
+	}
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return feed.Unavailable("kafka", fmt.Errorf("delete consumer groups %v: %w", groups, err))
+	}
+	return nil
+}

@@ -42,7 +42,7 @@ func open(t *testing.T, cfg Config) *Bus {
 		// hold a partition's files on the broker.
 		ctx, cancel := context.WithTimeout(context.Background(), waitfor.Deadline)
 		defer cancel()
-		if _, err := b.adm.DeleteTopics(ctx, b.Topics()...); err != nil {
+		if err := b.Delete(ctx); err != nil {
 			t.Logf("delete topics %v: %v", b.Topics(), err)
 		}
 		b.Close()
