@@ -106,6 +106,13 @@ func RedisLogin(t testing.TB) (user, passwordFile string) {
 	return need(t, "HERALD_REDIS_USER"), need(t, "HERALD_REDIS_PASSWORD_FILE")
 }
 
+// NATSLogin is RedisLogin for the test NATS server (HERALD_NATS_USER,
+// HERALD_NATS_PASSWORD_FILE).
+func NATSLogin(t testing.TB) (user, passwordFile string) {
+	t.Helper()
+	return need(t, "HERALD_NATS_USER"), need(t, "HERALD_NATS_PASSWORD_FILE")
+}
+
 // CassandraLogin is RedisLogin for the test Cassandra (HERALD_CASSANDRA_USER,
 // HERALD_CASSANDRA_PASSWORD_FILE; backend.StoreConfig.Login).
 func CassandraLogin(t testing.TB) (user, passwordFile string) {

@@ -58,7 +58,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	err := newRoot(os.Stdout).ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		if st, ok := status.FromError(err); ok {
@@ -97,8 +97,9 @@ type client struct {
 	conns      map[string]*grpc.ClientConn
 }
 
-func newRoot() *cobra.Command {
-	c := &client{out: os.Stdout, conns: make(map[string]*grpc.ClientConn)}
+// newRoot returns feedctl's commands, which print to out.
+func newRoot(out io.Writer) *cobra.Command {
+	c := &client{out: out, conns: make(map[string]*grpc.ClientConn)}
 	root := &cobra.Command{
 		Use:           "feedctl",
 		Short:         "Talk to a Herald deployment over gRPC",

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/event"
+	"github.com/herald-feed/herald/services/platform/kafkabus"
+	"github.com/herald-feed/herald/services/platform/testenv"
+	"github.com/herald-feed/herald/services/platform/waitfor"
+)
+
+// TestDeadLettersOnBothBuses: `feedctl deadletters` lists a dead letter
+// with its reason, and `feedctl replay` sends it back to its consumer,
+// on the real NATS and on the real Kafka.
+func TestDeadLettersOnBothBuses(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Run("jetstream", func(t *testing.T) {
+		ns := fmt.Sprintf("fctl%08x", rand.Uint32())
+		nc, err := nats.Connect(testenv.NATS(t), testenv.NATSOptions(t)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		b, err := bus.New(t.Context(), nc, bus.Config{Namespace: ns}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for _, s := range []string{b.Stream(), b.Stream() + "_DEAD"} {
+				_ = b.JetStream().DeleteStream(context.Background(), s)
+			}
+		})
+		user, file := testenv.NATSLogin(t)
+		testDeadLetters(t, b, "--bus", "jetstream", "--namespace", ns, "--nats", testenv.NATS(t), "--nats-user", user, "--nats-password-file", file)
+	})
+	t.Run("kafka", func(t *testing.T) {
+		ns := fmt.Sprintf("fctl%08x", rand.Uint32())
+		user, password := testenv.KafkaAuth(t)
+		b, err := kafkabus.New(t.Context(), kafkabus.Config{Brokers: testenv.Kafka(t), User: user, Password: password, Namespace: ns, Partitions: 1}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Delete(context.Background(), "dlq"); b.Close() })
+		_, file := testenv.KafkaLogin(t)
+		testDeadLetters(t, b, "--bus", "kafka", "--namespace", ns, "--kafka-brokers", strings.Join(testenv.Kafka(t), ","), "--kafka-user", user, "--kafka-password-file", file)
+	})
+}
+
+// testDeadLetters dead-letters one event on l, then lists and replays it
+// with feedctl and the given flags.
+func testDeadLetters(t *testing.T, l event.AdminLog, flags ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitfor.Deadline)
+	defer cancel()
+	ev := event.PostDeleted{Post: 42, Author: "alice"}
+	if err := l.Publish(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	replayed := make(chan struct{})
+	var calls int
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Consume(cctx, event.ConsumerConfig{Durable: "dlq", Kinds: []event.Kind{event.KindPostDeleted}, AckWait: 5 * time.Second, MaxDeliver: 1},
+			func(context.Context, event.Event) error {
+				calls++
+				if calls == 1 {
+					return errors.Join(errors.New("store is read-only"), event.ErrPermanent)
+				}
+				close(replayed)
+				return nil
+			})
+	}()
+	defer func() { stop(); <-done }()
+	waitfor.Until(t, waitfor.Deadline, "the dead letter", func() (bool, any) {
+		dead, err := l.DeadLetters(ctx, 10)
+		return err == nil && len(dead) == 1, fmt.Sprint(dead, err)
+	})
+
+	out := feedctl(t, append(flags, "deadletters")...)
+	m := regexp.MustCompile(`(?m)^(\d+)  .*  post\.deleted  consumer=dlq  .*store is read-only`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("feedctl deadletters printed %q; want a line with the sequence, post.deleted, consumer=dlq and the reason", out)
+	}
+	if out := feedctl(t, append(flags, "replay", m[1])...); strings.TrimSpace(out) != "replayed "+m[1] {
+		t.Errorf("feedctl replay %s printed %q; want %q", m[1], out, "replayed "+m[1])
+	}
+	select {
+	case <-replayed:
+	case <-time.After(waitfor.Deadline):
+		t.Fatalf("the replayed event did not reach its consumer within %v", waitfor.Deadline)
+	}
+	if out := feedctl(t, append(flags, "deadletters")...); strings.TrimSpace(out) != "(no dead letters)" {
+		t.Errorf("feedctl deadletters after the replay printed %q; want (no dead letters)", out)
+	}
+}
+
+// feedctl runs feedctl with args and returns what it printed.
+func feedctl(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	root := newRoot(&out)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("feedctl %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String()
+}
