@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/herald-feed/herald/services/platform/embedded"
 	"github.com/herald-feed/herald/services/platform/event/eventtest"
+	"github.com/herald-feed/herald/services/platform/testenv"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
@@ -43,8 +45,31 @@ func newBusOn(t *testing.T, nc *nats.Conn, namespace string, reg prometheus.Regi
 	return b
 }
 
-// TestContract runs the event port's contract suite on one JetStream
-// server, each subtest in a namespace (and so a stream) of its own.
+// TestContractOnServer runs the contract suite on the real nats-server
+// (deploy/local/nats.sh), each subtest in a namespace of its own, whose
+// streams go with it.
+func TestContractOnServer(t *testing.T) {
+	nc, err := nats.Connect(testenv.NATS(t), testenv.NATSOptions(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	eventtest.Run(t, eventtest.Options{Dedupes: true}, func(t *testing.T, reg prometheus.Registerer) eventtest.Log {
+		b := newBusOn(t, nc, fmt.Sprintf("contract%08x", rand.Uint32()), reg)
+		t.Cleanup(func() {
+			for _, s := range []string{b.Stream(), b.deadStream()} {
+				if err := b.js.DeleteStream(context.Background(), s); err != nil {
+					t.Logf("delete stream %s: %v", s, err)
+				}
+			}
+		})
+		return b
+	})
+}
+
+// TestContract runs the event port's contract suite on one embedded
+// JetStream server, each subtest in a namespace (and so a stream) of its
+// own.
 func TestContract(t *testing.T) {
 	nc := startNATS(t)
 	n := 0
