@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling
+.PHONY: all build run test unit cluster-test test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
 
 all: build
 
@@ -192,3 +192,10 @@ check-k6:
 		node --input-type=module --check < $$f || { echo "check-k6: $$f has a syntax error" >&2; exit 1; }; \
 	done
 	@echo "check-k6: loadtest/k6/*.js parse"
+
+# The coordination lab (docs/lab/coordination.md): ZooKeeper and etcd locks, elections,
+# failover, throughput and fencing, measured on a three-node ensemble and a three-member cluster.
+## lab-coordination: ZooKeeper vs etcd recipes measured (hand-off latency, herd effect, failover, throughput, fencing); starts and stops its own servers; LAB_ARGS adds labcoord run flags
+LAB_ARGS ?=
+lab-coordination:
+	deploy/local/lab-coordination.sh $(LAB_ARGS)
