@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 
 # The real servers the adapter tests need, started (or reused) as local
 # processes by deploy/local; see deploy/local/README.md.
-TEST_SERVERS ?= redis nats etcd cassandra kafka
+TEST_SERVERS ?= redis nats etcd cassandra kafka zookeeper
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
 # Each go test run keeps its output, and failed cluster tests their
 # instances' logs, here; scripts/print-logs.sh (run by .ci/run on failure)
@@ -199,3 +199,11 @@ check-k6:
 LAB_ARGS ?=
 lab-coordination:
 	deploy/local/lab-coordination.sh $(LAB_ARGS)
+
+# The event-log lab (docs/lab/log.md): JetStream and Kafka through Herald's adapters, on the
+# running servers and on clusters the lab starts.
+.PHONY: lab-log
+## lab-log: JetStream vs Kafka measured (producer throughput and latency per durability setting, per-key order, redelivery after SIGKILL, rebalance pause, post→visible); starts and stops its own extra servers; LAB_ARGS adds lablog run flags
+LAB_ARGS ?=
+lab-log:
+	deploy/local/lab-log.sh $(LAB_ARGS)

@@ -40,6 +40,13 @@ func Etcd(t testing.TB) []string { return strings.Split(need(t, "HERALD_ETCD_END
 // Cassandra returns the test Cassandra hosts (HERALD_CASSANDRA_HOSTS).
 func Cassandra(t testing.TB) []string { return strings.Split(need(t, "HERALD_CASSANDRA_HOSTS"), ",") }
 
+// ZooKeeper returns the test ZooKeeper's servers (HERALD_ZOOKEEPER_SERVERS):
+// the coordination lab's tests run on it. It has no login (loopback
+// only; no Herald service uses ZooKeeper).
+func ZooKeeper(t testing.TB) []string {
+	return strings.Split(need(t, "HERALD_ZOOKEEPER_SERVERS"), ",")
+}
+
 // Kafka returns the test Kafka's brokers (HERALD_KAFKA_BROKERS).
 func Kafka(t testing.TB) []string { return strings.Split(need(t, "HERALD_KAFKA_BROKERS"), ",") }
 
