@@ -1,0 +1,37 @@
+// Command lablog is Herald's event-log lab: it runs the same post stream
+// through NATS JetStream and Kafka, through Herald's own adapters, and
+// measures producer throughput and latency under each durability setting,
+// per-key order at the handlers, redelivery after a consumer process is
+// killed, the pause when a consumer instance joins or leaves, and
+// post→visible lag through the whole all-in-one on each bus. `make
+// lab-log` (deploy/local/lab-log.sh) starts the lab's extra servers, runs
+// it and stops them; docs/lab/log.md explains the results.
+//
+//	lablog run --nats nats://127.0.0.1:4233 --kafka 127.0.0.1:9192 --herald bin/herald
+//
+// The consumer subcommand is the lab's own: the redelivery section
+// re-executes the binary as two consumer processes and kills one.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "lablog: interrupted")
+		} else {
+			fmt.Fprintf(os.Stderr, "lablog: %v\n", err)
+		}
+		os.Exit(1)
+	}
+}
