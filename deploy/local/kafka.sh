@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start (or reuse) a local single-node Kafka 4 in KRaft mode (no ZooKeeper) with its client
-# listener on 127.0.0.1:${HERALD_KAFKA_PORT:-9192} and its controller listener on
-# 127.0.0.1:${HERALD_KAFKA_CONTROLLER_PORT:-9193}. The one node is both broker and controller.
+# listener on 127.0.0.1:${HERALD_KAFKA_PORT:-9092} and its controller listener on
+# 127.0.0.1:${HERALD_KAFKA_CONTROLLER_PORT:-9093}. The one node is both broker and controller.
 # The broker jars (org.apache.kafka:kafka_2.13, its runtime dependencies and an slf4j binding
 # for log4j 2) are fetched with `mvn dependency:copy-dependencies` (kafka/pom.xml) into
 # .local/kafka-<ver>/lib, like cassandra.sh does, and run with our own kafka/server.properties
@@ -15,8 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NAME=kafka
 VERSION="${HERALD_KAFKA_VERSION:-4.1.1}"
-PORT="${HERALD_KAFKA_PORT:-9192}"
-CONTROLLER_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-9193}"
+PORT="${HERALD_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-9093}"
 ADDR="$HOST:$PORT"
 TIMEOUT="${HERALD_KAFKA_START_TIMEOUT:-60}"
 KAFKA_HOME="$STATE/kafka-$VERSION"

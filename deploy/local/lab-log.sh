@@ -6,7 +6,7 @@
 #   lab-log.sh [lablog run flags...]   e.g. --sections produce,ordering --events 5000
 #   lab-log.sh stop                    stop the lab's servers left by a run that was killed
 #
-# The shared servers (nats.sh's nats-server on 4233, kafka.sh's broker on 9192) are started or
+# The shared servers (nats.sh's nats-server on 4233, kafka.sh's broker on 9092) are started or
 # reused through up.sh and left running; the lab logs in to them as Herald. The lab's own
 # servers, with no login (loopback only, throwaway data, wiped at every start), are:
 #   - nats-server with `sync_interval: always` (an fsync before every ack): client 4331;

@@ -7,7 +7,7 @@
 // lab-log` (deploy/local/lab-log.sh) starts the lab's extra servers, runs
 // it and stops them; docs/lab/log.md explains the results.
 //
-//	lablog run --nats nats://127.0.0.1:4233 --kafka 127.0.0.1:9192 --herald bin/herald
+//	lablog run --nats nats://127.0.0.1:4233 --kafka 127.0.0.1:9092 --herald bin/herald
 //
 // The consumer subcommand is the lab's own: the redelivery section
 // re-executes the binary as two consumer processes and kills one.

@@ -8,8 +8,8 @@ import (
 
 func TestIsLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
-		"127.0.0.1:9192":         true,
-		"localhost:9192":         true,
+		"127.0.0.1:9092":         true,
+		"localhost:9092":         true,
 		"[::1]:4222":             true,
 		"nats://127.0.0.1:4233":  true,
 		"nats://localhost:4233":  true,

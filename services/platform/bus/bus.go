@@ -263,13 +263,14 @@ func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, workers int, han
 			handle(hctx, m)
 		})
 	}
+	// Pull at most twice the workers: what an instance has pulled and not
+	// yet handled waits out AckWait if the instance dies, so it stays
+	// small (nats.go's default is 500).
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			b.log.Debug("consume", "err", err)
 		}),
-	}
-	if workers > 1 {
-		opts = append(opts, jetstream.PullMaxMessages(2*workers))
+		jetstream.PullMaxMessages(2 * workers),
 	}
 	cc, err := cons.Consume(dispatch, opts...)
 	if err != nil {

@@ -314,7 +314,7 @@ func where(r *kgo.Record) string { return fmt.Sprintf("%s/%d@%d", r.Topic, r.Par
 // Consume implements event.Consumer with a consumer group named
 // <namespace>.<durable>, which starts at the oldest event the first time
 // and at its committed offsets after that. It polls a batch of up to four
-// events per worker, handles them with cc.Workers at a time, and commits
+// events per worker (at least 64), handles them with cc.Workers at a time, and commits
 // the batch's offsets once every handler has returned (acknowledged,
 // dead-lettered or, at shutdown, given up on). Rebalances wait for the
 // commit, so no instance handles a partition's events while another owns
@@ -347,8 +347,11 @@ func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Hand
 		return feed.Unavailable("kafka", fmt.Errorf("consumer group %s: %w", group, err))
 	}
 	defer cl.CloseAllowingRebalance()
+	// A batch is what one commit covers: at least 64 events, so that a
+	// consumer of one worker does not commit every few events, and four
+	// per worker beyond that; never more than MaxAckPending.
 	workers := max(cc.Workers, 1)
-	batch := 4 * workers
+	batch := max(4*workers, 64)
 	if cc.MaxAckPending > 0 {
 		batch = min(batch, cc.MaxAckPending)
 	}
@@ -453,9 +456,11 @@ func (b *Bus) commit(cl *kgo.Client, group string, recs []*kgo.Record, settled [
 }
 
 // Tail implements event.Consumer with a client of no group that reads the
-// kinds' topics from their ends: no offsets, no state on the brokers. An
-// event that does not decode is logged and counted (consumer "tail"), and
-// skipped.
+// kinds' topics from the first event stamped at or after the call: no
+// offsets, no state on the brokers. A start by time, not at each
+// partition's end, holds whenever the client gets round to a partition,
+// and takes a partition added later from its start. An event that does
+// not decode is logged and counted (consumer "tail"), and skipped.
 func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event)) error {
 	want := make(map[event.Kind]bool, len(kinds))
 	for _, k := range kinds {
@@ -463,7 +468,9 @@ func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event))
 	}
 	cl, err := kgo.NewClient(b.clientOpts(
 		kgo.ConsumeTopics(b.topicsOf(kinds)...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		// Stamps are milliseconds: from the next one, so that an event
+		// published in the call's own millisecond, before it, is not taken.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(time.Now().UnixMilli()+1)),
 		kgo.FetchMaxWait(time.Second),
 	)...)
 	if err != nil {

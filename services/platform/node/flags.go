@@ -37,6 +37,7 @@ func BindFlags(fs *flagenv.Set, def Config, embedded bool) *Flags {
 	if !embedded {
 		fs.List(&c.EtcdEndpoints, "etcd", "HERALD_ETCD_ENDPOINTS", nil, "comma-separated etcd endpoints (required)")
 		fs.String(&c.NATSURL, "nats", "HERALD_NATS_URL", "", "NATS server URL (required)")
+		fs.Int(&c.NATSReplicas, "nats-replicas", "HERALD_NATS_REPLICAS", 1, "replication factor of the event streams the JetStream bus creates (3 on a NATS cluster); an existing stream is updated to it")
 		bindCredentials(fs, c)
 	}
 	// The all-in-one takes the bus flags too: with -bus kafka it uses an
@@ -64,6 +65,9 @@ func (f *Flags) Config(stderr io.Writer) (Config, error) {
 	}
 	if c.LeaseTTL < time.Second {
 		return c, fmt.Errorf("-lease-ttl %v: must be at least 1s", c.LeaseTTL)
+	}
+	if c.NATSReplicas < 0 {
+		return c, fmt.Errorf("-nats-replicas %d: must be at least 1", c.NATSReplicas)
 	}
 	if c.Bus != BusJetStream && c.Bus != BusKafka {
 		return c, fmt.Errorf("-bus %q: want %s or %s", c.Bus, BusJetStream, BusKafka)

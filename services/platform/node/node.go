@@ -94,6 +94,9 @@ type Config struct {
 	EtcdEndpoints []string
 	// NATSURL is the NATS server URL.
 	NATSURL string
+	// NATSReplicas is the replication factor of the event streams the
+	// JetStream bus creates: 1 on one server, 3 on a NATS cluster.
+	NATSReplicas int
 	// ConnectNATS, if set, makes the NATS connection instead of NATSURL:
 	// the all-in-one connects in process to its embedded server.
 	ConnectNATS func(opts ...nats.Option) (*nats.Conn, error)
@@ -335,7 +338,7 @@ func (n *Node) openBus(ctx context.Context, creds logins) error {
 		return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
 	}
 	n.onClose(n.NATS.Close)
-	b, err := bus.New(ctx, n.NATS, bus.Config{Namespace: cfg.Namespace, Metrics: n.Metrics}, n.Log)
+	b, err := bus.New(ctx, n.NATS, bus.Config{Namespace: cfg.Namespace, Replicas: cfg.NATSReplicas, Metrics: n.Metrics}, n.Log)
 	if err != nil {
 		return err
 	}
