@@ -390,6 +390,9 @@ func (c *Cluster) dropState(t testing.TB) {
 type Instance struct {
 	Service string
 	Name    string
+	// Etcd, if set, are the etcd endpoints this instance dials instead of
+	// the cluster's (a proxy a drill controls).
+	Etcd []string
 
 	c *Cluster
 
@@ -425,7 +428,7 @@ func (in *Instance) Start() error {
 		"-addr", "127.0.0.1:0",
 		"-metrics", "",
 		"-lease-ttl", leaseTTL.String(),
-		"-etcd", strings.Join(c.srv.etcd, ","),
+		"-etcd", strings.Join(in.etcdEndpoints(), ","),
 		"-store", "cassandra", "-cassandra", strings.Join(c.srv.cassandra, ","),
 		"-cassandra-keyspace", c.NS,
 		"-auth-keys", c.userPub,
@@ -505,6 +508,21 @@ func (in *Instance) PID() int {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.cmd.Process.Pid
+}
+
+func (in *Instance) etcdEndpoints() []string {
+	if len(in.Etcd) > 0 {
+		return in.Etcd
+	}
+	return in.c.srv.etcd
+}
+
+// expectExit says that the running process is to exit by itself (a drill
+// that makes it), so that CheckAlive does not fail on it.
+func (in *Instance) expectExit() {
+	in.mu.Lock()
+	in.expected = true
+	in.mu.Unlock()
 }
 
 // Kill sends SIGKILL, as a crash would, and waits for the process to go.

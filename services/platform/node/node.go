@@ -155,6 +155,11 @@ type Node struct {
 	// the shutdown signal, so that a draining process keeps its worker
 	// ID while it finishes its calls.
 	Session *concurrency.Session
+	// LeaseClock says, by this process's own clock, whether the session's
+	// lease is certainly still alive: a process paused past its TTL finds
+	// it false when it wakes, before the session has noticed. What the
+	// lease guards (the post service's worker ID) checks it before use.
+	LeaseClock *discovery.LeaseClock
 	// NATS is nil on the Kafka bus.
 	NATS *nats.Conn
 	// Bus is the event log, on JetStream or Kafka (Config.Bus).
@@ -270,6 +275,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	// signal: see Node.Session.
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	n.endLife = endLife
+	granted := time.Now() // no later than etcd grants the lease
 	sess, err := discovery.NewSession(life, cli, cfg.LeaseTTL)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -278,6 +284,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("etcd %v: %w", cfg.EtcdEndpoints, err)
 	}
 	n.Session = sess
+	ttl := max(cfg.LeaseTTL.Truncate(time.Second), time.Second) // as NewSession grants it
+	n.LeaseClock = discovery.NewLeaseClock(cli, sess.Lease(), ttl, granted)
+	go n.LeaseClock.Run(life, ttl)
 	n.onClose(func() {
 		// Session.Close waits up to the lease TTL for etcd; with etcd
 		// away that holds a shutdown for the whole TTL. Revoke with a

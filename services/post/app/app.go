@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := &leasedIDs{gen: gen, session: n.Session}
+	ids := &leasedIDs{gen: gen, session: n.Session, clock: n.LeaseClock}
 	n.Log.Info("post ids", "worker", worker)
 
 	svc := posts.New(b.Posts, b.PostCache, b.Recent, n.Bus, ids, n.Tokens, n.Log.With("service", "post"))
@@ -158,10 +158,18 @@ func lead(ctx context.Context, n *node.Node, name string, job func(context.Conte
 }
 
 // leasedIDs mints IDs only while the etcd lease behind the worker ID
-// lives: once it is gone another process may hold the same worker ID.
+// certainly lives: once it may be gone, another process may hold the same
+// worker ID. The session's Done channel says so only once the client has
+// noticed, which a process paused past its TTL does too late; the lease
+// clock says so by this process's own clock, at the last renewal plus the
+// TTL less a margin (discovery.LeaseClock). A lease that lapsed by the
+// clock alone comes back with the next renewal; one that etcd has expired
+// does not. An ID minted and then refused is never used: the generator
+// moves on.
 type leasedIDs struct {
 	gen     *idgen.Generator
 	session *concurrency.Session
+	clock   *discovery.LeaseClock
 	lost    atomic.Bool
 }
 
@@ -174,5 +182,12 @@ func (l *leasedIDs) Next() (feed.PostID, error) {
 	if l.lost.Load() {
 		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease lost"))
 	}
-	return l.gen.Next(), nil
+	// Mint first, then check: an ID whose minting ended before the bound
+	// was minted while no other process could hold the worker ID. (A check
+	// before minting would let a pause between the two mint after it.)
+	id := l.gen.Next()
+	if ok, until := l.clock.Valid(); !ok {
+		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease certain only until %s, which has passed: it may have expired", until.Format(time.RFC3339Nano)))
+	}
+	return id, nil
 }
