@@ -14,24 +14,9 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, "labcoord: interrupted")
-		} else {
-			fmt.Fprintf(os.Stderr, "labcoord: %v\n", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { labkit.Main("labcoord", newRoot(os.Stdout, os.Stderr)) }

@@ -8,9 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 
 	"github.com/spf13/cobra"
 
@@ -71,17 +72,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			if r == nil {
 				return runErr
 			}
-			r.Command = strings.Join(append([]string{filepath.Base(os.Args[0])}, os.Args[1:]...), " ")
-			if runErr != nil {
-				r.Notes = append(r.Notes, "the run stopped early: "+runErr.Error())
-			}
-			path, err := r.Save(out)
-			if err != nil {
-				return fmt.Errorf("writing the report to %s: %w", out, err)
-			}
-			fmt.Fprintf(stdout, "\n%s\n", r.Table())
-			fmt.Fprintf(stdout, "lab-coordination: json=%s\n", path)
-			return runErr
+			return labkit.Close(stdout, "lab-coordination", out, r, runErr)
 		},
 	}
 	d := coordlab.DefaultConfig()

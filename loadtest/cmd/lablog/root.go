@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
+
 	"github.com/spf13/cobra"
 
 	"github.com/herald-feed/herald/loadtest/internal/loglab"
@@ -97,17 +99,7 @@ lab-log.json and lab-log.md; the last line printed is "lab-log: json=<path>".`,
 			if r == nil {
 				return runErr
 			}
-			r.Command = strings.Join(append([]string{filepath.Base(os.Args[0])}, os.Args[1:]...), " ")
-			if runErr != nil {
-				r.Notes = append(r.Notes, "the run stopped early: "+runErr.Error())
-			}
-			path, err := r.Save(out)
-			if err != nil {
-				return fmt.Errorf("writing the report to %s: %w", out, err)
-			}
-			fmt.Fprintf(stdout, "\n%s\n", r.Table())
-			fmt.Fprintf(stdout, "lab-log: json=%s\n", path)
-			return runErr
+			return labkit.Close(stdout, "lab-log", out, r, runErr)
 		},
 	}
 	d := loglab.DefaultConfig()

@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 
 	"github.com/go-zookeeper/zk"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -442,9 +442,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			fmt.Fprintf(cfg.Progress, "%s  %s\n", time.Now().Format("15:04:05"), s)
 		}
 	}
-	r := &Report{Started: time.Now(), CPUs: runtime.NumCPU(), Settings: settingsOf(cfg)}
-	r.Host, _ = os.Hostname()
-	r.LoadBefore, _ = LoadAverage()
+	r := &Report{RunInfo: labkit.Start(), Settings: settingsOf(cfg)}
 	lab, err := NewLab(ctx, cfg.Servers, cfg.Holder, cfg.Root)
 	if err != nil {
 		return nil, err
@@ -526,8 +524,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		wg.Wait()
 	}
-	r.Finished = time.Now()
-	r.LoadAfter, _ = LoadAverage()
+	r.Finish()
 	return r, ctx.Err()
 }
 
@@ -536,23 +533,4 @@ func errSuffix(e string) string {
 		return ""
 	}
 	return " (error: " + e + ")"
-}
-
-// LoadAverage returns the 1, 5 and 15 minute load averages (/proc/loadavg).
-func LoadAverage() ([3]float64, error) {
-	var la [3]float64
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return la, err
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return la, fmt.Errorf("/proc/loadavg: %q", b)
-	}
-	for i := range la {
-		if la[i], err = strconv.ParseFloat(f[i], 64); err != nil {
-			return la, fmt.Errorf("/proc/loadavg: %w", err)
-		}
-	}
-	return la, nil
 }

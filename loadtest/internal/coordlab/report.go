@@ -1,24 +1,18 @@
 package coordlab
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 )
 
 // Report is one lab run: its settings, the machine's load around it, and
 // every measurement.
 type Report struct {
-	Started    time.Time          `json:"started"`
-	Finished   time.Time          `json:"finished"`
-	Host       string             `json:"host"`
-	CPUs       int                `json:"cpus"`
-	LoadBefore [3]float64         `json:"load_before"`
-	LoadAfter  [3]float64         `json:"load_after"`
-	Command    string             `json:"command,omitempty"`
+	labkit.RunInfo
 	Settings   Settings           `json:"settings"`
 	Servers    []string           `json:"servers"`
 	Handoffs   []HandoffResult    `json:"handoffs,omitempty"`
@@ -214,22 +208,18 @@ func (r *Report) Markdown(charts string) string {
 // Save writes lab-coordination.json, lab-coordination.md and the charts
 // into dir, and returns the JSON file's path.
 func (r *Report) Save(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
+	path, err := labkit.WriteFiles(dir, "lab-coordination", r, r.Markdown("."))
 	if err != nil {
 		return "", err
 	}
-	jsonPath := filepath.Join(dir, "lab-coordination.json")
-	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "lab-coordination.md"), []byte(r.Markdown(".")), 0o644); err != nil {
-		return "", err
-	}
 	if err := r.Chart(dir); err != nil {
-		return jsonPath, fmt.Errorf("charts: %w", err)
+		return path, fmt.Errorf("charts: %w", err)
 	}
-	return jsonPath, nil
+	return path, nil
 }
+
+// Record implements labkit.Report.
+func (r *Report) Record() *labkit.RunInfo { return &r.RunInfo }
+
+// Note implements labkit.Report.
+func (r *Report) Note(s string) { r.Notes = append(r.Notes, s) }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 )
 
 func TestResourceFencing(t *testing.T) {
@@ -108,8 +110,10 @@ func TestMeasureThroughputBounds(t *testing.T) {
 
 func fixtureReport() *Report {
 	return &Report{
-		Started: time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC), Finished: time.Date(2026, 12, 1, 18, 4, 0, 0, time.UTC),
-		Host: "box", CPUs: 2, LoadBefore: [3]float64{1, 2, 3}, LoadAfter: [3]float64{4, 5, 6},
+		RunInfo: labkit.RunInfo{
+			Started: time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC), Finished: time.Date(2026, 12, 1, 18, 4, 0, 0, time.UTC),
+			Host: "box", CPUs: 2, LoadBefore: [3]float64{1, 2, 3}, LoadAfter: [3]float64{4, 5, 6},
+		},
 		Settings: settingsOf(DefaultConfig()),
 		Handoffs: []HandoffResult{
 			{Recipe: RecipeZKSequential, System: SystemZK, Contenders: 1, Handoffs: 300, P50Ms: 1.5, P99Ms: 4, EventsPerHandoff: 0},

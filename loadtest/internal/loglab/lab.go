@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
-	"strconv"
 	"strings"
-	"time"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 )
 
 // lab is one run's state.
@@ -32,8 +31,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	host, _ := os.Hostname()
-	r := &Report{Started: time.Now(), Host: host, CPUs: runtime.NumCPU(), LoadBefore: loadAverage(), Settings: settingsOf(cfg), Servers: serversOf(cfg.Servers)}
+	r := &Report{RunInfo: labkit.Start(), Settings: settingsOf(cfg), Servers: serversOf(cfg.Servers)}
 	if cfg.has(SectionProduce) {
 		r.Produce = l.produce(ctx)
 	}
@@ -49,7 +47,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.has(SectionPipeline) {
 		r.Pipeline = l.pipeline(ctx)
 	}
-	r.Finished, r.LoadAfter = time.Now(), loadAverage()
+	r.Finish()
 	r.Notes = notes(cfg, r)
 	return r, ctx.Err()
 }
@@ -99,21 +97,4 @@ func notes(cfg Config, r *Report) []string {
 		}
 	}
 	return n
-}
-
-// loadAverage reads the 1, 5 and 15 minute load averages; zeros where
-// /proc/loadavg is missing.
-func loadAverage() [3]float64 {
-	var out [3]float64
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return out
-	}
-	for i, f := range strings.Fields(string(b)) {
-		if i >= 3 {
-			break
-		}
-		out[i], _ = strconv.ParseFloat(f, 64)
-	}
-	return out
 }

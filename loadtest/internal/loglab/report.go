@@ -1,25 +1,18 @@
 package loglab
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 )
 
 // Report is one lab run: when and where, its settings, the machine's load
 // around it, and every measurement.
 type Report struct {
-	Started    time.Time          `json:"started"`
-	Finished   time.Time          `json:"finished"`
-	Host       string             `json:"host"`
-	CPUs       int                `json:"cpus"`
-	LoadBefore [3]float64         `json:"load_before"`
-	LoadAfter  [3]float64         `json:"load_after"`
-	Command    string             `json:"command,omitempty"`
+	labkit.RunInfo
 	Servers    []string           `json:"servers"`
 	Settings   Settings           `json:"settings"`
 	Produce    []ProduceResult    `json:"produce,omitempty"`
@@ -276,28 +269,20 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-// Save writes lab-log.json and lab-log.md into dir and returns the JSON's
-// path.
+// Save writes lab-log.json (the report and its table's rows) and
+// lab-log.md into dir and returns the JSON's path.
 func (r *Report) Save(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	js, err := json.MarshalIndent(struct {
+	return labkit.WriteFiles(dir, "lab-log", struct {
 		*Report
 		Table []Row `json:"table"`
-	}{r, r.Rows()}, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "lab-log.json")
-	if err := os.WriteFile(path, append(js, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "lab-log.md"), []byte(r.Markdown()), 0o644); err != nil {
-		return "", err
-	}
-	return path, nil
+	}{r, r.Rows()}, r.Markdown())
 }
+
+// Record implements labkit.Report.
+func (r *Report) Record() *labkit.RunInfo { return &r.RunInfo }
+
+// Note implements labkit.Report.
+func (r *Report) Note(s string) { r.Notes = append(r.Notes, s) }
 
 func plural(n int) string {
 	if n == 1 {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-feed/herald/loadtest/internal/labkit"
 )
 
 func TestOrderCounter(t *testing.T) {
@@ -179,8 +181,10 @@ func TestTextTable(t *testing.T) {
 func sampleReport() *Report {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	return &Report{
-		Started: t0, Finished: t0.Add(5 * time.Minute), Host: "h", CPUs: 2,
-		LoadBefore: [3]float64{1, 2, 3}, LoadAfter: [3]float64{4, 5, 6},
+		RunInfo: labkit.RunInfo{
+			Started: t0, Finished: t0.Add(5 * time.Minute), Host: "h", CPUs: 2,
+			LoadBefore: [3]float64{1, 2, 3}, LoadAfter: [3]float64{4, 5, 6},
+		},
 		Produce: []ProduceResult{
 			{Bus: JetStream, Setting: "R1, default sync", Durability: "page cache", Producer: "adapter Publish", InFlight: 64, Events: 20000, Seconds: 1.6, PerSecond: 12500, P50Ms: 4.12, P99Ms: 12.34},
 			{Bus: JetStream, Setting: "R3, sync always", Skipped: "no server given"},
