@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 
 # The real servers the adapter tests need, started (or reused) as local
 # processes by deploy/local; see deploy/local/README.md.
-TEST_SERVERS ?= redis nats etcd cassandra kafka zookeeper
+TEST_SERVERS ?= redis nats etcd cassandra kafka zookeeper redis-sentinel
 WITH_SERVERS = eval "$$(deploy/local/env.sh)" &&
 # Each go test run keeps its output, and failed cluster tests their
 # instances' logs, here; scripts/print-logs.sh (run by .ci/run on failure)
@@ -69,10 +69,11 @@ servers:
 servers-down:
 	deploy/local/stop.sh all
 
-## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes; BUS=kafka puts the event log on Kafka
+## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes; BUS=kafka puts the event log on Kafka; HA=1 runs three etcd members and three NATS nodes
 BUS ?= jetstream
+HA ?= 0
 cluster:
-	HERALD_BUS=$(BUS) deploy/local/cluster.sh up
+	HERALD_HA=$(HA) HERALD_BUS=$(BUS) deploy/local/cluster.sh up
 
 ## cluster-down: stop everything `make cluster` started
 cluster-down:

@@ -13,6 +13,11 @@
 #
 # HERALD_BUS=kafka (make cluster BUS=kafka) runs the event log on Kafka (kafka.sh) instead
 # of NATS JetStream; NATS is then not started.
+#
+# HERALD_HA=1 (make cluster HA=1) replicates etcd and NATS: a three-member etcd
+# (etcd-cluster.sh) and a three-node NATS cluster (nats-cluster.sh) instead of the single
+# servers, the instances given all three of each and -nats-replicas 3. Redis, Cassandra and
+# Kafka stay single servers. `down` stops the HA servers too.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,6 +31,8 @@ case $BUS in
   kafka) EVENT_SERVER=kafka ;;
   *) die "HERALD_BUS=$BUS: want jetstream or kafka" ;;
 esac
+HA=${HERALD_HA:-0}
+[[ $HA == 0 || $HA == 1 ]] || die "HERALD_HA=$HA: want 0 or 1"
 declare -A BASE=([post]=7170 [graph]=7180 [fanout]=7190 [timeline]=7200)
 
 # The addresses, and Herald's logins (HERALD_*_USER, HERALD_*_PASSWORD_FILE), which the
@@ -42,6 +49,20 @@ fi
 # between services with auth-service-key.pem. feedctl --data and feedload --data sign
 # with the same directory.
 AUTH_DIR="$SECRETS_DIR/auth"
+
+# With HA, the instances take the three etcd members and NATS nodes instead.
+if [[ $HA == 1 ]]; then
+  eval "$("$LOCAL_SCRIPTS/etcd-cluster.sh" env)"
+  eval "$("$LOCAL_SCRIPTS/nats-cluster.sh" env)"
+fi
+HA_SERVERS=(etcd-ha-1 etcd-ha-2 etcd-ha-3 nats-ha-1 nats-ha-2 nats-ha-3)
+
+# ha_running: one of the HA servers runs.
+ha_running() {
+  local name
+  for name in "${HA_SERVERS[@]}"; do server_pid "$name" >/dev/null && return 0; done
+  return 1
+}
 
 port_of() { echo $((BASE[$1] + $2)); }
 
@@ -76,6 +97,7 @@ start_instance() {
   [[ $svc == graph ]] && cache=(-redis "$HERALD_REDIS_ADDR")
   local events=(-bus jetstream -nats "$HERALD_NATS_URL")
   [[ $BUS == kafka ]] && events=(-bus kafka -kafka-brokers "$HERALD_KAFKA_BROKERS")
+  [[ $HA == 1 && $BUS == jetstream ]] && events+=(-nats-replicas 3)
   mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
     -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \
@@ -86,7 +108,15 @@ start_instance() {
 }
 
 up() {
-  "$LOCAL_SCRIPTS/up.sh" redis "$EVENT_SERVER" etcd cassandra
+  if [[ $HA == 1 ]]; then
+    local servers=(redis)
+    [[ $BUS == kafka ]] && servers+=(kafka)
+    "$LOCAL_SCRIPTS/up.sh" "${servers[@]}" cassandra
+    "$LOCAL_SCRIPTS/etcd-cluster.sh" start
+    [[ $BUS == kafka ]] || "$LOCAL_SCRIPTS/nats-cluster.sh" start
+  else
+    "$LOCAL_SCRIPTS/up.sh" redis "$EVENT_SERVER" etcd cassandra
+  fi
   build
   "$HBIN/feedctl" keygen "$AUTH_DIR" >/dev/null
   # graph first: the others dial it.
@@ -95,21 +125,28 @@ up() {
   done
   cat <<MSG
 
-Herald cluster is up (namespace $NS, event log on $BUS).
+Herald cluster is up (namespace $NS, event log on $BUS$([[ $HA == 0 ]] || echo ", HA: etcd and NATS replicated three ways")).
   etcd       $HERALD_ETCD_ENDPOINTS     $(if [[ $BUS == kafka ]]; then echo "Kafka $HERALD_KAFKA_BROKERS"; else echo "NATS $HERALD_NATS_URL"; fi)
   Redis      $HERALD_REDIS_ADDR     Cassandra $HERALD_CASSANDRA_HOSTS
   each logs in as $HERALD_ETCD_USER, with the passwords in $(dirname "$HERALD_ETCD_PASSWORD_FILE")
 MSG
+  if [[ $HA == 1 ]]; then
+    say "  HA: etcd members ${HERALD_ETCD_ENDPOINTS//,/ } (peers on client port + 1; $LOCAL_SCRIPTS/etcd-cluster.sh status|kill N|start N)"
+    [[ $BUS == kafka ]] ||
+      say "      NATS nodes ${HERALD_NATS_URL//,/ } (routes 6261-6263, monitoring 8261-8263; $LOCAL_SCRIPTS/nats-cluster.sh status|kill N|start N), streams with 3 replicas"
+  fi
   for svc in "${SERVICES[@]}"; do
     printf '  %-9s' "$svc"
     for ((i = 1; i <= INSTANCES; i++)); do printf ' %s:%s' "$HOST" "$(port_of "$svc" "$i")"; done
     printf '   (metrics on port + 2000)\n'
   done
+  local ha_env=""
+  [[ $HA == 0 ]] || ha_env="; eval \"\$($LOCAL_SCRIPTS/etcd-cluster.sh env)\"; eval \"\$($LOCAL_SCRIPTS/nats-cluster.sh env)\""
   cat <<MSG
 
 Try it, finding each service through etcd, as each user (tokens signed with the keys in
 $AUTH_DIR):
-  eval "\$($LOCAL_SCRIPTS/env.sh)"
+  eval "\$($LOCAL_SCRIPTS/env.sh)"$ha_env
   $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR follow bob alice
   $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR post alice "hello, cluster"
   $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR timeline bob
@@ -124,6 +161,10 @@ down() {
     for ((i = INSTANCES; i >= 1; i--)); do stop_server "$svc-$i" "${HERALD_STOP_TIMEOUT:-30}"; done
   done
   "$LOCAL_SCRIPTS/stop.sh" all
+  if [[ $HA == 1 ]] || ha_running; then
+    "$LOCAL_SCRIPTS/nats-cluster.sh" stop
+    "$LOCAL_SCRIPTS/etcd-cluster.sh" stop
+  fi
 }
 
 status() {
@@ -131,6 +172,11 @@ status() {
   for name in redis nats kafka etcd cassandra; do
     if pid=$(server_pid "$name"); then say "$name: running (pid $pid)"; else say "$name: stopped"; fi
   done
+  if [[ $HA == 1 ]] || ha_running; then
+    for name in "${HA_SERVERS[@]}"; do
+      if pid=$(server_pid "$name"); then say "$name: running (pid $pid)"; else say "$name: stopped"; fi
+    done
+  fi
   for svc in "${SERVICES[@]}"; do
     for ((i = 1; i <= INSTANCES; i++)); do
       name="$svc-$i"

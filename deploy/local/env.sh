@@ -18,7 +18,7 @@ user=herald # SERVICE_USER in lib.sh
 for v in HERALD_LOCAL_DIR HERALD_BIN_DIR HERALD_SECRETS_DIR \
   HERALD_REDIS_PORT HERALD_NATS_PORT HERALD_NATS_MONITOR_PORT HERALD_ETCD_PORT HERALD_ETCD_PEER_PORT \
   HERALD_CASSANDRA_PORT HERALD_CASSANDRA_STORAGE_PORT HERALD_CASSANDRA_JMX_PORT \
-  HERALD_KAFKA_PORT HERALD_KAFKA_CONTROLLER_PORT HERALD_ZK_PORT; do
+  HERALD_KAFKA_PORT HERALD_KAFKA_CONTROLLER_PORT HERALD_ZK_PORT HERALD_REDIS_HA_PORT HERALD_REDIS_SENTINEL_PORT; do
   if [[ -n ${!v:-} ]]; then printf 'export %s=%q\n' "$v" "${!v}"; fi
 done
 echo "export HERALD_REDIS_ADDR=$h:${HERALD_REDIS_PORT:-6390}"
@@ -37,3 +37,8 @@ echo "export HERALD_KAFKA_BROKERS=$h:${HERALD_KAFKA_PORT:-9092}"
 echo "export HERALD_KAFKA_USER=$user"
 printf 'export HERALD_KAFKA_PASSWORD_FILE=%q\n' "$secrets/kafka-password"
 echo "export HERALD_ZOOKEEPER_SERVERS=$h:${HERALD_ZK_PORT:-2182}"
+# The Sentinels of redis-sentinel.sh (master name herald), for the failover tests. No
+# HERALD_REDIS_MASTER here: that would turn every Herald process started from this
+# environment into a Sentinel client of -redis.
+sp=${HERALD_REDIS_SENTINEL_PORT:-26490}
+echo "export HERALD_REDIS_SENTINELS=$h:$sp,$h:$((sp + 1)),$h:$((sp + 2))"

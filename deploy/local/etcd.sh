@@ -132,6 +132,9 @@ build_etcd() {
   etcdctl_is_built || die "$BIN_DIR/etcdctl version does not report $VERSION"
 }
 
+# Sourced (etcd-cluster.sh does), it only defines the settings and functions above.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
 # etcdctl does the set-up, also of an etcd that is already running.
 build_etcd
 ON_READY=etcd_auth

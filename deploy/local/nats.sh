@@ -66,6 +66,9 @@ include "$(realpath --relative-to="$CONF_DIR" "$USERS_CONF")"
 CONF
 }
 
+# Sourced (nats-cluster.sh does), it only defines the settings and functions above.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
 stop_if_stale "$NAME" nats_healthy nats_login
 reuse_if_running "$NAME" "$ADDR" nats_ready "$TIMEOUT" "$PORT" "$MONITOR_PORT"
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVERS=(redis nats etcd cassandra kafka zookeeper)
+SERVERS=(redis nats etcd cassandra kafka zookeeper redis-sentinel)
 TIMEOUT="${HERALD_STOP_TIMEOUT:-30}"
 
 usage() { die "usage: $0 <$(IFS='|'; echo "${SERVERS[*]}")|all> [...]"; }
@@ -16,12 +16,16 @@ usage() { die "usage: $0 <$(IFS='|'; echo "${SERVERS[*]}")|all> [...]"; }
 names=()
 for arg in "$@"; do
   case $arg in
-    all) names+=(zookeeper kafka cassandra etcd nats redis) ;; # reverse start order
-    redis | nats | etcd | cassandra | kafka | zookeeper) names+=("$arg") ;;
+    all) names+=(redis-sentinel zookeeper kafka cassandra etcd nats redis) ;; # reverse start order
+    redis | nats | etcd | cassandra | kafka | zookeeper | redis-sentinel) names+=("$arg") ;;
     *) usage ;;
   esac
 done
 
 for name in "${names[@]}"; do
-  stop_server "$name" "$TIMEOUT"
+  if [[ $name == redis-sentinel ]]; then
+    "$(dirname "${BASH_SOURCE[0]}")/redis-sentinel.sh" stop
+  else
+    stop_server "$name" "$TIMEOUT"
+  fi
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start (or reuse) all local servers in sequence: redis, nats, etcd, cassandra.
 # Pass names to start only some of them: up.sh redis nats
-# Kafka and ZooKeeper are not in the default list; start them by name: up.sh kafka zookeeper
+# Kafka, ZooKeeper and the Redis Sentinel set are not in the default list; start them by
+# name: up.sh kafka zookeeper redis-sentinel
 # (make test's TEST_SERVERS names them: the Kafka bus and the coordination lab are tested).
 # Then: eval "$(deploy/local/env.sh)"  — and stop them with: deploy/local/stop.sh all
 set -euo pipefail
@@ -11,8 +12,8 @@ servers=("$@")
 ((${#servers[@]} > 0)) || servers=(redis nats etcd cassandra)
 for s in "${servers[@]}"; do
   case $s in
-    redis | nats | etcd | cassandra | kafka | zookeeper) "$here/$s.sh" ;;
-    *) echo "usage: $0 [redis|nats|etcd|cassandra|kafka|zookeeper ...]" >&2; exit 1 ;;
+    redis | nats | etcd | cassandra | kafka | zookeeper | redis-sentinel) "$here/$s.sh" ;;
+    *) echo "usage: $0 [redis|nats|etcd|cassandra|kafka|zookeeper|redis-sentinel ...]" >&2; exit 1 ;;
   esac
 done
 echo "all started; use them with: eval \"\$($here/env.sh)\""

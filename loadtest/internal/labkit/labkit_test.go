@@ -13,7 +13,6 @@ import (
 type fakeReport struct {
 	RunInfo
 	Notes []string `json:"notes"`
-	dir   string
 }
 
 func (r *fakeReport) Record() *RunInfo { return &r.RunInfo }

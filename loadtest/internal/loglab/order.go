@@ -141,19 +141,11 @@ func short(bus string) string {
 // handlers.
 func (l *lab) orderRun(ctx context.Context, t target, ns string, r *OrderingResult) error {
 	const durable = "order"
-	pub, closePub, err := t.open(ctx, ns, l.log)
+	pub, closeLog, err := l.openFresh(ctx, t, ns, "ordering", durable)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closePub()
-		if err := t.drop(context.WithoutCancel(ctx), ns, l.log, durable); err != nil {
-			l.cfg.logf("ordering: cleaning up %s: %v", ns, err)
-		}
-	}()
-	if err := awaitWrites(ctx, pub); err != nil {
-		return err
-	}
+	defer closeLog()
 	g, gctx := errgroup.WithContext(ctx)
 	for a := range l.cfg.Authors {
 		g.Go(func() error {

@@ -101,19 +101,11 @@ type arrival struct {
 
 func (l *lab) rebalanceRun(ctx context.Context, t target, ns string, r *RebalanceResult) error {
 	const durable = "rebalance"
-	pub, closePub, err := t.open(ctx, ns, l.log)
+	pub, closeLog, err := l.openFresh(ctx, t, ns, "rebalance", durable)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closePub()
-		if err := t.drop(context.WithoutCancel(ctx), ns, l.log, durable); err != nil {
-			l.cfg.logf("rebalance: cleaning up %s: %v", ns, err)
-		}
-	}()
-	if err := awaitWrites(ctx, pub); err != nil {
-		return err
-	}
+	defer closeLog()
 	var (
 		mu       sync.Mutex
 		arrivals []arrival

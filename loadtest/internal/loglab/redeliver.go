@@ -143,19 +143,11 @@ func (p *proc) doneCount() int { d, _ := p.h.counts(); return d }
 
 func (l *lab) redeliverRun(ctx context.Context, t target, ns string, r *RedeliveryResult) error {
 	const durable = "redeliver"
-	pub, closePub, err := t.open(ctx, ns, l.log)
+	pub, closeLog, err := l.openFresh(ctx, t, ns, "redelivery", durable)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closePub()
-		if err := t.drop(context.WithoutCancel(ctx), ns, l.log, durable); err != nil {
-			l.cfg.logf("redelivery: cleaning up %s: %v", ns, err)
-		}
-	}()
-	if err := awaitWrites(ctx, pub); err != nil {
-		return err
-	}
+	defer closeLog()
 	// The backlog: posts 1 to Events.
 	if m := measure(ctx, pub.Publish, l.cfg.InFlight, r.Events, time.Minute, 0); m.Events != int64(r.Events) {
 		return fmt.Errorf("published %d of %d events (%d errors; first: %s)", m.Events, r.Events, m.Errors, m.FirstErr)

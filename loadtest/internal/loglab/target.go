@@ -220,3 +220,24 @@ func retry(ctx context.Context, d time.Duration, fn func() error) error {
 		}
 	}
 }
+
+// openFresh opens t's log in namespace ns for a section, and waits until
+// it takes writes. done closes it and drops what the section left there:
+// its streams or topics, and durable's consumer.
+func (l *lab) openFresh(ctx context.Context, t target, ns, section, durable string) (lg event.Log, done func(), err error) {
+	pub, closePub, err := t.open(ctx, ns, l.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() {
+		closePub()
+		if err := t.drop(context.WithoutCancel(ctx), ns, l.log, durable); err != nil {
+			l.cfg.logf("%s: cleaning up %s: %v", section, ns, err)
+		}
+	}
+	if err := awaitWrites(ctx, pub); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return pub, done, nil
+}

@@ -114,6 +114,10 @@ type CacheConfig struct {
 	// Kind must be "redis"; see StoreConfig.Kind.
 	Kind  string
 	Addrs []string
+	// MasterName, when set, makes Addrs the Sentinels' addresses, and the
+	// client follows the primary they name under it across failovers. The
+	// Sentinels take the same Login as Redis.
+	MasterName string
 	// Login is the Redis ACL user to log in as; the zero Login connects as
 	// the default user without a password.
 	Login node.Login
@@ -141,6 +145,7 @@ const DefaultLocalPosts = 100_000
 // buckets stay in process, per instance.
 func BindRateLimits(fs *flagenv.Set, c *CacheConfig) {
 	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses holding the rate-limit buckets, which every instance then shares; empty: each instance keeps its own")
+	bindMaster(fs, c)
 	node.BindLogin(fs, &c.Login, "redis", "Redis")
 }
 
@@ -148,11 +153,17 @@ func BindRateLimits(fs *flagenv.Set, c *CacheConfig) {
 // in a split binary, "memory" in the all-in-one.
 func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
 	fs.String(&c.Kind, "cache", "HERALD_CACHE", def, "timeline cache: redis, or memory (the all-in-one's in-process cache)")
-	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses: one, or a Redis Cluster's")
+	fs.List(&c.Addrs, "redis", "HERALD_REDIS_ADDR", nil, "comma-separated Redis addresses: one, or a Redis Cluster's; with -redis-master, the Sentinels'")
+	bindMaster(fs, c)
 	node.BindLogin(fs, &c.Login, "redis", "Redis")
 	fs.Bool(&c.AutoPipelineReads, "redis-autopipeline-reads", "HERALD_REDIS_AUTOPIPELINE_READS", false, "send timeline reads through go-redis's auto-pipeliner, which writes concurrent readers' commands to Redis together (experimental in go-redis; docs/benchmarks.md)")
 	fs.Int(&c.LocalPosts, "local-posts", "HERALD_LOCAL_POSTS", DefaultLocalPosts, "post bodies each instance keeps in process beside Redis, the most recently read; deletes reach them through Redis before the next read; 0: none")
 	BindTimelines(fs, c)
+}
+
+// bindMaster defines -redis-master, which BindCache and BindRateLimits share.
+func bindMaster(fs *flagenv.Set, c *CacheConfig) {
+	fs.String(&c.MasterName, "redis-master", "HERALD_REDIS_MASTER", "", "Sentinel master name: -redis then lists the Sentinels, and the client follows the primary they name; they take the -redis-user login too; empty: no Sentinel")
 }
 
 // BindTimelines defines the settings of cached timelines, which the
@@ -218,7 +229,10 @@ func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.
 	}
 	// RESP2: Herald uses no RESP3 feature, and go-redis skips its
 	// push-notification check on every reply under RESP2.
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs, Username: user, Password: password, Protocol: 2})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: c.Addrs, Username: user, Password: password, Protocol: 2,
+		MasterName: c.MasterName, SentinelUsername: user, SentinelPassword: password,
+	})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); redis.IsAuthError(err) {

@@ -74,7 +74,11 @@ func client(t testing.TB) (redis.UniversalClient, string) {
 // TestContract runs the cache contract suite on every port the Redis
 // cache implements: with each read's own pipeline, and with reads through
 // the auto-pipeliner and post bodies kept in process.
-func TestContract(t *testing.T) {
+func TestContract(t *testing.T) { contract(t, openOpts) }
+
+// contract runs the cache contract suite on the caches openCache returns (each
+// under a key prefix of its own), in both ways of reading.
+func contract(t *testing.T, openCache func(testing.TB, rediscache.Options) *rediscache.Cache) {
 	for _, v := range []struct {
 		name string
 		with func(rediscache.Options) rediscache.Options
@@ -86,7 +90,7 @@ func TestContract(t *testing.T) {
 		}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			with := func(t *testing.T, o rediscache.Options) *rediscache.Cache { return openOpts(t, v.with(o)) }
+			with := func(t *testing.T, o rediscache.Options) *rediscache.Cache { return openCache(t, v.with(o)) }
 			cachetest.Run(t, cachetest.Adapter{
 				Timelines: func(t *testing.T, cap int) cache.Timelines { return with(t, rediscache.Options{Cap: cap}) },
 				Active: func(t *testing.T, cap int, window time.Duration) cache.Timelines {

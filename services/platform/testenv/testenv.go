@@ -47,6 +47,13 @@ func ZooKeeper(t testing.TB) []string {
 	return strings.Split(need(t, "HERALD_ZOOKEEPER_SERVERS"), ",")
 }
 
+// RedisSentinels returns the test Sentinels (HERALD_REDIS_SENTINELS,
+// deploy/local/redis-sentinel.sh), which watch a primary and a replica of
+// their own under the master name "herald", with Herald's Redis login.
+func RedisSentinels(t testing.TB) []string {
+	return strings.Split(need(t, "HERALD_REDIS_SENTINELS"), ",")
+}
+
 // Kafka returns the test Kafka's brokers (HERALD_KAFKA_BROKERS).
 func Kafka(t testing.TB) []string { return strings.Split(need(t, "HERALD_KAFKA_BROKERS"), ",") }
 
