@@ -78,11 +78,12 @@ func (c *LeaseClock) Renew(ctx context.Context) error {
 	return nil
 }
 
-// Run renews the lease every third of ttl until ctx ends or the lease is
-// gone. A failed renewal is retried at the next tick: meanwhile Valid turns
-// false by itself once the last bound passes.
+// Run renews the lease every quarter of ttl until ctx ends or the lease is
+// gone, so that a renewal late by up to half the TTL leaves the bound
+// ahead. A failed renewal is retried at the next tick: meanwhile Valid
+// turns false by itself once the last bound passes.
 func (c *LeaseClock) Run(ctx context.Context, ttl time.Duration) error {
-	t := time.NewTicker(max(ttl/3, 100*time.Millisecond))
+	t := time.NewTicker(max(ttl/4, 100*time.Millisecond))
 	defer t.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, max(ttl/3, time.Second))

@@ -164,8 +164,8 @@ func lead(ctx context.Context, n *node.Node, name string, job func(context.Conte
 // clock says so by this process's own clock, at the last renewal plus the
 // TTL less a margin (discovery.LeaseClock). A lease that lapsed by the
 // clock alone comes back with the next renewal; one that etcd has expired
-// does not. An ID minted and then refused is never used: the generator
-// moves on.
+// does not: past the bound, Next renews the lease before it hands out the
+// ID. An ID minted and then refused is never used: the generator moves on.
 type leasedIDs struct {
 	gen     *idgen.Generator
 	session *concurrency.Session
@@ -186,8 +186,17 @@ func (l *leasedIDs) Next() (feed.PostID, error) {
 	// was minted while no other process could hold the worker ID. (A check
 	// before minting would let a pause between the two mint after it.)
 	id := l.gen.Next()
-	if ok, until := l.clock.Valid(); !ok {
-		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease certain only until %s, which has passed: it may have expired", until.Format(time.RFC3339Nano)))
+	if ok, _ := l.clock.Valid(); ok {
+		return id, nil
+	}
+	// Past the bound, by a pause or a slow etcd: renew now, and use the ID
+	// only if etcd still had the lease. A lease that expired cannot be
+	// renewed, so one that renews was alive when the ID was minted.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := l.clock.Renew(ctx)
+	if ok, until := l.clock.Valid(); err != nil || !ok {
+		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease certain only until %s, and renewing it failed (%v): it may have expired", until.Format(time.RFC3339Nano), err))
 	}
 	return id, nil
 }
