@@ -24,8 +24,10 @@
 # `lab-coordination: json=<path>`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# etcd.sh, sourced, starts nothing: it defines build_etcd, which builds etcd and etcdctl at
+# HERALD_ETCD_VERSION into the bin dir unless they are there (as etcd-cluster.sh uses it).
+source "$LOCAL_SCRIPTS/etcd.sh"
 
-ETCD_VERSION="${HERALD_ETCD_VERSION:-3.7.3}"
 ETCD_BASE="${HERALD_LAB_ETCD_PORT_BASE:-2379}"
 MEMBERS=3
 LAB_DIR="$STATE/lab"
@@ -71,30 +73,6 @@ cleanup() {
   trap - EXIT INT TERM
   stop_started
   exit "$rc"
-}
-
-# build_etcd: $BIN_DIR/etcd and etcdctl at $ETCD_VERSION, built as etcd.sh builds them (the
-# same scratch module and log), unless they are there already.
-build_etcd() {
-  local mod="$BUILD_DIR/etcd-$ETCD_VERSION" start
-  [[ -x $BIN_DIR/etcd ]] && reports_version "$BIN_DIR/etcd" "etcd Version: $ETCD_VERSION" && return 0
-  command -v go >/dev/null || die "go is not on PATH; it is needed to build etcd"
-  say "building etcd and etcdctl v$ETCD_VERSION into $BIN_DIR ..."
-  start=$(now_ms)
-  rm -rf "$mod"
-  mkdir -p "$mod"
-  printf 'module herald.local/etcdbuild\n\ngo 1.24\n' >"$mod/go.mod"
-  if ! (
-    cd "$mod"
-    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@v$ETCD_VERSION"
-    go build -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3
-    go build -o "$BIN_DIR/etcdctl" go.etcd.io/etcd/etcdctl/v3
-  ) >"$LOG_DIR/etcd-build.log" 2>&1; then
-    tail -n 30 "$LOG_DIR/etcd-build.log" >&2
-    die "etcd build failed (full output: $LOG_DIR/etcd-build.log)"
-  fi
-  say "  built etcd and etcdctl in $(( ($(now_ms) - start) / 1000 )) s"
-  reports_version "$BIN_DIR/etcd" "etcd Version: $ETCD_VERSION" || die "$BIN_DIR/etcd --version does not report $ETCD_VERSION"
 }
 
 # The readiness probe of wait_ready takes no arguments; PROBE_URL says which member. /health

@@ -19,19 +19,7 @@ import (
 )
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "labcoord",
-		Short:         "Herald's coordination lab: ZooKeeper and etcd locks, elections, failover, throughput and fencing, measured",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
-	})
-	root.AddCommand(runCmd(stdout, stderr), holderCmd(stdout))
-	return root
+	return labkit.Root("labcoord", "Herald's coordination lab: ZooKeeper and etcd locks, elections, failover, throughput and fencing, measured", stdout, stderr, runCmd(stdout, stderr), holderCmd(stdout))
 }
 
 func runCmd(stdout, stderr io.Writer) *cobra.Command {

@@ -22,19 +22,7 @@ import (
 )
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "lablog",
-		Short:         "Herald's event-log lab: JetStream and Kafka, measured through Herald's adapters",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
-	})
-	root.AddCommand(runCmd(stdout, stderr), consumerCmd(stdout, stderr))
-	return root
+	return labkit.Root("lablog", "Herald's event-log lab: JetStream and Kafka, measured through Herald's adapters", stdout, stderr, runCmd(stdout, stderr), consumerCmd(stdout, stderr))
 }
 
 func runCmd(stdout, stderr io.Writer) *cobra.Command {

@@ -127,3 +127,17 @@ func Close(stdout io.Writer, name, out string, r Report, runErr error) error {
 	fmt.Fprintf(stdout, "%s: json=%s\n", name, path)
 	return runErr
 }
+
+// Root returns a lab's root command: it prints to stdout and stderr,
+// prints no usage on errors (Main prints the error), and names --help in a
+// flag error.
+func Root(use, short string, stdout, stderr io.Writer, cmds ...*cobra.Command) *cobra.Command {
+	root := &cobra.Command{Use: use, Short: short, SilenceUsage: true, SilenceErrors: true}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
+	})
+	root.AddCommand(cmds...)
+	return root
+}
