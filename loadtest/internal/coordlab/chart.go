@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/herald-feed/herald/loadtest/internal/report"
+
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -16,13 +18,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-var palette = []color.Color{
-	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
-	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
-	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
-	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
-}
+var palette = report.Palette
 
 // Chart writes the report's charts (Charts) into dir: hand-off latency and
 // watch events against contenders; write and read throughput; failover

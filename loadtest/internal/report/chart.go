@@ -15,7 +15,9 @@ import (
 	"github.com/herald-feed/herald/loadtest/internal/stats"
 )
 
-var palette = []color.Color{
+// Palette holds the charts' line colours, in the order series take them;
+// the labs' charts use it too.
+var Palette = []color.Color{
 	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
 	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
@@ -51,7 +53,7 @@ func cdfPlot(title string, labels []string, dists []stats.Summary) (*plot.Plot, 
 		if err != nil {
 			return nil, err
 		}
-		l.Color = palette[i%len(palette)]
+		l.Color = Palette[i%len(Palette)]
 		l.Width = vg.Points(1.5)
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (n=%d)", labels[i], d.Count), l)
@@ -85,7 +87,7 @@ func seriesPlot(title string, labels []string, series [][]int64) (*plot.Plot, er
 		if err != nil {
 			return nil, err
 		}
-		l.Color = palette[i%len(palette)]
+		l.Color = Palette[i%len(Palette)]
 		l.Width = vg.Points(1.5)
 		p.Add(l)
 		p.Legend.Add(labels[i], l)
