@@ -75,6 +75,24 @@ check_data() {
 }
 
 # launch_member N: start member N, unless it runs.
+# jwt_keys: the RSA key pair the members sign and check auth tokens with, made once in the
+# secrets dir. etcd's default "simple" tokens live in the memory of the member that issued
+# them: a client whose member restarts, or that moves to another member, holds a token no
+# member knows, and a long-running call (a watch, an election's campaign) then fails with
+# "invalid auth token". A JWT signed with a key every member shares is valid on all of them,
+# and across restarts (until its TTL).
+JWT_KEY="$SECRETS_DIR/etcd-jwt.key"
+jwt_keys() {
+  [[ -s $JWT_KEY && -s $JWT_KEY.pub ]] && return 0
+  (
+    umask 077
+    mkdir -p "$SECRETS_DIR"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$JWT_KEY.$$.tmp" 2>/dev/null
+    openssl pkey -in "$JWT_KEY.$$.tmp" -pubout -out "$JWT_KEY.pub" 2>/dev/null
+    mv "$JWT_KEY.$$.tmp" "$JWT_KEY"
+  ) || die "making the etcd JWT key pair in $SECRETS_DIR with openssl failed"
+}
+
 launch_member() {
   local n=$1 name port
   name=$(member_name "$n")
@@ -83,6 +101,7 @@ launch_member() {
     return 0
   fi
   rm -f "$(pidfile "$name")"
+  jwt_keys
   for port in "$(client_port "$n")" "$(peer_port "$n")"; do
     port_open "$port" && die "$name: port $HOST:$port is in use by a process these scripts did not start; free it or set HERALD_ETCD_HA_PORT_BASE"
   done
@@ -93,6 +112,7 @@ launch_member() {
     --initial-advertise-peer-urls "http://$HOST:$(peer_port "$n")" \
     --initial-cluster "$INITIAL_CLUSTER" --initial-cluster-state new \
     --initial-cluster-token "$CLUSTER_TOKEN" \
+    --auth-token "jwt,pub-key=$JWT_KEY.pub,priv-key=$JWT_KEY,sign-method=RS256,ttl=10m" \
     --log-level warn
 }
 

@@ -178,9 +178,12 @@ func Open(ctx context.Context, cfg Config) (s *System, err error) {
 		return nil, err
 	}
 	s = &System{cfg: cfg}
+	// A failed Open returns nil, which the deferred call must not close:
+	// it closes the half-built system it captured here.
+	built := s
 	defer func() {
 		if err != nil {
-			s.Close()
+			built.Close()
 		}
 	}()
 	if err := s.before(ctx); err != nil {

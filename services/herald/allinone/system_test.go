@@ -316,13 +316,13 @@ func TestSessionOutlivesDrain(t *testing.T) {
 		t.Fatalf("Run did not return within %v of cancel", waitfor.Deadline)
 	}
 	select {
-	case <-sys.Node.Session.Done():
+	case <-sys.Node.Lease().Done():
 		t.Fatal("the etcd session ended with the drain; want it to last until Close")
 	default:
 	}
 	sys.Close()
 	select {
-	case <-sys.Node.Session.Done():
+	case <-sys.Node.Lease().Done():
 	case <-time.After(waitfor.Deadline):
 		t.Fatalf("the etcd session still open %v after Close", waitfor.Deadline)
 	}

@@ -43,13 +43,19 @@ type drill struct {
 	c   *Cluster
 	api *systemtest.Client
 
-	mu    sync.Mutex
-	model *modelcheck.Model
-	users []string // every user the check reads
+	mu     sync.Mutex
+	model  *modelcheck.Model
+	users  []string            // every user the check reads
+	writes []*write            // every call the drill made through retry, reads included
+	keys   map[uint64][]string // acknowledged post IDs, with the idempotency keys that got each
+
+	// row is the drill's line in the suite's table (drillreport_test.go),
+	// or nil if the test reports none.
+	row *drillResult
 }
 
 func newDrill(t *testing.T, c *Cluster) *drill {
-	return &drill{t: t, c: c, api: c.Client(t), model: modelcheck.NewModel(modelcheck.DefaultCap)}
+	return &drill{t: t, c: c, api: c.Client(t), model: modelcheck.NewModel(modelcheck.DefaultCap), keys: map[uint64][]string{}}
 }
 
 // write is one logical write of a drill, retried until it succeeded.
@@ -57,9 +63,13 @@ type write struct {
 	what       string
 	start, end time.Time // first attempt began; last attempt ended
 	failed     []error   // the attempts that failed, in order
+	spans      []span    // when each failed attempt ran
 	err        error     // why the write failed for good, or nil
 	post       uint64    // a post's ID
 }
+
+// span is when something began and ended.
+type span struct{ from, to time.Time }
 
 func (w *write) String() string {
 	return fmt.Sprintf("%s: %d failed attempts in %v", w.what, len(w.failed), w.end.Sub(w.start).Round(time.Millisecond))
@@ -72,8 +82,14 @@ func (w *write) String() string {
 func retry(w *write, fn func(ctx context.Context) error) (err error) {
 	w.start = time.Now()
 	defer func() { w.end, w.err = time.Now(), err }()
-	err = systemtest.Retry(writeBudget, attemptTimeout, func(ctx context.Context, _ int) error { return fn(ctx) },
-		func(err error) { w.failed = append(w.failed, err) })
+	var began time.Time
+	err = systemtest.Retry(writeBudget, attemptTimeout, func(ctx context.Context, _ int) error {
+		began = time.Now()
+		return fn(ctx)
+	}, func(err error) {
+		w.failed = append(w.failed, err)
+		w.spans = append(w.spans, span{began, time.Now()})
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %d failed attempts: %w", w.what, len(w.failed), err)
 	}
@@ -93,7 +109,7 @@ func (d *drill) addUsers(users ...string) {
 
 // follow makes follower follow followee, retrying, and records it.
 func (d *drill) follow(follower, followee string) (*write, error) {
-	w := &write{what: fmt.Sprintf("Follow(%s, %s)", follower, followee)}
+	w := d.newWrite(fmt.Sprintf("Follow(%s, %s)", follower, followee))
 	err := retry(w, func(ctx context.Context) error {
 		_, err := d.api.Graph.Follow(ctx, &feedv1.FollowRequest{FollowerId: follower, FolloweeId: followee})
 		return err
@@ -111,7 +127,7 @@ func (d *drill) follow(follower, followee string) (*write, error) {
 // post creates a post by author under the idempotency key, retrying, and
 // records it.
 func (d *drill) post(author, key string) (*write, error) {
-	w := &write{what: fmt.Sprintf("CreatePost(%s, key %s)", author, key)}
+	w := d.newWrite(fmt.Sprintf("CreatePost(%s, key %s)", author, key))
 	err := retry(w, func(ctx context.Context) error {
 		resp, err := d.api.Post.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: author, Text: "drill post " + key, IdempotencyKey: key})
 		if err != nil {
@@ -129,9 +145,26 @@ func (d *drill) post(author, key string) (*write, error) {
 	}
 	d.mu.Lock()
 	d.model.AddPost(w.post, author)
+	if !slices.Contains(d.keys[w.post], key) {
+		d.keys[w.post] = append(d.keys[w.post], key)
+	}
 	d.mu.Unlock()
 	d.addUsers(author)
 	return w, nil
+}
+
+// acked records a post the drill created on its own, outside post: the
+// check wants it where the model puts it, and its ID unique.
+func (d *drill) acked(id uint64, author, key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.model.AddPost(id, author)
+	if !slices.Contains(d.keys[id], key) {
+		d.keys[id] = append(d.keys[id], key)
+	}
+	if !slices.Contains(d.users, author) {
+		d.users = append(d.users, author)
+	}
 }
 
 // followAll makes each follower follow followee, limit at a time, and
@@ -151,15 +184,31 @@ func (d *drill) followAll(followers []string, followee string, limit int) {
 func (d *drill) readAll(users []string, limit int) {
 	d.t.Helper()
 	if err := systemtest.Each(users, limit, func(u string) error {
-		w := &write{what: fmt.Sprintf("GetHomeTimeline(%s)", u)}
-		return retry(w, func(ctx context.Context) error {
-			_, err := d.api.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: u})
-			return err
-		})
+		_, err := d.read(u)
+		return err
 	}); err != nil {
 		d.t.Fatal(err)
 	}
 	d.addUsers(users...)
+}
+
+// read reads user's home timeline, retrying: a read makes the user active,
+// and a drill's reads count in its client errors like its writes.
+func (d *drill) read(user string) (*write, error) {
+	w := d.newWrite(fmt.Sprintf("GetHomeTimeline(%s)", user))
+	return w, retry(w, func(ctx context.Context) error {
+		_, err := d.api.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: user})
+		return err
+	})
+}
+
+// newWrite returns a write the drill keeps for its report.
+func (d *drill) newWrite(what string) *write {
+	w := &write{what: what}
+	d.mu.Lock()
+	d.writes = append(d.writes, w)
+	d.mu.Unlock()
+	return w
 }
 
 // recheck runs a short random model check on the recovered cluster, under
@@ -176,10 +225,36 @@ func (d *drill) check(settle time.Duration) {
 	d.mu.Lock()
 	users := slices.Clone(d.users)
 	d.mu.Unlock()
-	took, ok := modelcheck.Check(d.t, d.api, d.model, users, settle)
-	if ok {
-		d.t.Logf("model check: the home timelines of all %d users match the model (%d posts) after %v", len(users), len(d.model.Live()), took.Round(time.Millisecond))
+	tally := modelcheck.CheckTally(d.t, d.api, d.model, users, settle)
+	if tally.OK {
+		d.t.Logf("model check: the home timelines of all %d users match the model (%d posts) after %v", len(users), len(d.model.Live()), tally.Took.Round(time.Millisecond))
 	}
+	dups := d.duplicateIDs()
+	for _, id := range dups {
+		d.t.Errorf("post ID %d was given to %d posts (idempotency keys %v)", id, len(d.keys[id]), d.keys[id])
+	}
+	if d.row != nil {
+		d.mu.Lock()
+		d.row.Acked = len(d.keys)
+		d.mu.Unlock()
+		d.row.Lost, d.row.Duplicated, d.row.DuplicateIDs = tally.Lost, tally.Extra+tally.Duplicated, len(dups)
+		d.row.Checked = true
+	}
+}
+
+// duplicateIDs returns the post IDs acknowledged for more than one
+// idempotency key: two posts minted with one ID.
+func (d *drill) duplicateIDs() []uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []uint64
+	for id, keys := range d.keys {
+		if len(keys) > 1 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // writers runs a stream of writes on workers goroutines until stopped.
@@ -539,18 +614,35 @@ var postWorkerRe = regexp.MustCompile(`msg="post ids".*\bworker=(\d+)`)
 // postWorker returns the worker ID in the post IDs that the instance's
 // current process mints.
 func (in *Instance) postWorker() (int, error) {
+	ws, err := in.postWorkers()
+	if err != nil {
+		return 0, err
+	}
+	return ws[0], nil
+}
+
+// postWorkers returns every worker ID the running post instance claimed,
+// in order: a new one each time it took a new etcd lease.
+func (in *Instance) postWorkers() ([]int, error) {
 	in.mu.Lock()
 	path := in.log
 	in.mu.Unlock()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	m := postWorkerRe.FindSubmatch(b)
-	if m == nil {
-		return 0, fmt.Errorf("no worker ID in %s", path)
+	var out []int
+	for _, m := range postWorkerRe.FindAllSubmatch(b, -1) {
+		w, err := strconv.Atoi(string(m[1]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
 	}
-	return strconv.Atoi(string(m[1]))
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no worker ID in %s", path)
+	}
+	return out, nil
 }
 
 // names returns prefix followed by 0, 1, ... n-1, zero-padded.

@@ -71,6 +71,14 @@ type servers struct {
 	// kafka, if set, are the brokers the cluster's event log runs on
 	// (-bus kafka) instead of nats (serversOnKafka).
 	kafka []string
+	// redisMaster, if set, is the Sentinel master name: redis then lists
+	// the Sentinels (-redis-master).
+	redisMaster string
+	// natsReplicas, if set, is the event stream's replica count.
+	natsReplicas int
+	// ha says the servers are replicated (serversHA): the drills' table
+	// says which cluster a drill ran on.
+	ha bool
 
 	etcdLogin      clientv3.Config
 	natsLogin      []nats.Option
@@ -130,11 +138,67 @@ func (s servers) natsOptions(opts ...nats.Option) []nats.Option {
 	return slices.Concat(s.natsLogin, opts)
 }
 
-// redisClient returns a client of the cluster's Redis.
+// redisClient returns a client of the cluster's Redis: of the primary the
+// Sentinels name, if the servers have them.
 func (s servers) redisClient() *redis.Client {
 	opts := *s.redisLogin
+	if s.redisMaster != "" {
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: s.redisMaster, SentinelAddrs: strings.Split(s.redis, ","),
+			Username: opts.Username, Password: opts.Password,
+			SentinelUsername: opts.Username, SentinelPassword: opts.Password,
+		})
+	}
 	opts.Addr = s.redis
 	return redis.NewClient(&opts)
+}
+
+// clusterKind names the servers' shape in the drills' table.
+func (s servers) clusterKind() string {
+	if s.ha {
+		return "HA"
+	}
+	return "single"
+}
+
+// serversHA starts (or reuses), through deploy/local, the replicated
+// servers of `make cluster HA=1`: three etcd members, three NATS nodes
+// (the event stream with three replicas, each write fsynced), and a Redis
+// primary and replica under three Sentinels; and returns them, with the
+// shared single Cassandra. The logins are the single servers': the same
+// users and password files.
+func serversHA(t testing.TB) servers {
+	t.Helper()
+	s := serversFromEnv(t)
+	s.etcd = strings.Split(scriptEnv(t, "etcd-cluster.sh", "HERALD_ETCD_ENDPOINTS"), ",")
+	s.nats = scriptEnv(t, "nats-cluster.sh", "HERALD_NATS_URL")
+	s.natsReplicas = 3
+	s.redis = strings.Join(testenv.RedisSentinels(t), ",")
+	s.redisMaster = "herald"
+	s.ha = true
+	runScript(t, "etcd-cluster.sh", "start")
+	runScript(t, "nats-cluster.sh", "start")
+	runScript(t, "redis-sentinel.sh", "start")
+	return s
+}
+
+// scriptEnv returns the variable name that `deploy/local/<script> env`
+// exports.
+func scriptEnv(t testing.TB, script, name string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "local", script), "env")
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("deploy/local/%s env: %v", script, err)
+	}
+	for line := range strings.Lines(string(out)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export "+name+"="); ok {
+			return strings.Trim(v, `"'`)
+		}
+	}
+	t.Fatalf("deploy/local/%s env exports no %s:\n%s", script, name, out)
+	return ""
 }
 
 // Cluster is one deployment of Herald: two processes of each service on
@@ -391,8 +455,11 @@ type Instance struct {
 	Service string
 	Name    string
 	// Etcd, if set, are the etcd endpoints this instance dials instead of
-	// the cluster's (a proxy a drill controls).
-	Etcd []string
+	// the cluster's (a proxy a drill controls); Redis and NATS likewise
+	// replace the cluster's Redis address(es) and NATS URL(s).
+	Etcd  []string
+	Redis string
+	NATS  string
 
 	c *Cluster
 
@@ -437,13 +504,19 @@ func (in *Instance) Start() error {
 	if len(c.srv.kafka) > 0 {
 		args = append(args, "-bus", "kafka", "-kafka-brokers", strings.Join(c.srv.kafka, ","))
 	} else {
-		args = append(args, "-nats", c.srv.nats)
+		args = append(args, "-nats", in.natsURL())
+		if c.srv.natsReplicas > 0 {
+			args = append(args, "-nats-replicas", fmt.Sprint(c.srv.natsReplicas))
+		}
 	}
 	if in.Service != "graph" {
 		args = append(args, "-cache", "redis")
 	}
 	// graph keeps no cache, but its rate-limit buckets are in Redis too.
-	args = append(args, "-redis", c.srv.redis)
+	args = append(args, "-redis", in.redisAddr())
+	if c.srv.redisMaster != "" {
+		args = append(args, "-redis-master", c.srv.redisMaster)
+	}
 	cmd := exec.Command(filepath.Join(binDir, in.Service), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
@@ -517,12 +590,18 @@ func (in *Instance) etcdEndpoints() []string {
 	return in.c.srv.etcd
 }
 
-// expectExit says that the running process is to exit by itself (a drill
-// that makes it), so that CheckAlive does not fail on it.
-func (in *Instance) expectExit() {
-	in.mu.Lock()
-	in.expected = true
-	in.mu.Unlock()
+func (in *Instance) redisAddr() string {
+	if in.Redis != "" {
+		return in.Redis
+	}
+	return in.c.srv.redis
+}
+
+func (in *Instance) natsURL() string {
+	if in.NATS != "" {
+		return in.NATS
+	}
+	return in.c.srv.nats
 }
 
 // Kill sends SIGKILL, as a crash would, and waits for the process to go.

@@ -56,7 +56,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "clustertest: go %v: %v\n%s", args, err, out)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if err := writeDrillTable(drillsDir()); err != nil {
+		fmt.Fprintln(os.Stderr, "clustertest: writing the drills table:", err)
+		return 1
+	}
+	return code
 }
 
 // findRepoRoot walks up from the working directory to the directory that

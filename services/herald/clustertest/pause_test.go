@@ -26,7 +26,8 @@ import (
 // that on resuming it cannot hear from etcd that its lease is gone (a
 // resumed process whose link is slow or partitioned). Calls on it must
 // not mint: every CreatePost answers UNAVAILABLE, and no post ID carries
-// the worker ID twice; once its link is back, it exits on its lost lease.
+// the worker ID twice. Once its link is back, it takes a new lease and a
+// worker ID that nobody holds, and mints again.
 //
 // Two local checks refuse here, whichever comes first: etcd's client
 // closes the session once a response is a TTL overdue (checked every
@@ -69,6 +70,12 @@ func TestDrillPostPausedPastLease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreatePost on %s before the pause: %v", victim.Name, err)
 	}
+	// Clients work through discovery meanwhile; the paused instance holds
+	// their calls to it until they time out and go to another.
+	d := newDrill(t, c)
+	d.report("post instance paused past its lease", c.srv.clusterKind())
+	ws := d.startLoad("pp", 2)
+	mine := map[string]*feedv1.Post{"before the pause": before}
 
 	paused := time.Now()
 	if err := syscall.Kill(victim.PID(), syscall.SIGSTOP); err != nil {
@@ -110,9 +117,7 @@ func TestDrillPostPausedPastLease(t *testing.T) {
 	}
 
 	// Resume, and call at once from several goroutines, before the
-	// victim's session can hear from etcd. Its exit on the lost lease is
-	// expected.
-	victim.expectExit()
+	// victim's session can hear from etcd.
 	resume()
 	var mu sync.Mutex
 	var minted []feed.PostID
@@ -126,6 +131,7 @@ func TestDrillPostPausedPastLease(t *testing.T) {
 			if err == nil {
 				id, _ := feed.ParsePostID(p.GetPostId())
 				minted = append(minted, id)
+				mine[fmt.Sprintf("after the pause %d", i)] = p
 				return
 			}
 			codesSeen[status.Code(err)]++
@@ -153,22 +159,39 @@ func TestDrillPostPausedPastLease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreatePost on %s: %v", thief.Name, err)
 	}
-	if after.GetPost().GetPostId() == before.GetPostId() {
-		t.Errorf("two posts share ID %s", before.GetPostId())
-	}
+	mine["from the new holder"] = after.GetPost()
 	// Once its link to etcd is back, the resumed instance finds its lease
-	// gone and exits; the test expected that.
+	// gone, takes a new one and claims a worker ID under it: not the one
+	// the new holder has.
 	release()
-	victim.mu.Lock()
-	exited := victim.exited
-	victim.mu.Unlock()
-	waitfor.Until(t, waitfor.Deadline, victim.Name+" to exit on its lost lease", func() (bool, any) {
-		select {
-		case <-exited:
-			return true, nil
-		default:
-			return false, victim.logTail(3)
-		}
+	var claimed []int
+	waitfor.Until(t, waitfor.Deadline, victim.Name+" to claim a worker ID under a new lease", func() (bool, any) {
+		claimed, err = victim.postWorkers()
+		return err == nil && len(claimed) > 1, victim.logTail(3)
 	})
+	if w := claimed[len(claimed)-1]; w == worker {
+		t.Errorf("%s claimed worker ID %d again under its new lease, which %s holds", victim.Name, w, thief.Name)
+	}
+	rejoined, err := create("after the new lease")
+	if err != nil {
+		t.Fatalf("CreatePost on %s under its new lease: %v", victim.Name, err)
+	}
+	if id, _ := feed.ParsePostID(rejoined.GetPostId()); idgen.Worker(id) != claimed[len(claimed)-1] {
+		t.Errorf("%s minted post %d with worker ID %d; want %d, its new claim", victim.Name, id, idgen.Worker(id), claimed[len(claimed)-1])
+	}
+	t.Logf("%s rejoined: worker IDs claimed %v", victim.Name, claimed)
+	mine["after the new lease"] = rejoined
+	d.recovered(time.Since(paused), "from the SIGSTOP to the paused instance minting again under a new lease and worker ID")
+	d.note("worker ID %d: paused holder, then %s; the resumed instance minted %d posts with it and claimed %v", worker, thief.Name, len(minted), claimed)
+
+	ws.finish()
+	for key, p := range mine {
+		id, err := feed.ParsePostID(p.GetPostId())
+		if err != nil {
+			t.Fatalf("post ID %q: %v", p.GetPostId(), err)
+		}
+		d.acked(uint64(id), "pause_author", key)
+	}
+	d.check(2 * waitfor.Deadline)
 	c.CheckAlive(t)
 }

@@ -185,7 +185,56 @@ func Check(t testing.TB, c *systemtest.Client, m *Model, users []string, settle 
 	cfg := Config{Cap: m.cap, Settle: settle}
 	cfg.defaults()
 	r := &run{t: t, name: "modelcheck", cfg: cfg, c: c, model: m, users: users, began: time.Now()}
-	return r.settle()
+	took, bad := r.settle()
+	return took, len(bad) == 0
+}
+
+// Tally is how the home timelines differed from the model when a check
+// ended: each count is of distinct post IDs, over all the users checked.
+type Tally struct {
+	// Took is how long the system took to match, or the whole settle
+	// time if it did not.
+	Took time.Duration
+	// OK is true if every timeline matched.
+	OK bool
+	// Lost are live posts of the model missing from a timeline that
+	// should hold them.
+	Lost int
+	// Extra are posts a timeline held that the model does not want
+	// there: a post the model does not know (a write done twice), a
+	// deleted one, or one from an author the user does not follow.
+	Extra int
+	// Duplicated are posts a timeline returned more than once.
+	Duplicated int
+	// Unread is how many users' timelines could not be read at all.
+	Unread int
+}
+
+// CheckTally is Check, returning what differed as counts as well.
+func CheckTally(t testing.TB, c *systemtest.Client, m *Model, users []string, settle time.Duration) Tally {
+	t.Helper()
+	cfg := Config{Cap: m.cap, Settle: settle}
+	cfg.defaults()
+	r := &run{t: t, name: "modelcheck", cfg: cfg, c: c, model: m, users: users, began: time.Now()}
+	took, bad := r.settle()
+	lost, extra, dup := map[uint64]bool{}, map[uint64]bool{}, map[uint64]bool{}
+	tally := Tally{Took: took, OK: len(bad) == 0}
+	for _, b := range bad {
+		if b.err != nil {
+			tally.Unread++
+		}
+		for _, id := range b.diff.Missing {
+			lost[id] = true
+		}
+		for _, id := range b.diff.Extra {
+			extra[id] = true
+		}
+		for _, id := range b.diff.Duplicates {
+			dup[id] = true
+		}
+	}
+	tally.Lost, tally.Extra, tally.Duplicated = len(lost), len(extra), len(dup)
+	return tally
 }
 
 // popular picks a user with probability proportional to its popularity.
@@ -482,15 +531,15 @@ type mismatch struct {
 
 // settle polls every user's timeline until all equal the model, for up to
 // cfg.Settle, and reports each user that still differs. It returns how
-// long the system took to match, and whether it did.
-func (r *run) settle() (time.Duration, bool) {
+// long the system took to match, and the users that still differed.
+func (r *run) settle() (time.Duration, []mismatch) {
 	r.t.Helper()
 	start := time.Now()
 	deadline := start.Add(r.cfg.Settle)
 	for {
 		bad := r.checkAll()
 		if len(bad) == 0 {
-			return time.Since(start), true
+			return time.Since(start), nil
 		}
 		if time.Now().After(deadline) {
 			for i, m := range bad {
@@ -509,7 +558,7 @@ func (r *run) settle() (time.Duration, bool) {
 				r.t.Errorf("%s: home timeline of %s %v after the last operation:\n got  %v\n want %v\n diff:%s\n follows %v%s",
 					r.name, m.user, r.cfg.Settle, m.got, m.want, m.diff.describe(r.model), r.model.Followees(m.user), history)
 			}
-			return time.Since(start), false
+			return time.Since(start), bad
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -138,13 +138,25 @@ func AcquireWorkerID(ctx context.Context, s *concurrency.Session, ns string, max
 }
 
 // NewSession starts a lease with the given TTL that the client keeps alive
-// in the background.
+// in the background until ctx ends.
 func NewSession(ctx context.Context, cli *clientv3.Client, ttl time.Duration) (*concurrency.Session, error) {
+	return StartSession(ctx, ctx, cli, ttl)
+}
+
+// StartSession is NewSession with two contexts: ctx bounds the grant of
+// the lease, and the client keeps it alive until life ends. (A session
+// granted under its own context alone waits as long as etcd does not
+// answer: without a quorum, for ever.)
+func StartSession(ctx, life context.Context, cli *clientv3.Client, ttl time.Duration) (*concurrency.Session, error) {
 	secs := int(ttl / time.Second)
 	if secs < 1 {
 		secs = 1
 	}
-	s, err := concurrency.NewSession(cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	grant, err := cli.Grant(ctx, int64(secs))
+	if err != nil {
+		return nil, fmt.Errorf("etcd session: grant a lease: %w", err)
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(secs), concurrency.WithLease(grant.ID), concurrency.WithContext(life))
 	if err != nil {
 		return nil, fmt.Errorf("etcd session: %w", err)
 	}

@@ -76,7 +76,7 @@ func Main(p Program, args []string, getenv func(string) string, stderr io.Writer
 	defer stop()
 	cfg.Log.Info("starting", "name", p.Name, "pid", os.Getpid())
 	if err := hooks.run(ctx, cfg); err != nil {
-		if ctx.Err() != nil && !errors.Is(err, ErrLeaseLost) {
+		if ctx.Err() != nil {
 			// Interrupted during start-up: whatever failed, failed
 			// because of the signal.
 			cfg.Log.Info("stopped during start-up", "err", err)

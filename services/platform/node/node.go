@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	grpccredentials "google.golang.org/grpc/credentials"
@@ -150,16 +149,6 @@ type Node struct {
 	Log *slog.Logger
 
 	Etcd *clientv3.Client
-	// Session holds the process's etcd lease: registrations, worker IDs
-	// and elections live as long as it does. It ends at Close, not at
-	// the shutdown signal, so that a draining process keeps its worker
-	// ID while it finishes its calls.
-	Session *concurrency.Session
-	// LeaseClock says, by this process's own clock, whether the session's
-	// lease is certainly still alive: a process paused past its TTL finds
-	// it false when it wakes, before the session has noticed. What the
-	// lease guards (the post service's worker ID) checks it before use.
-	LeaseClock *discovery.LeaseClock
 	// NATS is nil on the Kafka bus.
 	NATS *nats.Conn
 	// Bus is the event log, on JetStream or Kafka (Config.Bus).
@@ -189,8 +178,18 @@ type Node struct {
 	conns map[string]*grpc.ClientConn
 
 	closers []func() // run in reverse order by Close
-	// life is the context of the session's keep-alives: it ends at Close.
+	// life is the context of the leases' keep-alives: it ends at Close,
+	// not at the shutdown signal, so that a draining process keeps its
+	// worker ID while it finishes its calls.
+	life    context.Context
 	endLife context.CancelFunc
+
+	// lease is the current etcd lease (see Lease); leaseHooks run with
+	// each new one.
+	leaseMu    sync.Mutex
+	lease      *Lease
+	leaseHooks []func(context.Context, *Lease) error
+	leasesLost prometheus.Counter
 }
 
 // New connects everything and listens, but serves nothing until Run. On
@@ -271,31 +270,23 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.onClose(func() { cli.Close() })
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	// The session's keep-alives run until Close, not until the shutdown
-	// signal: see Node.Session.
+	// The leases' keep-alives run until Close, not until the shutdown
+	// signal: see Node.Lease.
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
-	n.endLife = endLife
-	granted := time.Now() // no later than etcd grants the lease
-	sess, err := discovery.NewSession(life, cli, cfg.LeaseTTL)
+	n.life, n.endLife = life, endLife
+	n.leasesLost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herald_etcd_leases_lost_total",
+		Help: "etcd leases this process lost (expired, or given up after a TTL without an answer) and replaced while it ran.",
+	})
+	lease, err := n.newLease(sctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("etcd %v: %w", cfg.EtcdEndpoints, err)
 	}
-	n.Session = sess
-	ttl := max(cfg.LeaseTTL.Truncate(time.Second), time.Second) // as NewSession grants it
-	n.LeaseClock = discovery.NewLeaseClock(cli, sess.Lease(), ttl, granted)
-	go n.LeaseClock.Run(life, ttl)
-	n.onClose(func() {
-		// Session.Close waits up to the lease TTL for etcd; with etcd
-		// away that holds a shutdown for the whole TTL. Revoke with a
-		// short bound instead: if etcd is away the lease expires anyway.
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		sess.Orphan()
-		cli.Revoke(rctx, sess.Lease())
-	})
+	n.lease = lease
+	n.onClose(func() { built.release(built.Lease()) }) // n is nil if New fails
 	key, err := sharedTokenKey(sctx, cli, cfg.Namespace+"/config/page-token-key")
 	if err != nil {
 		return nil, err
@@ -303,7 +294,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.Tokens = pagetoken.New(key)
 
 	n.Metrics = prometheus.NewRegistry()
-	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.leasesLost)
 	if err := n.openBus(sctx, creds); err != nil {
 		return nil, err
 	}
@@ -419,12 +410,9 @@ func (n *Node) Dial(service string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// ErrLeaseLost is Run's error when the process's etcd lease ended while it
-// ran: its registrations and worker ID may now belong to another process.
-var ErrLeaseLost = errors.New("etcd lease lost")
-
 // Run serves until ctx ends, then shuts down in this order, all of it
-// bounded by ShutdownTimeout:
+// bounded by ShutdownTimeout. A lost etcd lease does not end it: the
+// process serves on and takes a new one (see Lease).
 //
 //  1. health says NOT_SERVING, and the OnDrain hooks run (open streams end
 //     with UNAVAILABLE "server shutting down"; new ones are refused);
@@ -433,7 +421,7 @@ var ErrLeaseLost = errors.New("etcd lease lost")
 //  3. the gRPC server stops accepting calls and drains the unary ones;
 //  4. the services leave etcd.
 //
-// Close then ends the session and the connections.
+// Close then ends the lease and the connections.
 func (n *Node) Run(ctx context.Context) error {
 	// The workers' context is not ctx's child: it ends when the drain
 	// says so, and a worker's failure is told from the signal.
@@ -454,7 +442,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	for _, s := range n.services {
-		if err := discovery.Register(ctx, n.Session, n.cfg.Namespace, s, n.Addr()); err != nil {
+		if err := discovery.Register(ctx, n.Lease().Session, n.cfg.Namespace, s, n.Addr()); err != nil {
 			n.GRPC.Stop()
 			if ctx.Err() != nil {
 				return nil // a signal during start-up
@@ -469,14 +457,23 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return w(gctx) })
 	}
 	var fatal error
-	select {
-	case <-ctx.Done():
-	case <-gctx.Done():
-		fatal = fmt.Errorf("a background worker failed: %w", context.Cause(gctx))
-	case err := <-serveErr:
-		fatal = fmt.Errorf("grpc server: %w", err)
-	case <-n.Session.Done():
-		fatal = ErrLeaseLost
+	for stop := false; !stop; {
+		lease := n.Lease()
+		select {
+		case <-ctx.Done():
+			stop = true
+		case <-gctx.Done():
+			fatal, stop = fmt.Errorf("a background worker failed: %w", context.Cause(gctx)), true
+		case err := <-serveErr:
+			fatal, stop = fmt.Errorf("grpc server: %w", err), true
+		case <-lease.Done():
+			if err := n.renewLease(ctx, gctx.Done(), lease); err != nil {
+				stop = true
+				if ctx.Err() == nil {
+					fatal = fmt.Errorf("a background worker failed while the etcd lease was lost: %w", context.Cause(gctx))
+				}
+			}
+		}
 	}
 	return errors.Join(fatal, n.drain(stopWorkers, g))
 }

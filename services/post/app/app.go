@@ -117,16 +117,19 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	a = &App{backends: opened}
 
 	host, _ := os.Hostname()
-	worker, err := discovery.AcquireWorkerID(ctx, n.Session, n.Namespace(), idgen.MaxWorker, fmt.Sprintf("%s/%d", host, os.Getpid()))
-	if err != nil {
+	ids := &leasedIDs{}
+	owner := fmt.Sprintf("%s/%d", host, os.Getpid())
+	if err := n.OnLease(ctx, func(ctx context.Context, l *node.Lease) error {
+		worker, err := discovery.AcquireWorkerID(ctx, l.Session, n.Namespace(), idgen.MaxWorker, owner)
+		if err != nil {
+			return err
+		}
+		ids.use(worker, l)
+		n.Log.Info("post ids", "worker", worker)
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	gen, err := idgen.New(worker, nil)
-	if err != nil {
-		return nil, err
-	}
-	ids := &leasedIDs{gen: gen, session: n.Session, clock: n.LeaseClock}
-	n.Log.Info("post ids", "worker", worker)
 
 	svc := posts.New(b.Posts, b.PostCache, b.Recent, n.Bus, ids, n.Tokens, n.Log.With("service", "post"))
 	feedv1.RegisterPostServiceServer(n.GRPC, rpc.New(svc))
@@ -139,14 +142,52 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 
 // lead runs job while this process holds leadership of name; exactly one
 // live process in the deployment does. If the leader dies, its lease
-// expires and another candidate's Campaign returns.
+// expires and another candidate's Campaign returns. If this process loses
+// its lease, the job stops and the process campaigns again under its next
+// one.
 func lead(ctx context.Context, n *node.Node, name string, job func(context.Context) error) error {
-	e := concurrency.NewElection(n.Session, n.Namespace()+"/election/"+name)
-	if err := e.Campaign(ctx, n.Addr()); err != nil {
-		if ctx.Err() != nil {
+	for l := n.Lease(); ; {
+		if err := leadUnder(ctx, n, l, name, job); err != nil || ctx.Err() != nil {
+			return err
+		}
+		var err error
+		if l, err = n.NextLease(ctx, l); err != nil {
 			return nil
 		}
-		return fmt.Errorf("campaign for %s: %w", name, err)
+	}
+}
+
+// leadUnder is lead for one lease: it returns nil once the lease is lost
+// or ctx ends, and the job's error if it fails.
+func leadUnder(ctx context.Context, n *node.Node, l *node.Lease, name string, job func(context.Context) error) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.Done():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	e := concurrency.NewElection(l.Session, n.Namespace()+"/election/"+name)
+	// A campaign that fails under a live lease (etcd changing leader or
+	// without a quorum for a while, an auth token a restarted member no
+	// longer knows) is tried again: it is a passing state of etcd, not a
+	// reason to stop the process.
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := e.Campaign(lctx, n.Addr())
+		if err == nil {
+			break
+		}
+		if lctx.Err() != nil || l.Lost() {
+			return nil
+		}
+		n.Log.Warn("campaign failed; trying again", "job", name, "in", wait, "err", err)
+		select {
+		case <-lctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	n.Log.Info("elected", "job", name)
 	defer func() {
@@ -154,7 +195,7 @@ func lead(ctx context.Context, n *node.Node, name string, job func(context.Conte
 		defer cancel()
 		e.Resign(rctx)
 	}()
-	return job(ctx)
+	return job(lctx)
 }
 
 // leasedIDs mints IDs only while the etcd lease behind the worker ID
@@ -166,27 +207,46 @@ func lead(ctx context.Context, n *node.Node, name string, job func(context.Conte
 // clock alone comes back with the next renewal; one that etcd has expired
 // does not: past the bound, Next renews the lease before it hands out the
 // ID. An ID minted and then refused is never used: the generator moves on.
+// Once the process has a new lease (node.Lease), the worker ID claimed
+// under it takes over (use).
 type leasedIDs struct {
-	gen     *idgen.Generator
-	session *concurrency.Session
-	clock   *discovery.LeaseClock
-	lost    atomic.Bool
+	cur atomic.Pointer[leasedWorker]
+}
+
+// leasedWorker is a worker ID claimed under one lease, and its generator.
+type leasedWorker struct {
+	worker int
+	gen    *idgen.Generator
+	lease  *node.Lease
+}
+
+// use mints from now on with worker, claimed under l. A worker ID claimed
+// again under a new lease keeps its generator, whose IDs only grow.
+func (l *leasedIDs) use(worker int, lease *node.Lease) {
+	old := l.cur.Load()
+	var gen *idgen.Generator
+	if old != nil && old.worker == worker {
+		gen = old.gen
+	} else {
+		var err error
+		if gen, err = idgen.New(worker, nil); err != nil {
+			panic(err) // AcquireWorkerID returns IDs in [0, idgen.MaxWorker]
+		}
+	}
+	l.cur.Store(&leasedWorker{worker: worker, gen: gen, lease: lease})
 }
 
 func (l *leasedIDs) Next() (feed.PostID, error) {
-	select {
-	case <-l.session.Done():
-		l.lost.Store(true)
-	default:
-	}
-	if l.lost.Load() {
-		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease lost"))
+	w := l.cur.Load()
+	if w.lease.Lost() {
+		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease lost; waiting for a new one"))
 	}
 	// Mint first, then check: an ID whose minting ended before the bound
 	// was minted while no other process could hold the worker ID. (A check
 	// before minting would let a pause between the two mint after it.)
-	id := l.gen.Next()
-	if ok, _ := l.clock.Valid(); ok {
+	id := w.gen.Next()
+	clock := w.lease.Clock
+	if ok, _ := clock.Valid(); ok {
 		return id, nil
 	}
 	// Past the bound, by a pause or a slow etcd: renew now, and use the ID
@@ -194,8 +254,8 @@ func (l *leasedIDs) Next() (feed.PostID, error) {
 	// renewed, so one that renews was alive when the ID was minted.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	err := l.clock.Renew(ctx)
-	if ok, until := l.clock.Valid(); err != nil || !ok {
+	err := clock.Renew(ctx)
+	if ok, until := clock.Valid(); err != nil || !ok {
 		return 0, feed.Unavailable("etcd", fmt.Errorf("worker id lease certain only until %s, and renewing it failed (%v): it may have expired", until.Format(time.RFC3339Nano), err))
 	}
 	return id, nil
