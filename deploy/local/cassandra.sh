@@ -107,24 +107,10 @@ write_config() {
     "$TEMPLATES/cassandra.yaml" >"$CONF_DIR/cassandra.yaml"
 }
 
-command -v go >/dev/null || die "go is not on PATH; it is needed to build cassandraroles"
-stop_if_stale "$NAME" cql_ready cql_requires_login
-ON_READY=cassandra_roles
-reuse_if_running "$NAME" "$ADDR" cql_ready "$TIMEOUT" "$PORT" "$STORAGE_PORT" "$JMX_PORT"
-
-JAVA=$(java_bin)
-check_java
-install_cassandra
-write_config
-mkdir -p "$(datadir "$NAME")/triggers"
-
-# shellcheck disable=SC2206 # HERALD_CASSANDRA_JVM_OPTS is split on purpose
-jvm_opts=(
-  -Xms"${HERALD_CASSANDRA_HEAP_MIN:-512m}" -Xmx"${HERALD_CASSANDRA_HEAP_MAX:-1g}" -Xss256k
-  -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxGCPauseMillis=300 -XX:+PerfDisableSharedMem
-  -XX:+ExitOnOutOfMemoryError
-  -Djava.net.preferIPv4Stack=true
-  # From Cassandra 5.0's conf/jvm17-server.options (JPMS section; without them it dies).
+# JAVA17_OPTS: from Cassandra 5.0's conf/jvm17-server.options (JPMS section; without them it
+# dies), and its netty settings. cassandra-cluster.sh, which sources this file, runs its nodes
+# with them too.
+JAVA17_OPTS=(
   -Djdk.attach.allowAttachSelf=true
   --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
   --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
@@ -152,6 +138,29 @@ jvm_opts=(
   -Dio.netty.tryReflectionSetAccessible=true
   -Dio.netty.allocator.useCacheForAllThreads=true
   -Dio.netty.allocator.maxOrder=11
+)
+
+# Sourced (by cassandra-cluster.sh), this file defines the above and starts nothing.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
+command -v go >/dev/null || die "go is not on PATH; it is needed to build cassandraroles"
+stop_if_stale "$NAME" cql_ready cql_requires_login
+ON_READY=cassandra_roles
+reuse_if_running "$NAME" "$ADDR" cql_ready "$TIMEOUT" "$PORT" "$STORAGE_PORT" "$JMX_PORT"
+
+JAVA=$(java_bin)
+check_java
+install_cassandra
+write_config
+mkdir -p "$(datadir "$NAME")/triggers"
+
+# shellcheck disable=SC2206 # HERALD_CASSANDRA_JVM_OPTS is split on purpose
+jvm_opts=(
+  -Xms"${HERALD_CASSANDRA_HEAP_MIN:-512m}" -Xmx"${HERALD_CASSANDRA_HEAP_MAX:-1g}" -Xss256k
+  -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxGCPauseMillis=300 -XX:+PerfDisableSharedMem
+  -XX:+ExitOnOutOfMemoryError
+  -Djava.net.preferIPv4Stack=true
+  "${JAVA17_OPTS[@]}"
   # Config, storage, logging.
   -Dcassandra.config="file://$CONF_DIR/cassandra.yaml"
   -Dcassandra.storagedir="$(datadir "$NAME")"

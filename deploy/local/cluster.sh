@@ -14,10 +14,18 @@
 # HERALD_BUS=kafka (make cluster BUS=kafka) runs the event log on Kafka (kafka.sh) instead
 # of NATS JetStream; NATS is then not started.
 #
-# HERALD_HA=1 (make cluster HA=1) replicates etcd and NATS: a three-member etcd
-# (etcd-cluster.sh) and a three-node NATS cluster (nats-cluster.sh) instead of the single
-# servers, the instances given all three of each and -nats-replicas 3. Redis, Cassandra and
-# Kafka stay single servers. `down` stops the HA servers too.
+# HERALD_HA=1 (make cluster HA=1) replicates every server, instead of the single ones:
+#   etcd       three members (etcd-cluster.sh)
+#   NATS       three nodes, every write fsynced before its ack (nats-cluster.sh); the
+#              instances create the event stream with -nats-replicas 3
+#   Kafka      (BUS=kafka) three KRaft brokers (kafka-cluster.sh); topics with replication
+#              factor 3, min.insync.replicas 2
+#   Cassandra  a three-node ring on 127.0.0.1-3 (cassandra-cluster.sh); keyspace with
+#              replication factor 3, LOCAL_QUORUM
+#   Redis      a primary, a replica and three Sentinels (redis-sentinel.sh); the instances
+#              follow the primary the Sentinels name (-redis-master)
+# It takes about 6 GiB of memory; the first start of the ring takes a few minutes. `down`
+# stops the HA servers too.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -50,10 +58,17 @@ fi
 # with the same directory.
 AUTH_DIR="$SECRETS_DIR/auth"
 
-# With HA, the instances take the three etcd members and NATS nodes instead.
+# With HA, the instances take the replicated servers instead.
+REDIS_ARGS=(-redis "$HERALD_REDIS_ADDR")
+CASSANDRA_ARGS=(-cassandra "$HERALD_CASSANDRA_HOSTS")
 if [[ $HA == 1 ]]; then
   eval "$("$LOCAL_SCRIPTS/etcd-cluster.sh" env)"
   eval "$("$LOCAL_SCRIPTS/nats-cluster.sh" env)"
+  eval "$("$LOCAL_SCRIPTS/kafka-cluster.sh" env)"
+  eval "$("$LOCAL_SCRIPTS/cassandra-cluster.sh" env)"
+  eval "$("$LOCAL_SCRIPTS/redis-sentinel.sh" env)"
+  REDIS_ARGS=(-redis "$HERALD_REDIS_SENTINELS" -redis-master "$HERALD_REDIS_MASTER")
+  CASSANDRA_ARGS=(-cassandra "$HERALD_CASSANDRA_HOSTS" -cassandra-replication "$HERALD_CASSANDRA_REPLICATION")
 fi
 HA_SERVERS=(etcd-ha-1 etcd-ha-2 etcd-ha-3 nats-ha-1 nats-ha-2 nats-ha-3)
 
@@ -93,27 +108,28 @@ start_instance() {
   port_open "$port" && die "$name: port $HOST:$port is in use by a process these scripts did not start"
   # Each binary takes only its own flags: graph keeps no cache, only its
   # rate-limit buckets in Redis.
-  local cache=(-cache redis -redis "$HERALD_REDIS_ADDR")
-  [[ $svc == graph ]] && cache=(-redis "$HERALD_REDIS_ADDR")
+  local cache=(-cache redis "${REDIS_ARGS[@]}")
+  [[ $svc == graph ]] && cache=("${REDIS_ARGS[@]}")
   local events=(-bus jetstream -nats "$HERALD_NATS_URL")
   [[ $BUS == kafka ]] && events=(-bus kafka -kafka-brokers "$HERALD_KAFKA_BROKERS")
-  [[ $HA == 1 && $BUS == jetstream ]] && events+=(-nats-replicas 3)
+  if [[ $HA == 1 ]]; then
+    if [[ $BUS == kafka ]]; then events+=(-kafka-replication-factor 3); else events+=(-nats-replicas 3); fi
+  fi
   mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
     -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \
     -auth-keys "$AUTH_DIR/auth-dev-key.pub.pem" -auth-service-key "$AUTH_DIR/auth-service-key.pem" \
     -etcd "$HERALD_ETCD_ENDPOINTS" "${events[@]}" \
-    -store cassandra -cassandra "$HERALD_CASSANDRA_HOSTS" "${cache[@]}"
+    -store cassandra "${CASSANDRA_ARGS[@]}" "${cache[@]}"
   wait_ready "$name" "$HOST:$port" registered "${HERALD_INSTANCE_START_TIMEOUT:-60}"
 }
 
 up() {
   if [[ $HA == 1 ]]; then
-    local servers=(redis)
-    [[ $BUS == kafka ]] && servers+=(kafka)
-    "$LOCAL_SCRIPTS/up.sh" "${servers[@]}" cassandra
     "$LOCAL_SCRIPTS/etcd-cluster.sh" start
-    [[ $BUS == kafka ]] || "$LOCAL_SCRIPTS/nats-cluster.sh" start
+    if [[ $BUS == kafka ]]; then "$LOCAL_SCRIPTS/kafka-cluster.sh" start; else "$LOCAL_SCRIPTS/nats-cluster.sh" start; fi
+    "$LOCAL_SCRIPTS/redis-sentinel.sh" start
+    "$LOCAL_SCRIPTS/cassandra-cluster.sh" start
   else
     "$LOCAL_SCRIPTS/up.sh" redis "$EVENT_SERVER" etcd cassandra
   fi
@@ -125,15 +141,20 @@ up() {
   done
   cat <<MSG
 
-Herald cluster is up (namespace $NS, event log on $BUS$([[ $HA == 0 ]] || echo ", HA: etcd and NATS replicated three ways")).
+Herald cluster is up (namespace $NS, event log on $BUS$([[ $HA == 0 ]] || echo ", HA: every server replicated")).
   etcd       $HERALD_ETCD_ENDPOINTS     $(if [[ $BUS == kafka ]]; then echo "Kafka $HERALD_KAFKA_BROKERS"; else echo "NATS $HERALD_NATS_URL"; fi)
-  Redis      $HERALD_REDIS_ADDR     Cassandra $HERALD_CASSANDRA_HOSTS
+  Redis      ${REDIS_ARGS[*]:1}     Cassandra $HERALD_CASSANDRA_HOSTS
   each logs in as $HERALD_ETCD_USER, with the passwords in $(dirname "$HERALD_ETCD_PASSWORD_FILE")
 MSG
   if [[ $HA == 1 ]]; then
     say "  HA: etcd members ${HERALD_ETCD_ENDPOINTS//,/ } (peers on client port + 1; $LOCAL_SCRIPTS/etcd-cluster.sh status|kill N|start N)"
-    [[ $BUS == kafka ]] ||
+    if [[ $BUS == kafka ]]; then
+      say "      Kafka brokers ${HERALD_KAFKA_BROKERS//,/ } ($LOCAL_SCRIPTS/kafka-cluster.sh status|kill N|start N), replication factor 3"
+    else
       say "      NATS nodes ${HERALD_NATS_URL//,/ } (routes 6261-6263, monitoring 8261-8263; $LOCAL_SCRIPTS/nats-cluster.sh status|kill N|start N), streams with 3 replicas"
+    fi
+    say "      Redis primary and replica under the Sentinels ${HERALD_REDIS_SENTINELS//,/ }, master $HERALD_REDIS_MASTER ($LOCAL_SCRIPTS/redis-sentinel.sh status|kill-primary)"
+    say "      Cassandra ring ${HERALD_CASSANDRA_HOSTS//,/ }, replication factor 3 ($LOCAL_SCRIPTS/cassandra-cluster.sh status|kill N|start N)"
   fi
   for svc in "${SERVICES[@]}"; do
     printf '  %-9s' "$svc"

@@ -12,6 +12,42 @@
 #                              leader among the others and prints how long that took
 #   etcd-cluster.sh status     `etcdctl endpoint status -w table`, and which member leads
 #   etcd-cluster.sh env        export HERALD_ETCD_ENDPOINTS=<the three members>
+#   etcd-cluster.sh snapshot FILE
+#                              back up: `etcdctl snapshot save` from one healthy member, as root
+#                              (a snapshot needs admin rights), into FILE.tmp.PID, then renamed to
+#                              FILE (mode 0600: it holds every key, and the users' password
+#                              hashes); prints its size, revision and key count
+#   etcd-cluster.sh restore FILE
+#                              replace the cluster's data with the snapshot FILE: a FRESH
+#                              three-member cluster (new cluster token, so new member and cluster
+#                              IDs) with the same names and URLs, so clients keep their endpoints.
+#                              Restores into new data dirs first (etcdutl snapshot restore), and
+#                              only then stops the members, moves their data dirs aside to
+#                              data/etcd-ha-N.before-restore-<time> and the restored ones in, and
+#                              starts them; waits until Herald logs in (the snapshot holds the
+#                              users, roles and auth config; the members sign tokens with the same
+#                              JWT key pair, so tokens issued before still hold)
+#
+# A restore puts the keys and leases back as they were at the snapshot: what was written since is
+# gone, and each lease in the snapshot lives one more TTL from the restart (its holder, if alive,
+# keeps renewing it). The restored revision is the snapshot's plus HERALD_ETCD_RESTORE_BUMP
+# (default 1000000000, as Kubernetes' etcd restore uses: more revisions than the cluster can have
+# written since the snapshot; 0 keeps the snapshot's), marked compacted. A client's watch resumes
+# at the revision after the last event it saw, which without the bump the restored cluster may
+# not have reached: the watch would skip every event until it does. With it, the watch fails
+# with "required revision has been compacted", and the client knows to read afresh.
+# The restored members start no sooner than HERALD_ETCD_RESTORE_FENCE seconds (default 11: Herald's
+# default lease TTL, 10 s, and a second for the etcd client's once-a-second deadline check) after
+# the last member stopped. By then every client's session has ended and every post instance's
+# lease clock (services/platform/discovery/leaseclock.go) has lapsed, so every process takes a
+# new lease and writes its keys again. A restore faster than a lease TTL lets a process go on as
+# if etcd had not gone back: one whose lease is newer than the snapshot keeps minting with its
+# worker ID until it next hears from etcd, while another may claim that ID at once (the snapshot
+# lacks the claim); one whose lease is older but whose registration, election key or worker-ID
+# claim is newer keeps a lease that holds none of them, and never writes them again. Set the
+# fence to the longest lease TTL the cluster's clients use (the cluster tests use 3 s), plus one.
+# HERALD_ETCD_RESTORE_KEEP=0 deletes the old data dirs once the restored cluster is healthy,
+# instead of keeping them (each is ~120 MB, mostly preallocated WAL).
 #
 # Member N (1-3) serves clients on 127.0.0.1:2389+2N (2391, 2393, 2395) and peers on the port
 # after it (2392, 2394, 2396); HERALD_ETCD_HA_PORT_BASE (default 2389) moves them all. Its data,
@@ -113,6 +149,7 @@ launch_member() {
     --initial-cluster "$INITIAL_CLUSTER" --initial-cluster-state new \
     --initial-cluster-token "$CLUSTER_TOKEN" \
     --auth-token "jwt,pub-key=$JWT_KEY.pub,priv-key=$JWT_KEY,sign-method=RS256,ttl=10m" \
+    --bcrypt-cost "$BCRYPT_COST" \
     --log-level warn
 }
 
@@ -236,6 +273,180 @@ status() {
   if leader=$(leader_of "$live"); then say "leader: $leader"; else say "leader: none"; fi
 }
 
+# healthy_member: print the number of the first member whose /health is true (it has a leader);
+# return 1 if none is.
+healthy_member() {
+  local n
+  for ((n = 1; n <= MEMBERS; n++)); do
+    PROBE_URL=$(member_url "$n")
+    member_ready && { echo "$n"; return 0; }
+  done
+  return 1
+}
+
+# snapshot_status FILE: print "SIZE REVISION KEYS HASH" of the snapshot FILE, from
+# `etcdutl snapshot status` (which also checks that it is an etcd database).
+snapshot_status() {
+  local out
+  out=$("$BIN_DIR/etcdutl" snapshot status -w json "$1" 2>&1) ||
+    die "$1 is not an etcd snapshot: etcdutl snapshot status says: $(tail -n 3 <<<"$out")"
+  jq -r '"\(.totalSize) \(.revision) \(.totalKey) \(.hash)"' <<<"$out" 2>/dev/null ||
+    die "etcdutl snapshot status $1 printed no JSON: $out"
+}
+
+# snapshot FILE: save a snapshot from one healthy member (etcd 3.x saves from exactly one
+# endpoint), as root, under a temporary name in FILE's directory, then rename it to FILE.
+snapshot() {
+  local file=$1 n tmp out st size rev keys hash start attempt
+  [[ -n $file ]] || die "usage: $0 snapshot FILE"
+  [[ -d $(dirname "$file") ]] || die "snapshot $file: directory $(dirname "$file") does not exist"
+  [[ ! -d $file ]] || die "snapshot $file: is a directory; name the file to write"
+  build_etcd
+  apt_install jq jq
+  tmp="$file.tmp.$$"
+  # Three tries, with longer timeouts than ctl's: on a busy machine the login alone (bcrypt, and
+  # a write through Raft) can outlast its 3 s.
+  for attempt in 1 2 3; do
+    n=$(healthy_member) || die "no etcd member is healthy (none of $CLIENT_URL reports a leader): nothing to snapshot"
+    rm -f "$tmp" "$tmp.part"
+    say "saving a snapshot from etcd-ha-$n ($(member_url "$n")) into $tmp ..."
+    start=$(now_ms)
+    out=$(umask 077 && CLIENT_URL=$(member_url "$n") ctl root "$ROOT_PASSWORD_FILE" \
+      --dial-timeout=15s --command-timeout=120s snapshot save "$tmp" 2>&1) && break
+    rm -f "$tmp" "$tmp.part"
+    ((attempt < 3)) || die "etcdctl snapshot save from $(member_url "$n") as root failed 3 times; the last said: $(tail -n 3 <<<"$out")"
+    warn "etcdctl snapshot save from $(member_url "$n") failed (attempt $attempt of 3): $(tail -n 1 <<<"$out"); trying again"
+    sleep 1
+  done
+  # The database's size (etcdutl's totalSize) is the file's less the checksum etcdctl appends.
+  st=$(snapshot_status "$tmp") || { rm -f "$tmp"; exit 1; }
+  read -r size rev keys hash <<<"$st"
+  mv -f "$tmp" "$file"
+  say "snapshot $file: $(stat -c %s "$file") bytes (database $size), revision $rev, $keys keys, hash $hash (from etcd-ha-$n in $(($(now_ms) - start)) ms)"
+}
+
+# start_restored: start the members on restored data, and wait until Herald logs in. The
+# snapshot holds the users and roles: etcd_auth (start_all's set-up) runs only if Herald's login
+# never works, since on a slow cluster its probe can fail once and its set-up then bumps the
+# auth revision, which makes every client's token stale at once.
+start_restored() {
+  local n start
+  for ((n = 1; n <= MEMBERS; n++)); do launch_member "$n"; done
+  for ((n = 1; n <= MEMBERS; n++)); do wait_member "$n"; done
+  start=$(now_ms)
+  until healthy_with_login; do
+    if (($(now_ms) - start >= TIMEOUT * 1000)); then
+      warn "Herald's login does not work on the restored cluster after $TIMEOUT s; setting the users up"
+      etcd_auth
+      break
+    fi
+    sleep 0.5
+  done
+  until healthy_with_login; do
+    (($(now_ms) - start < 2 * TIMEOUT * 1000)) ||
+      die "etcdctl endpoint health as $SERVICE_USER fails on $CLIENT_URL: $(ctl "$SERVICE_USER" "$PASSWORD_FILE" endpoint health 2>&1 | tail -n 3)"
+    sleep 0.5
+  done
+  say "etcd cluster ready: $ENDPOINTS (login: user $SERVICE_USER, password in $PASSWORD_FILE)"
+}
+
+# restore FILE: replace the members' data with the snapshot FILE, as a fresh cluster. The new
+# data dirs are made before any member stops, so that a snapshot that does not restore costs no
+# downtime; the old ones are kept (or, with HERALD_ETCD_RESTORE_KEEP=0, deleted) only once the
+# restored cluster is healthy.
+restore() {
+  local file=$1 st size rev keys hash ts token bump=${HERALD_ETCD_RESTORE_BUMP:-1000000000}
+  local n name dir d port down stopped wait_ms bumpargs=() log pids pid leader
+  local fence=${HERALD_ETCD_RESTORE_FENCE:-11}
+  [[ -n $file ]] || die "usage: $0 restore FILE"
+  [[ -f $file && -r $file ]] || die "restore: snapshot $file does not exist or is not a readable file"
+  [[ $bump =~ ^[0-9]+$ ]] || die "HERALD_ETCD_RESTORE_BUMP: want a number of revisions, got '$bump'"
+  [[ $fence =~ ^[0-9]+$ ]] || die "HERALD_ETCD_RESTORE_FENCE: want whole seconds, got '$fence'"
+  build_etcd
+  apt_install jq jq
+  st=$(snapshot_status "$file") || exit 1
+  read -r size rev keys hash <<<"$st"
+  say "restoring $file (database $size bytes, revision $rev, $keys keys, hash $hash) into a fresh cluster"
+  ((bump == 0)) || bumpargs=(--bump-revision "$bump" --mark-compacted)
+  ts=$(date +%Y%m%dT%H%M%S)
+  token="$CLUSTER_TOKEN-restored-$ts"
+  log="$LOG_DIR/etcd-restore.log"
+  : >"$log"
+  for ((n = 1; n <= MEMBERS; n++)); do
+    name=$(member_name "$n")
+    dir=$(datadir "$name")
+    for d in "$dir.restoring-$ts" "$dir.before-restore-$ts"; do
+      [[ ! -e $d ]] || die "restore: $d exists already (two restores in one second?); remove it or try again"
+    done
+    # The etcdutl flags are those launch_member gives etcd: the same member name and peer URL.
+    "$BIN_DIR/etcdutl" snapshot restore "$file" --name "ha-$n" --data-dir "$dir.restoring-$ts" \
+      --initial-cluster "$INITIAL_CLUSTER" --initial-cluster-token "$token" \
+      --initial-advertise-peer-urls "http://$HOST:$(peer_port "$n")" "${bumpargs[@]}" >>"$log" 2>&1 || {
+      tail -n 10 "$log" >&2
+      rm -rf "$DATA_ROOT"/etcd-ha-*.restoring-"$ts"
+      die "etcdutl snapshot restore of $file for $name failed (full output: $log); the cluster was not touched"
+    }
+    chmod 700 "$dir.restoring-$ts"
+  done
+  say "  restored the snapshot into data/etcd-ha-{1..$MEMBERS}.restoring-$ts (cluster token $token${bumpargs:+, revision bumped by $bump and marked compacted})"
+
+  # The followers first, together, then the leader: a leader that stops while its followers run
+  # hands its leadership over first, and waits up to 7 s for a follower that is stopping too; with
+  # none left it stops at once.
+  leader=""
+  for ((n = 1; n <= MEMBERS; n++)); do
+    # /metrics needs no login and answers at once, where leader_of's etcdctl may time out on a
+    # busy machine.
+    [[ $(curl -sf --max-time 2 "$(member_url "$n")/metrics" 2>/dev/null) == *$'\netcd_server_is_leader 1'* ]] && leader=$(member_url "$n")
+  done
+  down=$(now_ms)
+  say "stopping the members${leader:+ (the leader, $leader, last)}"
+  pids=()
+  for ((n = 1; n <= MEMBERS; n++)); do
+    [[ $(member_url "$n") != "$leader" ]] || continue
+    stop_server "$(member_name "$n")" "${HERALD_STOP_TIMEOUT:-30}" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || die "stopping the members failed (see above); the restored data waits in $DATA_ROOT/etcd-ha-*.restoring-$ts"; done
+  for ((n = 1; n <= MEMBERS; n++)); do
+    [[ $(member_url "$n") != "$leader" ]] || stop_server "$(member_name "$n")" "${HERALD_STOP_TIMEOUT:-30}"
+  done
+  stopped=$(now_ms)
+  say "  stopped in $((stopped - down)) ms"
+  for ((n = 1; n <= MEMBERS; n++)); do
+    name=$(member_name "$n")
+    ! server_pid "$name" >/dev/null || die "$name (pid $(server_pid "$name")) is still running after stop; the restored data waits in $(datadir "$name").restoring-$ts"
+    for port in "$(client_port "$n")" "$(peer_port "$n")"; do
+      ! port_open "$port" || die "$name stopped but port $HOST:$port is still in use (by a process these scripts did not start?); free it and restore again (old data untouched; the restored data waits in $DATA_ROOT/etcd-ha-*.restoring-$ts)"
+    done
+  done
+  for ((n = 1; n <= MEMBERS; n++)); do
+    dir=$(datadir "$(member_name "$n")")
+    [[ ! -e $dir ]] || mv "$dir" "$dir.before-restore-$ts"
+    mv "$dir.restoring-$ts" "$dir"
+  done
+  say "  moved the old data dirs aside to data/etcd-ha-{1..$MEMBERS}.before-restore-$ts and the restored ones in"
+  wait_ms=$((fence * 1000 - ($(now_ms) - stopped)))
+  if ((wait_ms > 0)); then
+    say "  keeping etcd down $fence s in all (HERALD_ETCD_RESTORE_FENCE), so that every client's lease has lapsed by its own clock: $wait_ms ms more"
+    sleep "$((wait_ms / 1000)).$(printf '%03d' $((wait_ms % 1000)))"
+  fi
+  # The members start on their restored data (etcd ignores the --initial-cluster flags of
+  # launch_member when the data dir holds a member). A failure exits the script: the trap says
+  # how to go back.
+  # shellcheck disable=SC2064 # expanded now, on purpose
+  trap "warn 'the restored cluster did not come up. To go back to the old data: $0 stop; then for each N: rm -rf $DATA_ROOT/etcd-ha-N && mv $DATA_ROOT/etcd-ha-N.before-restore-$ts $DATA_ROOT/etcd-ha-N; and $0 start'" EXIT
+  start_restored
+  trap - EXIT
+  say "etcd cluster restored from $file at revision $((rev + bump)) (snapshot revision $rev + $bump); etcd was down for at most $(($(now_ms) - down)) ms (from the first member's stop to Herald's login working)"
+  if [[ ${HERALD_ETCD_RESTORE_KEEP:-1} == 0 ]]; then
+    rm -rf "$DATA_ROOT"/etcd-ha-*.before-restore-"$ts"
+    say "  deleted the old data dirs (HERALD_ETCD_RESTORE_KEEP=0)"
+  else
+    say "  the old data is kept in $DATA_ROOT/etcd-ha-N.before-restore-$ts ($(du -shc "$DATA_ROOT"/etcd-ha-*.before-restore-"$ts" 2>/dev/null | tail -n 1 | cut -f1)); remove it once the restore is known good"
+  fi
+}
+
 case ${1:-} in
   start)
     (($# <= 2)) || die "usage: $0 start [N]"
@@ -251,5 +462,13 @@ case ${1:-} in
     ;;
   status) status ;;
   env) printf 'export HERALD_ETCD_ENDPOINTS=%s\n' "$ENDPOINTS" ;;
-  *) die "usage: $0 start [N]|stop [N]|kill N|status|env" ;;
+  snapshot)
+    (($# == 2)) || die "usage: $0 snapshot FILE"
+    snapshot "$2"
+    ;;
+  restore)
+    (($# == 2)) || die "usage: $0 restore FILE"
+    restore "$2"
+    ;;
+  *) die "usage: $0 start [N]|stop [N]|kill N|status|env|snapshot FILE|restore FILE" ;;
 esac

@@ -3,7 +3,8 @@
 # (peer port ${HERALD_ETCD_PEER_PORT:-2390}).
 # etcd is built from the Go module proxy into .local/bin (Debian's etcd-server is too old).
 # `go install go.etcd.io/etcd/server/v3@VERSION` refuses (its go.mod has replace
-# directives), so we build it from a scratch module that requires it, with etcdctl.
+# directives), so we build it from a scratch module that requires it, with etcdctl and etcdutl
+# (the offline tool: snapshot restore and status, which etcdctl no longer has since 3.6).
 # Authentication is on: Herald logs in as the user herald (password in secrets/etcd-password),
 # whose role herald may read and write the keys under HERALD_ETCD_KEY_PREFIXES; the user root
 # (secrets/etcd-root-password) administers. etcdctl sets them up, with the passwords on its
@@ -98,39 +99,50 @@ set_user() {
   fi
 }
 
-# etcdctl_is_built: $BIN_DIR/etcdctl is etcdctl $VERSION (which has `version`, not --version;
-# output captured first, as in reports_version).
-etcdctl_is_built() {
+# tool_is_built NAME: $BIN_DIR/NAME (etcdctl or etcdutl) is $VERSION (they have `version`, not
+# --version; output captured first, as in reports_version).
+tool_is_built() {
   local out
-  out=$("$BIN_DIR/etcdctl" version 2>/dev/null) || return 1
-  grep -qF "etcdctl version: $VERSION" <<<"$out"
+  out=$("$BIN_DIR/$1" version 2>/dev/null) || return 1
+  grep -qF "$1 version: $VERSION" <<<"$out"
 }
 
 build_etcd() {
   local mod="$BUILD_DIR/etcd-$VERSION" start
-  if [[ -x $BIN_DIR/etcd ]] && reports_version "$BIN_DIR/etcd" "etcd Version: $VERSION" && etcdctl_is_built; then
+  if [[ -x $BIN_DIR/etcd ]] && reports_version "$BIN_DIR/etcd" "etcd Version: $VERSION" && tool_is_built etcdctl && tool_is_built etcdutl; then
     return 0
   fi
   command -v go >/dev/null || die "go is not on PATH; it is needed to build etcd"
-  say "building etcd and etcdctl v$VERSION into $BIN_DIR ..."
+  say "building etcd, etcdctl and etcdutl v$VERSION into $BIN_DIR ..."
   start=$(now_ms)
   rm -rf "$mod"
   mkdir -p "$mod"
   printf 'module herald.local/etcdbuild\n\ngo 1.24\n' >"$mod/go.mod"
   if ! (
     cd "$mod"
-    go get "go.etcd.io/etcd/server/v3@v$VERSION" "go.etcd.io/etcd/etcdctl/v3@v$VERSION"
+    go get "go.etcd.io/etcd/server/v3@v$VERSION" "go.etcd.io/etcd/etcdctl/v3@v$VERSION" "go.etcd.io/etcd/etcdutl/v3@v$VERSION"
     go build -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3
     go build -o "$BIN_DIR/etcdctl" go.etcd.io/etcd/etcdctl/v3
+    go build -o "$BIN_DIR/etcdutl" go.etcd.io/etcd/etcdutl/v3
   ) >"$LOG_DIR/etcd-build.log" 2>&1; then
     tail -n 30 "$LOG_DIR/etcd-build.log" >&2
     die "etcd build failed (full output: $LOG_DIR/etcd-build.log)"
   fi
-  say "  built etcd and etcdctl in $(( ($(now_ms) - start) / 1000 )) s"
+  say "  built etcd, etcdctl and etcdutl in $(( ($(now_ms) - start) / 1000 )) s"
   reports_version "$BIN_DIR/etcd" "etcd Version: $VERSION" ||
     die "$BIN_DIR/etcd --version does not report $VERSION"
-  etcdctl_is_built || die "$BIN_DIR/etcdctl version does not report $VERSION"
+  tool_is_built etcdctl || die "$BIN_DIR/etcdctl version does not report $VERSION"
+  tool_is_built etcdutl || die "$BIN_DIR/etcdutl version does not report $VERSION"
 }
+
+# BCRYPT_COST is the cost of the password hashes etcd keeps for its users, and so of every
+# Authenticate (each process's login, and again whenever its token expires). etcd's default,
+# 10, makes a login cost tens of milliseconds of CPU, serialized in etcd: with the cluster
+# tests' instances starting together on a loaded two-core machine, logins queued for over 10
+# s and instances failed to start. The passwords here are 128 random bits, which no cost
+# makes weaker or stronger against guessing, so the lowest cost etcd allows is used. It
+# applies to hashes made from then on: the users of a fresh data dir.
+BCRYPT_COST=4
 
 # Sourced (etcd-cluster.sh does), it only defines the settings and functions above.
 [[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
@@ -145,6 +157,7 @@ launch "$NAME" "$BIN_DIR/etcd" \
   --listen-client-urls "$CLIENT_URL" --advertise-client-urls "$CLIENT_URL" \
   --listen-peer-urls "$PEER_URL" --initial-advertise-peer-urls "$PEER_URL" \
   --initial-cluster "default=$PEER_URL" \
+  --bcrypt-cost "$BCRYPT_COST" \
   --log-level warn
 wait_ready "$NAME" "$CLIENT_URL" etcd_ready "$TIMEOUT"
 say "  $("$BIN_DIR/etcd" --version | head -n 1)"

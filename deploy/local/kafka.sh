@@ -177,6 +177,9 @@ format_storage() {
   say "  $(tail -n 1 "$LOG_DIR/kafka-format.log") ($(( ($(now_ms) - start) / 1000 )) s)"
 }
 
+# Sourced (kafka-cluster.sh does), it only defines the settings and functions above.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
 stop_if_stale "$NAME" kafka_answers kafka_login
 reuse_if_running "$NAME" "$ADDR" kafka_ready "$TIMEOUT" "$PORT" "$CONTROLLER_PORT"
 

@@ -18,6 +18,13 @@
 # +2000 and +4000). Its JetStream store, config, pidfile and log are data/nats-ha-N/,
 # conf/nats-ha-N.conf (0600: it holds the passwords; rewritten when the node starts),
 # run/nats-ha-N.pid and logs/nats-ha-N.log. The store is kept across stop and start.
+# HERALD_LOCAL_DIR moves all of them (and secrets/), for a private set on ports of its own.
+#
+# HERALD_NATS_SYNC is each node's JetStream sync_interval, taking effect at the node's next
+# start: always (the default: an fsync before every ack, so that an acked message outlives a
+# power cut of all three nodes at once), a duration such as 10s (fsync that often), or
+# default (the server's own, an fsync every 2 minutes: an acked message lives in three page
+# caches until then).
 set -euo pipefail
 # nats.sh, sourced, starts nothing: it defines the build version, the password file and the
 # login probe (nats_connect, nats_login), which asks $PORT, set below to each node's.
@@ -28,6 +35,13 @@ PORT_BASE="${HERALD_NATS_HA_PORT_BASE:-4260}"
 CLUSTER_NAME=herald-ha
 ROUTE_USER=route
 ROUTE_PASSWORD_FILE=$(secret nats-route-password)
+SYNC="${HERALD_NATS_SYNC:-always}"
+SYNC_CONF="" # the line in each node's jetstream block, after a newline
+if [[ $SYNC != default ]]; then
+  [[ $SYNC == always || $SYNC =~ ^([0-9]+(ms|s|m|h))+$ ]] ||
+    die "HERALD_NATS_SYNC: want always, default or a duration such as 10s, got '$SYNC'"
+  SYNC_CONF=$'\n  sync_interval: "'"$SYNC"'"'
+fi
 
 client_port() { echo $((PORT_BASE + $1)); }
 route_port() { echo $((PORT_BASE + 2000 + $1)); }
@@ -76,7 +90,7 @@ server_name: $(server_name "$n")
 listen: "$HOST:$(client_port "$n")"
 http: "$HOST:$(monitor_port "$n")"
 jetstream {
-  store_dir: "$(datadir "$(node_name "$n")")"
+  store_dir: "$(datadir "$(node_name "$n")")"$SYNC_CONF
 }
 authorization {
   users: [{user: "$SERVICE_USER", password: "$(<"$PASSWORD_FILE")"}]

@@ -33,15 +33,19 @@ func TestClusterBehaviour(t *testing.T) {
 	c.CheckAlive(t)
 }
 
-// TestInstanceDeath kills -9 one timeline instance while a client keeps
-// reading through the resolver: reads go on, any errors end once the
-// instance's lease has expired, the instance's key leaves etcd when its
-// lease expires, and a restarted instance comes back into rotation.
+// TestDrillTimelineInstanceKilled kills -9 one timeline instance while a
+// client keeps reading through the resolver, and others post, follow and
+// read: reads go on, any errors end once the instance's lease has expired,
+// the instance's key leaves etcd when its lease expires, and a restarted
+// instance comes back into rotation.
 //
-// How many reads fail, and for how long, is a figure the test logs (the
-// drills report it); it asserts only outcomes and the lease bound.
-func TestInstanceDeath(t *testing.T) {
+// How many reads fail, and for how long, is a figure the drill reports; it
+// asserts only outcomes and the lease bound.
+func TestDrillTimelineInstanceKilled(t *testing.T) {
 	c := startCluster(t)
+	d := newDrill(t, c)
+	d.report("timeline instance killed", c.srv.clusterKind())
+	ws := d.startLoad("ti", 2)
 	api := c.Client(t)
 	const a, b = "death_a", "death_b"
 	api.Follow(t, b, a)
@@ -149,6 +153,13 @@ func TestInstanceDeath(t *testing.T) {
 		t.Logf("read failed %v after the kill (took %v, peer %q): %v", e.end.Sub(killed).Round(time.Millisecond), e.end.Sub(e.start).Round(time.Millisecond), e.peer, e.err)
 	}
 	t.Logf("%d reads, %d after the kill, of which %d succeeded; %d failed; error window %v after the kill (lease TTL %v)", len(reads), afterKill, okAfterKill, len(errs), window.Round(time.Millisecond), leaseTTL)
+	var spans []span
+	for _, e := range errs {
+		spans = append(spans, span{e.start, e.end})
+	}
+	d.failedCalls("GetHomeTimeline (the reader, no retries)", spans)
+	d.recovered(keyGone, fmt.Sprintf("from the SIGKILL to the killed instance's key leaving etcd (lease TTL %v)", leaseTTL))
+	d.note("the reader without retries: %d reads after the kill, %d failed, the last %v after it", afterKill, len(errs), window.Round(time.Millisecond))
 	// Once the dead instance has left etcd the resolver no longer offers
 	// it: a read that began after that and failed is a real error, not
 	// the kill's.
@@ -157,6 +168,8 @@ func TestInstanceDeath(t *testing.T) {
 			t.Errorf("read that began %v after the kill, once the killed instance had left etcd (%v), failed: %v", e.start.Sub(killed).Round(time.Millisecond), keyGone.Round(time.Millisecond), e.err)
 		}
 	}
+	ws.finish()
+	d.check(2 * waitfor.Deadline)
 	c.CheckAlive(t)
 }
 
@@ -264,14 +277,18 @@ func (r *reader) results() []read {
 	return slices.Clone(r.reads)
 }
 
-// TestRedisRestart restarts Redis with an empty dataset under populated
-// timelines: the next reads rebuild them from Cassandra without an error or
-// a lost post, and posting and fan-out go on.
-func TestRedisRestart(t *testing.T) {
+// TestDrillRedisRestartedEmpty restarts Redis with an empty dataset under
+// populated timelines while clients post, follow and read: the next reads
+// rebuild them from Cassandra without an error or a lost post, and posting
+// and fan-out go on.
+func TestDrillRedisRestartedEmpty(t *testing.T) {
 	c := startCluster(t)
 	// Runs before the cluster's cleanup: Redis is up again whatever
 	// happens below.
 	t.Cleanup(func() { runScript(t, "redis.sh") })
+	d := newDrill(t, c)
+	d.report("Redis restarted empty", c.srv.clusterKind())
+	ws := d.startLoad("re", 2)
 	api := c.Client(t)
 
 	const a1, a2 = "rr_a1", "rr_a2"
@@ -315,12 +332,21 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("EXISTS %s before the restart = %d, %v; want 1 (the timeline cached in Redis)", tlKey, n, err)
 	}
 
+	stopped := time.Now()
 	runScript(t, "stop.sh", "redis")
 	runScript(t, "redis.sh")
-	// Other users of this Redis may write to it at once; this deployment's
-	// keys are what must be gone.
-	if keys, err := rdb.Keys(ctx, c.NS+":*").Result(); err != nil || len(keys) != 0 {
-		t.Fatalf("KEYS %s:* after the restart = %v, %v; want none (an empty Redis)", c.NS, keys, err)
+	restarted := time.Now()
+	// The drill's clients write to it at once; the timelines filled before
+	// the restart are what must be gone.
+	var cached []string
+	for f := range follows {
+		key := c.NS + ":tl.v2:{" + f + "}"
+		if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 0 {
+			cached = append(cached, fmt.Sprintf("%s: %d, %v", key, n, err))
+		}
+	}
+	if len(cached) > 0 {
+		t.Fatalf("timelines still cached after the restart, want none (an empty Redis): %v", cached)
 	}
 
 	// The first read of each follower succeeds, with every post.
@@ -358,6 +384,17 @@ func TestRedisRestart(t *testing.T) {
 	if got, want := api.Home(t, "rr_f3"), wantHome("rr_f3"); !slices.Equal(got, want) {
 		t.Errorf("home timeline of rr_f3 = %v; want %v (no post by %s, which it does not follow)", got, want, a1)
 	}
+	writes := ws.finish()
+	first := time.Duration(0)
+	for _, w := range writes {
+		if w.err == nil && !w.start.Before(stopped) && (first == 0 || w.end.Sub(stopped) < first) {
+			first = w.end.Sub(stopped)
+		}
+	}
+	d.recovered(first, "from the stop of Redis to the first client call begun after it that succeeded")
+	d.note("Redis down and back in %v; 3 timelines rebuilt from Cassandra on first read in %v", restarted.Sub(stopped).Round(time.Millisecond), time.Since(rebuilt).Round(time.Millisecond))
+	summarize(t, "calls during and after the restart", writes, stopped, time.Now())
+	d.check(2 * waitfor.Deadline)
 	c.CheckAlive(t)
 }
 
@@ -373,20 +410,25 @@ func comparePostIDs(t *testing.T, x, y string) int {
 	return 0
 }
 
-// TestCassandraDown stops Cassandra: CreatePost says UNAVAILABLE and
-// stores nothing, and once Cassandra is back posting works again without a
-// restart of any service.
-func TestCassandraDown(t *testing.T) {
+// TestDrillCassandraStopped stops Cassandra: CreatePost says UNAVAILABLE
+// and stores nothing, and once Cassandra is back posting works again
+// without a restart of any service.
+func TestDrillCassandraStopped(t *testing.T) {
 	c := startCluster(t)
 	// Runs before the cluster's cleanup, which needs Cassandra to drop the
 	// keyspace.
 	t.Cleanup(func() { runScript(t, "cassandra.sh") })
+	d := newDrill(t, c)
+	d.report("Cassandra stopped", c.srv.clusterKind())
 	api := c.Client(t)
 
 	const a, b = "cd_a", "cd_b"
 	api.Follow(t, b, a)
+	d.followed(b, a)
 	api.Home(t, b)
 	p0 := api.CreatePost(t, a, "before the outage", "")
+	d.acked(uint64(systemtest.PostID(t, p0.GetPostId())), a, "before the outage")
+	var failedSpans []span
 	api.WaitHome(t, b, waitfor.Deadline, "the post "+p0.GetPostId(), func(got []string) bool {
 		return slices.Equal(got, []string{p0.GetPostId()})
 	})
@@ -428,6 +470,7 @@ func TestCassandraDown(t *testing.T) {
 		if err == nil {
 			t.Fatalf("CreatePost with Cassandra stopped = %v; want UNAVAILABLE", p)
 		}
+		failedSpans = append(failedSpans, span{time.Now().Add(-took), time.Now()})
 		failed = append(failed, text)
 		switch code := status.Code(err); code {
 		case codes.Unavailable:
@@ -466,6 +509,7 @@ func TestCassandraDown(t *testing.T) {
 			p1 = p
 			break
 		}
+		failedSpans = append(failedSpans, span{time.Now().Add(-took), time.Now()})
 		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
 			t.Errorf("CreatePost while Cassandra comes back error = %v after %v; want nil, or code Unavailable", err, took)
 		}
@@ -473,6 +517,10 @@ func TestCassandraDown(t *testing.T) {
 	}
 	t.Logf("CreatePost succeeded %v after Cassandra was ready (%v after the restart began), attempt %d",
 		time.Since(ready).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond), attempts)
+	d.acked(uint64(systemtest.PostID(t, p1.GetPostId())), a, "after-the-outage")
+	d.failedCalls("CreatePost (no retries)", failedSpans)
+	d.recovered(time.Since(restart), "from the restart of Cassandra beginning to a CreatePost succeeding")
+	d.note("first UNAVAILABLE %v after the stop; Cassandra ready %v after its restart began", firstUnavailable.Round(time.Millisecond), ready.Sub(restart).Round(time.Millisecond))
 
 	// Each instance's driver reconnects on its own, within its reconnect
 	// interval (2 s, longer on a loaded machine), so the instance that
@@ -517,6 +565,7 @@ func TestCassandraDown(t *testing.T) {
 		}
 		checkNoFailed(t, "home timeline of "+u, ps, failed)
 	}
+	d.check(waitfor.Deadline)
 }
 
 // probes numbers readsCassandra's fresh users.

@@ -167,6 +167,14 @@ func (d *drill) acked(id uint64, author, key string) {
 	}
 }
 
+// followed records a follow the drill made on its own, outside follow.
+func (d *drill) followed(follower, followee string) {
+	d.mu.Lock()
+	d.model.Follow(follower, followee)
+	d.mu.Unlock()
+	d.addUsers(follower, followee)
+}
+
 // followAll makes each follower follow followee, limit at a time, and
 // fails the test if any follow fails.
 func (d *drill) followAll(followers []string, followee string, limit int) {
@@ -200,6 +208,17 @@ func (d *drill) read(user string) (*write, error) {
 		_, err := d.api.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: user})
 		return err
 	})
+}
+
+// failedCalls adds calls the test made on its own, outside the drill's
+// retries, that failed at the given times: the drill's client errors
+// count them.
+func (d *drill) failedCalls(what string, spans []span) {
+	w := d.newWrite(what)
+	w.spans = spans
+	for range spans {
+		w.failed = append(w.failed, errors.New(what))
+	}
 }
 
 // newWrite returns a write the drill keeps for its report.

@@ -43,6 +43,7 @@ func TestDrillFanoutKill(t *testing.T) {
 	t.Setenv("HERALD_STRATEGY", "push")
 	c := startCluster(t)
 	d := newDrill(t, c)
+	d.report("fan-out instance killed mid fan-out", c.srv.clusterKind())
 
 	fs := names("fk_f", followers)
 	start := time.Now()
@@ -115,7 +116,7 @@ func TestDrillFanoutKill(t *testing.T) {
 	}
 
 	d.check(fanoutAckWait + 20*time.Second)
-	t.Logf("every follower had every post %v after the last kill (AckWait %v)", time.Since(killed).Round(time.Millisecond), fanoutAckWait)
+	d.recovered(time.Since(killed), fmt.Sprintf("from the last SIGKILL to every follower having every post (AckWait %v); %d messages were held unacked by the killed instance", fanoutAckWait, held))
 	subjects := c.subjectCounts(t)
 	t.Logf("event stream messages by subject: %v", subjects)
 	if subjects[string(event.KindFanoutChunk)] == 0 {
@@ -132,6 +133,7 @@ func TestDrillFanoutKill(t *testing.T) {
 func TestDrillNATSRestart(t *testing.T) {
 	c, ns := startClusterOnPrivateNATS(t)
 	d := newDrill(t, c)
+	d.report("NATS restarted", c.srv.clusterKind())
 	authors := d.smallGraph("nr")
 
 	ws := d.startWriters(3, func(i int) func() (*write, error) {
@@ -166,7 +168,8 @@ func TestDrillNATSRestart(t *testing.T) {
 	summarize(t, "writes after the restart", writes, ready, time.Now())
 
 	d.check(2 * waitfor.Deadline)
-	t.Logf("full delivery %v after nats-server was serving again", time.Since(ready).Round(time.Millisecond))
+	d.recovered(time.Since(stopped), "from the stop of nats-server to every timeline matching the model")
+	d.note("nats-server down %v", ready.Sub(stopped).Round(time.Millisecond))
 	d.logRelay()
 	d.logConsumers()
 	d.recheck("nrmc_")
@@ -185,6 +188,7 @@ func TestDrillNATSOutage(t *testing.T) {
 	)
 	c, ns := startClusterOnPrivateNATS(t)
 	d := newDrill(t, c)
+	d.report("NATS down, the outbox delivering", c.srv.clusterKind())
 	authors := d.smallGraph("no")
 
 	ws := d.startWriters(3, func(i int) func() (*write, error) {
@@ -218,7 +222,8 @@ func TestDrillNATSOutage(t *testing.T) {
 	summarize(t, "posts after the outage", writes, ready, time.Now())
 
 	d.check(2 * waitfor.Deadline)
-	t.Logf("full delivery %v after nats-server was serving again", time.Since(ready).Round(time.Millisecond))
+	d.recovered(time.Since(ready), "from nats-server serving again to every timeline matching the model")
+	d.note("nats-server down %v; %d posts accepted meanwhile, held in the outbox", ready.Sub(stopped).Round(time.Millisecond), ws.succeeded(down, restart))
 	if n := d.logRelay(); n == 0 {
 		t.Errorf("the outbox relay republished no post; want it to publish the posts accepted while NATS was down")
 	}
@@ -235,6 +240,7 @@ func TestDrillNATSOutage(t *testing.T) {
 func TestDrillRelayLeaderKill(t *testing.T) {
 	c, ns := startClusterOnPrivateNATS(t)
 	d := newDrill(t, c)
+	d.report("outbox relay leader killed", c.srv.clusterKind())
 	authors := d.smallGraph("rl")
 
 	var leader *Instance
@@ -300,6 +306,8 @@ func TestDrillRelayLeaderKill(t *testing.T) {
 	}
 	t.Logf("killed the leader %s (pid %d) with SIGKILL; %s took over the relay %v later (lease TTL %v)",
 		leader.Name, pid, survivor.Name, takeover.Round(time.Millisecond), leaseTTL)
+	d.recovered(takeover, fmt.Sprintf("from the SIGKILL of the relay's leader to the other post instance leading it (lease TTL %v)", leaseTTL))
+	d.note("%d posts accepted with NATS down, %d of them by the killed leader", n, byLeader)
 	// The dead leader's key goes when etcd expires its lease, which the
 	// wait above bounds (leaseMargin); how soon is a figure, logged above.
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
@@ -245,10 +248,11 @@ func drillNATSKill(t *testing.T, name string, killLeader bool) {
 	if !ws.waitDone(10, killed.Add(led), waitfor.Deadline) {
 		t.Fatalf("10 calls begun after the kill did not succeed within %v", waitfor.Deadline)
 	}
+	writes := ws.finish()
 	// The first post acknowledged after the kill tells when posting
 	// recovered.
 	firstPost := time.Duration(0)
-	for _, w := range ws.writes {
+	for _, w := range writes {
 		if w.err == nil && w.post != 0 && !w.start.Before(killed) && (firstPost == 0 || w.end.Sub(killed) < firstPost) {
 			firstPost = w.end.Sub(killed)
 		}
@@ -259,7 +263,6 @@ func drillNATSKill(t *testing.T, name string, killLeader bool) {
 		d.recovered(firstPost, "from the SIGKILL to the first post acknowledged after it")
 	}
 	d.note("stream leader after: node %d; first post acknowledged %v after the kill", newLeader, firstPost.Round(time.Millisecond))
-	writes := ws.finish()
 	summarize(t, "calls before the kill", writes, time.Time{}, killed)
 	summarize(t, "calls after the kill", writes, killed, time.Now())
 	restart()
@@ -335,4 +338,125 @@ func sentinelPrimary(ctx context.Context, srv servers) (string, error) {
 		errs = append(errs, fmt.Errorf("sentinel %s: %v", addr, err))
 	}
 	return "", errors.Join(errs...)
+}
+
+// TestDrillEtcdQuorumLost stops two of the three etcd members (SIGKILL)
+// for longer than the lease TTL while clients work, then starts them
+// again. Without a quorum etcd answers nothing, so every process loses its
+// lease; none exits. What needs no lease keeps working on the endpoints
+// already known: reads, follows and the fan-out. What needs one fails
+// with UNAVAILABLE: CreatePost (its worker ID may no longer be its own),
+// and a new lease or registration. Once the members are back, every
+// process takes a new lease and registers again, each post instance
+// claims a worker ID, and no post ID is given twice.
+func TestDrillEtcdQuorumLost(t *testing.T) {
+	const outage = 4 * leaseTTL
+	srv := serversHA(t)
+	c := startClusterOn(t, srv)
+	d := newDrill(t, c)
+	d.report("etcd quorum lost", srv.clusterKind())
+	ws := d.startLoad("eq", 2)
+
+	down := []int{2, 3}
+	killed := time.Now()
+	for _, m := range down {
+		runScript(t, "etcd-cluster.sh", "kill", strconv.Itoa(m))
+	}
+	restarted := false
+	restart := func() {
+		if !restarted {
+			restarted = true
+			for _, m := range down {
+				runScript(t, "etcd-cluster.sh", "start", strconv.Itoa(m))
+			}
+		}
+	}
+	defer restart()
+
+	// A new lease cannot be granted: nothing new can register or claim.
+	gctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, grantErr := c.Etcd.Grant(gctx, int64(leaseTTL/time.Second))
+	cancel()
+	if grantErr == nil {
+		t.Errorf("etcd granted a lease with two of three members down")
+	}
+	d.note("with members %v down, a lease grant failed: %v", down, grantErr)
+
+	// Meanwhile the clients keep going; wait out the outage, a few lease
+	// TTLs, so that every process has given its lease up.
+	time.Sleep(time.Until(killed.Add(outage)))
+	back := time.Now()
+	restart()
+	healthy := time.Since(back)
+
+	// Recovered once every instance is registered again and a post
+	// succeeds through discovery.
+	waitfor.Until(t, 2*waitfor.Deadline, "every instance registered again", func() (bool, any) {
+		var missing []string
+		for _, svc := range services {
+			eps, err := c.Endpoints(svc)
+			if err != nil {
+				return false, err
+			}
+			for _, in := range c.Instances[svc] {
+				if !slices.Contains(eps, in.Addr()) {
+					missing = append(missing, in.Name)
+				}
+			}
+		}
+		return len(missing) == 0, missing
+	})
+	registered := time.Since(back)
+	var posted time.Duration
+	waitfor.Until(t, 2*waitfor.Deadline, "a post after the quorum's return", func() (bool, any) {
+		_, err := d.post("eq_a000", fmt.Sprintf("eq-after-%d", time.Now().UnixNano()))
+		posted = time.Since(back)
+		return err == nil, err
+	})
+	d.recovered(registered, "from starting the two members to every instance registered again")
+	d.note("members healthy %v after their start; a post acknowledged %v after it", healthy.Round(time.Millisecond), posted.Round(time.Millisecond))
+
+	var claims []string
+	for _, in := range c.Instances["post"] {
+		ws, err := in.postWorkers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims = append(claims, fmt.Sprintf("%s %v", in.Name, ws))
+	}
+	d.note("worker IDs claimed by the post instances, in order: %v", claims)
+
+	writes := ws.finish()
+	// What worked during the outage, from the calls that began in it.
+	worked := map[string]int{}
+	failed := map[string]map[codes.Code]int{}
+	for _, w := range writes {
+		if w.start.Before(killed) || !w.start.Before(back) {
+			continue
+		}
+		kind, _, _ := strings.Cut(w.what, "(")
+		for _, err := range w.failed {
+			if failed[kind] == nil {
+				failed[kind] = map[codes.Code]int{}
+			}
+			failed[kind][status.Code(err)]++
+		}
+		if len(w.failed) == 0 {
+			worked[kind]++
+		}
+	}
+	d.note("calls begun during the %v outage that succeeded at the first attempt: %v; failed attempts by code: %v", outage, worked, failed)
+	if worked["GetHomeTimeline"] == 0 {
+		t.Errorf("no timeline read begun during the outage succeeded at once: %v; reads must not need etcd", worked)
+	}
+	for code := range failed["CreatePost"] {
+		if code != codes.Unavailable && code != codes.DeadlineExceeded {
+			t.Errorf("CreatePost failed with %v during the outage; want UNAVAILABLE", code)
+		}
+	}
+	summarize(t, "calls before the outage", writes, time.Time{}, killed)
+	summarize(t, "calls during the outage", writes, killed, back)
+	summarize(t, "calls after the outage", writes, back, time.Now())
+	d.check(2 * waitfor.Deadline)
+	c.CheckAlive(t)
 }

@@ -71,6 +71,9 @@ type servers struct {
 	// kafka, if set, are the brokers the cluster's event log runs on
 	// (-bus kafka) instead of nats (serversOnKafka).
 	kafka []string
+	// kafkaReplicas, if set, is the replication factor of the topics the
+	// cluster's event log creates on kafka (-kafka-replication-factor).
+	kafkaReplicas int
 	// redisMaster, if set, is the Sentinel master name: redis then lists
 	// the Sentinels (-redis-master).
 	redisMaster string
@@ -503,6 +506,9 @@ func (in *Instance) Start() error {
 	}
 	if len(c.srv.kafka) > 0 {
 		args = append(args, "-bus", "kafka", "-kafka-brokers", strings.Join(c.srv.kafka, ","))
+		if c.srv.kafkaReplicas > 0 {
+			args = append(args, "-kafka-replication-factor", fmt.Sprint(c.srv.kafkaReplicas))
+		}
 	} else {
 		args = append(args, "-nats", in.natsURL())
 		if c.srv.natsReplicas > 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -278,7 +279,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		Name: "herald_etcd_leases_lost_total",
 		Help: "etcd leases this process lost (expired, or given up after a TTL without an answer) and replaced while it ran.",
 	})
-	lease, err := n.newLease(sctx)
+	// Under ctx, not sctx: on a loaded machine etcd's first answer (the login
+	// behind it) may take longer than sctx allows.
+	lease, err := n.newLease(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -442,7 +445,18 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	for _, s := range n.services {
-		if err := discovery.Register(ctx, n.Lease().Session, n.cfg.Namespace, s, n.Addr()); err != nil {
+		lease := n.Lease()
+		err := discovery.Register(ctx, lease.Session, n.cfg.Namespace, s, n.Addr())
+		if err != nil && (errors.Is(err, rpctypes.ErrLeaseNotFound) || lease.Lost()) && ctx.Err() == nil {
+			// The first lease lapsed before the process got this far (a
+			// start slowed past the TTL): take a new one, which registers
+			// every service.
+			err = n.renewLease(ctx, nil, lease)
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
 			n.GRPC.Stop()
 			if ctx.Err() != nil {
 				return nil // a signal during start-up

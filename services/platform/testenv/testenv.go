@@ -40,6 +40,19 @@ func Etcd(t testing.TB) []string { return strings.Split(need(t, "HERALD_ETCD_END
 // Cassandra returns the test Cassandra hosts (HERALD_CASSANDRA_HOSTS).
 func Cassandra(t testing.TB) []string { return strings.Split(need(t, "HERALD_CASSANDRA_HOSTS"), ",") }
 
+// CassandraRing returns the hosts of the three-node test ring
+// (HERALD_CASSANDRA_RING_HOSTS: deploy/local/cassandra-cluster.sh env
+// prints it), which takes the same login as the single node
+// (CassandraAuth). Its tests kill and restart its nodes, so nothing else
+// runs on it.
+func CassandraRing(t testing.TB) []string {
+	t.Helper()
+	if os.Getenv("HERALD_CASSANDRA_RING_HOSTS") == "" {
+		t.Log("the ring is not in env.sh: start it with deploy/local/up.sh cassandra-ring, and export HERALD_CASSANDRA_RING_HOSTS as deploy/local/cassandra-cluster.sh env prints it")
+	}
+	return strings.Split(need(t, "HERALD_CASSANDRA_RING_HOSTS"), ",")
+}
+
 // ZooKeeper returns the test ZooKeeper's servers (HERALD_ZOOKEEPER_SERVERS):
 // the coordination lab's tests run on it. It has no login (loopback
 // only; no Herald service uses ZooKeeper).
