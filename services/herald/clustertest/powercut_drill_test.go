@@ -1,6 +1,8 @@
 package clustertest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-feed/herald/services/herald/modelcheck"
 	"github.com/herald-feed/herald/services/platform/waitfor"
@@ -64,6 +68,24 @@ func powerLossDrill(t *testing.T, sync, name string) {
 	report := tracker.PowerCut(t)
 	t.Logf("power cut: %v", report)
 	nc.Start(t)
+	// The fan-out instances start once JetStream answers again, and, where
+	// the stream survived, once it has a leader and current replicas.
+	js, err := jetstream.New(nc.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := strings.ToUpper(c.NS) + "_EVENTS"
+	waitfor.Until(t, 2*waitfor.Deadline, "JetStream, and the event stream if it survived, after the restart", func() (bool, any) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return false, err
+		}
+		if _, err := js.Stream(ctx, stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+			return true, nil
+		}
+		return streamReady(ctx, js, stream)
+	})
 	for _, in := range c.Instances["fanout"] {
 		if err := in.Start(); err != nil {
 			t.Fatal(err)
