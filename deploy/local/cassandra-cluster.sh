@@ -74,14 +74,6 @@ for ((n = 1; n <= NODES; n++)); do HOSTS+="${HOSTS:+,}$(node_addr "$n")"; done
 ADDR=$HOSTS
 REPLICATION="{'class': 'SimpleStrategy', 'replication_factor': $NODES}"
 
-# node_arg N: N, checked to be a node number.
-node_arg() {
-  if [[ ! ${1:-} =~ ^[1-9][0-9]*$ ]] || (($1 > NODES)); then
-    die "node number: want 1-$NODES, got '${1:-}'"
-  fi
-  echo "$1"
-}
-
 running() { server_pid "$(node_name "$1")" >/dev/null; }
 
 # has_data N: node N has started before (its system keyspace is on disk).
@@ -397,26 +389,12 @@ status() {
   nodetool "$live" status || warn "nodetool status on $(node_name "$live") (JMX $HOST:$(jmx_port "$live")) failed; it may still be starting"
 }
 
-case ${1:-} in
-  start)
-    (($# <= 2)) || die "usage: $0 start [N]"
-    if (($# == 1)); then start_all; else n=$(node_arg "$2") && start_one "$n"; fi
-    ;;
-  stop)
-    (($# <= 2)) || die "usage: $0 stop [N]"
-    if (($# == 1)); then stop_nodes; else n=$(node_arg "$2") && stop_nodes "$n"; fi
-    ;;
-  kill)
-    (($# == 2)) || die "usage: $0 kill N"
-    n=$(node_arg "$2") && kill_node "$n"
-    ;;
-  status) status ;;
-  env)
-    printf 'export HERALD_CASSANDRA_HOSTS=%s\n' "$HOSTS"
-    printf 'export HERALD_CASSANDRA_REPLICATION="%s"\n' "$REPLICATION"
-    # The ring's tests (services/platform/cassandrastore/ring_test.go) find it here, so that
-    # the single node's tests never run against the ring, nor drills against the single node.
-    printf 'export HERALD_CASSANDRA_RING_HOSTS=%s\n' "$HOSTS"
-    ;;
-  *) die "usage: $0 start [N]|stop [N]|kill N|status|env" ;;
-esac
+print_env() {
+  printf 'export HERALD_CASSANDRA_HOSTS=%s\n' "$HOSTS"
+  printf 'export HERALD_CASSANDRA_REPLICATION="%s"\n' "$REPLICATION"
+  # The ring's tests (services/platform/cassandrastore/ring_test.go) find it here, so that
+  # the single node's tests never run against the ring, nor drills against the single node.
+  printf 'export HERALD_CASSANDRA_RING_HOSTS=%s\n' "$HOSTS"
+}
+
+cluster_main "$@"

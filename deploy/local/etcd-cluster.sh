@@ -22,11 +22,12 @@
 #                              three-member cluster (new cluster token, so new member and cluster
 #                              IDs) with the same names and URLs, so clients keep their endpoints.
 #                              Restores into new data dirs first (etcdutl snapshot restore), and
-#                              only then stops the members, moves their data dirs aside to
-#                              data/etcd-ha-N.before-restore-<time> and the restored ones in, and
-#                              starts them; waits until Herald logs in (the snapshot holds the
-#                              users, roles and auth config; the members sign tokens with the same
-#                              JWT key pair, so tokens issued before still hold)
+#                              only then stops the members (together; SIGKILL after 2 s), moves
+#                              their data dirs aside to data/etcd-ha-N.before-restore-<time> and
+#                              the restored ones in, keeps etcd down HERALD_ETCD_RESTORE_FENCE s
+#                              (below), and starts them; waits until Herald logs in (the snapshot
+#                              holds the users, roles and auth config; the members sign tokens
+#                              with the same JWT key pair, so tokens issued before still hold)
 #
 # A restore puts the keys and leases back as they were at the snapshot: what was written since is
 # gone, and each lease in the snapshot lives one more TTL from the restart (its holder, if alive,
@@ -356,7 +357,7 @@ start_restored() {
 # restored cluster is healthy.
 restore() {
   local file=$1 st size rev keys hash ts token bump=${HERALD_ETCD_RESTORE_BUMP:-1000000000}
-  local n name dir d port down stopped wait_ms bumpargs=() log pids pid leader
+  local n name dir d port down stopped wait_ms bumpargs=() log pids pid
   local fence=${HERALD_ETCD_RESTORE_FENCE:-11}
   [[ -n $file ]] || die "usage: $0 restore FILE"
   [[ -f $file && -r $file ]] || die "restore: snapshot $file does not exist or is not a readable file"
@@ -390,27 +391,17 @@ restore() {
   done
   say "  restored the snapshot into data/etcd-ha-{1..$MEMBERS}.restoring-$ts (cluster token $token${bumpargs:+, revision bumped by $bump and marked compacted})"
 
-  # The followers first, together, then the leader: a leader that stops while its followers run
-  # hands its leadership over first, and waits up to 7 s for a follower that is stopping too; with
-  # none left it stops at once.
-  leader=""
-  for ((n = 1; n <= MEMBERS; n++)); do
-    # /metrics needs no login and answers at once, where leader_of's etcdctl may time out on a
-    # busy machine.
-    [[ $(curl -sf --max-time 2 "$(member_url "$n")/metrics" 2>/dev/null) == *$'\netcd_server_is_leader 1'* ]] && leader=$(member_url "$n")
-  done
+  # All together, and SIGKILL after 2 s: a graceful stop waits up to 7 s (etcd's request
+  # timeout) for the clients' watch and keep-alive streams, which a restore ends anyway, and
+  # renews leases meanwhile. etcd's data survives a SIGKILL; this data is only kept to go back to.
   down=$(now_ms)
-  say "stopping the members${leader:+ (the leader, $leader, last)}"
+  say "stopping the members"
   pids=()
   for ((n = 1; n <= MEMBERS; n++)); do
-    [[ $(member_url "$n") != "$leader" ]] || continue
-    stop_server "$(member_name "$n")" "${HERALD_STOP_TIMEOUT:-30}" &
+    stop_server "$(member_name "$n")" 2 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || die "stopping the members failed (see above); the restored data waits in $DATA_ROOT/etcd-ha-*.restoring-$ts"; done
-  for ((n = 1; n <= MEMBERS; n++)); do
-    [[ $(member_url "$n") != "$leader" ]] || stop_server "$(member_name "$n")" "${HERALD_STOP_TIMEOUT:-30}"
-  done
   stopped=$(now_ms)
   say "  stopped in $((stopped - down)) ms"
   for ((n = 1; n <= MEMBERS; n++)); do

@@ -63,13 +63,6 @@ for ((n = 1; n <= NODES; n++)); do
   VOTERS+="${VOTERS:+,}$n@$HOST:$(controller_port "$n")"
 done
 
-node_arg() {
-  if [[ ! ${1:-} =~ ^[1-9][0-9]*$ ]] || (($1 > NODES)); then
-    die "node number: want 1-$NODES, got '${1:-}'"
-  fi
-  echo "$1"
-}
-
 # cluster_id N: the cluster id in node N's meta.properties (empty if it has none).
 cluster_id() {
   sed -n 's/^cluster\.id=//p' "$(node_data "$1")/meta.properties" 2>/dev/null || true
@@ -327,20 +320,8 @@ status() {
   say "controller quorum leader: $(leader_text)"
 }
 
-case ${1:-} in
-  start)
-    (($# <= 2)) || die "usage: $0 start [N]"
-    if (($# == 1)); then start_all; else n=$(node_arg "$2") && start_one "$n"; fi
-    ;;
-  stop)
-    (($# <= 2)) || die "usage: $0 stop [N]"
-    if (($# == 1)); then stop_nodes; else n=$(node_arg "$2") && stop_nodes "$n"; fi
-    ;;
-  kill)
-    (($# == 2)) || die "usage: $0 kill N"
-    n=$(node_arg "$2") && kill_node "$n"
-    ;;
-  status) status ;;
-  env) printf 'export HERALD_KAFKA_BROKERS=%s\n' "$BROKERS" ;;
-  *) die "usage: $0 start [N]|stop [N]|kill N|status|env" ;;
-esac
+print_env() {
+  printf 'export HERALD_KAFKA_BROKERS=%s\n' "$BROKERS"
+}
+
+cluster_main "$@"

@@ -315,3 +315,38 @@ apt_install() {
   fi
   command -v "$cmd" >/dev/null || die "$cmd still not on PATH after installing $pkg"
 }
+
+# The scripts that run three nodes of one server (nats-cluster.sh, kafka-cluster.sh,
+# cassandra-cluster.sh) share their command line. Each sets NODES, defines start_all,
+# start_one N, stop_nodes [N], kill_node N, status and print_env, and ends with
+#   cluster_main "$@"
+
+# node_arg N: N, checked to be a node number, 1 to $NODES.
+node_arg() {
+  if [[ ! ${1:-} =~ ^[1-9][0-9]*$ ]] || (($1 > NODES)); then
+    die "node number: want 1-$NODES, got '${1:-}'"
+  fi
+  echo "$1"
+}
+
+# cluster_main ARGS: run the command ARGS names.
+cluster_main() {
+  local n
+  case ${1:-} in
+    start)
+      (($# <= 2)) || die "usage: $0 start [N]"
+      if (($# == 1)); then start_all; else n=$(node_arg "$2") && start_one "$n"; fi
+      ;;
+    stop)
+      (($# <= 2)) || die "usage: $0 stop [N]"
+      if (($# == 1)); then stop_nodes; else n=$(node_arg "$2") && stop_nodes "$n"; fi
+      ;;
+    kill)
+      (($# == 2)) || die "usage: $0 kill N"
+      n=$(node_arg "$2") && kill_node "$n"
+      ;;
+    status) status ;;
+    env) print_env ;;
+    *) die "usage: $0 start [N]|stop [N]|kill N|status|env" ;;
+  esac
+}

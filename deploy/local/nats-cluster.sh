@@ -52,13 +52,6 @@ server_name() { echo "herald-ha-$1"; }
 URLS=""
 for ((n = 1; n <= NODES; n++)); do URLS+="${URLS:+,}nats://$HOST:$(client_port "$n")"; done
 
-node_arg() {
-  if [[ ! ${1:-} =~ ^[1-9][0-9]*$ ]] || (($1 > NODES)); then
-    die "node number: want 1-$NODES, got '${1:-}'"
-  fi
-  echo "$1"
-}
-
 # meta_leader N: print the server name of the JetStream meta leader as node N sees it (/jsz),
 # or return 1 if it knows none.
 meta_leader() {
@@ -204,20 +197,8 @@ status() {
   done
 }
 
-case ${1:-} in
-  start)
-    (($# <= 2)) || die "usage: $0 start [N]"
-    if (($# == 1)); then start_all; else n=$(node_arg "$2") && start_one "$n"; fi
-    ;;
-  stop)
-    (($# <= 2)) || die "usage: $0 stop [N]"
-    if (($# == 1)); then stop_nodes; else n=$(node_arg "$2") && stop_nodes "$n"; fi
-    ;;
-  kill)
-    (($# == 2)) || die "usage: $0 kill N"
-    n=$(node_arg "$2") && kill_node "$n"
-    ;;
-  status) status ;;
-  env) printf 'export HERALD_NATS_URL=%s\n' "$URLS" ;;
-  *) die "usage: $0 start [N]|stop [N]|kill N|status|env" ;;
-esac
+print_env() {
+  printf 'export HERALD_NATS_URL=%s\n' "$URLS"
+}
+
+cluster_main "$@"

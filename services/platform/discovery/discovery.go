@@ -10,15 +10,16 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
-	"go.etcd.io/etcd/client/v3/naming/resolver"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	gresolver "google.golang.org/grpc/resolver"
@@ -78,16 +79,102 @@ func Endpoints(ctx context.Context, cli *clientv3.Client, ns, service string) ([
 // certificate is verified against the host of the address it registered,
 // not against the dial target, which names no host.
 func Dial(cli *clientv3.Client, ns, service string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	b, err := resolver.NewBuilder(cli)
-	if err != nil {
-		return nil, err
-	}
 	opts = append([]grpc.DialOption{
-		grpc.WithResolvers(serverNames{b}),
+		grpc.WithResolvers(serverNames{builder{cli}}),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}, opts...)
 	return grpc.NewClient("etcd:///"+target(ns, service), opts...)
+}
+
+// builder makes the resolvers of Dial's etcd:/// targets. etcd's own
+// (client/v3/naming/resolver) watches once: when its watch ends, it stops
+// updating for good, and its connection keeps the addresses it had. A
+// watch ends when etcd restarts as a whole (its first calls after the
+// restart fail with a timeout) and after a restore from a snapshot (the
+// revision it resumes at is compacted, or the restored cluster has not
+// reached it yet). Ours lists the service again and watches on from there,
+// for as long as the connection lives.
+type builder struct{ cli *clientv3.Client }
+
+func (builder) Scheme() string { return "etcd" }
+
+func (b builder) Build(t gresolver.Target, cc gresolver.ClientConn, _ gresolver.BuildOptions) (gresolver.Resolver, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &etcdResolver{cancel: cancel, done: make(chan struct{})}
+	go r.run(ctx, b.cli, strings.TrimPrefix(t.Endpoint(), "/")+"/", cc)
+	return r, nil
+}
+
+// etcdResolver follows the registrations under one service's prefix.
+type etcdResolver struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// ResolveNow does nothing: the watch says when the addresses change.
+func (*etcdResolver) ResolveNow(gresolver.ResolveNowOptions) {}
+
+func (r *etcdResolver) Close() {
+	r.cancel()
+	<-r.done
+}
+
+// run lists the keys under prefix, hands their addresses to cc, and applies
+// the watch's events from the list's revision on. When the list fails or
+// the watch ends, it starts over after a pause, which grows (up to 5 s)
+// while nothing succeeds.
+func (r *etcdResolver) run(ctx context.Context, cli *clientv3.Client, prefix string, cc gresolver.ClientConn) {
+	defer close(r.done)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		if resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix()); err == nil {
+			addrs := map[string]string{}
+			for _, kv := range resp.Kvs {
+				if a, ok := endpointAddr(kv.Value); ok {
+					addrs[string(kv.Key)] = a
+				}
+			}
+			update(cc, addrs)
+			wait = 100 * time.Millisecond
+			for wr := range cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+				if wr.Err() != nil {
+					break
+				}
+				for _, ev := range wr.Events {
+					if a, ok := endpointAddr(ev.Kv.Value); ok && ev.Type == clientv3.EventTypePut {
+						addrs[string(ev.Kv.Key)] = a
+					} else {
+						delete(addrs, string(ev.Kv.Key))
+					}
+				}
+				update(cc, addrs)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// update hands the addresses to cc, one endpoint each.
+func update(cc gresolver.ClientConn, addrs map[string]string) {
+	eps := make([]gresolver.Endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		eps = append(eps, gresolver.Endpoint{Addresses: []gresolver.Address{{Addr: a}}})
+	}
+	cc.UpdateState(gresolver.State{Endpoints: eps})
+}
+
+// endpointAddr returns the address of a registration's value, which
+// endpoints.Manager writes as JSON.
+func endpointAddr(v []byte) (string, bool) {
+	var e struct{ Addr string }
+	if err := json.Unmarshal(v, &e); err != nil || e.Addr == "" {
+		return "", false
+	}
+	return e.Addr, true
 }
 
 // serverNames is an etcd resolver whose addresses carry their host as
