@@ -86,7 +86,10 @@ func (c *LeaseClock) Run(ctx context.Context, ttl time.Duration) error {
 	t := time.NewTicker(max(ttl/4, 100*time.Millisecond))
 	defer t.Stop()
 	for {
-		rctx, cancel := context.WithTimeout(ctx, max(ttl/3, time.Second))
+		// Each renewal may take up to half the TTL: its send time is what
+		// moves the bound, so a slow answer costs nothing, and one cut
+		// short on a loaded machine would leave the bound to lapse.
+		rctx, cancel := context.WithTimeout(ctx, max(ttl/2, time.Second))
 		err := c.Renew(rctx)
 		cancel()
 		if errors.Is(err, ErrLeaseGone) {
