@@ -159,17 +159,33 @@ func (b *Bus) publish(ctx context.Context, subject, msgID string, data []byte) e
 // dead-lettered; a handler that panics is recovered, and its event
 // dead-lettered with the stack.
 func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Handler) error {
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        cc.Durable,
-		FilterSubjects: b.absKinds(cc.Kinds),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckWait:        cc.AckWait,
-		MaxDeliver:     cc.MaxDeliver,
-		MaxAckPending:  cc.MaxAckPending,
-	})
-	if ctx.Err() != nil {
-		return nil
+	var cons jetstream.Consumer
+	var err error
+	// JetStream that does not answer (a node restarting, the stream's or
+	// the consumer's Raft group without a leader yet) is waited for, as a
+	// consumer would wait for messages; a refusal is final.
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		cons, err = b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
+			Durable:        cc.Durable,
+			FilterSubjects: b.absKinds(cc.Kinds),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckWait:        cc.AckWait,
+			MaxDeliver:     cc.MaxDeliver,
+			MaxAckPending:  cc.MaxAckPending,
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil || !transient(err) {
+			break
+		}
+		b.log.Warn("create consumer: JetStream does not answer; trying again", "consumer", cc.Durable, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create consumer %s: %w", cc.Durable, err))
@@ -281,4 +297,17 @@ func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, workers int, han
 	<-cc.Closed()
 	wg.Wait()
 	return nil
+}
+
+// transient reports whether a JetStream API call's error may pass by
+// itself: no answer in time, or JetStream saying it is unavailable (503),
+// rather than refusing the request.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
 }
