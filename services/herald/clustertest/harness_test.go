@@ -82,6 +82,12 @@ type servers struct {
 	// ha says the servers are replicated (serversHA): the drills' table
 	// says which cluster a drill ran on.
 	ha bool
+	// cassandraConsistency, if set, is the consistency level the
+	// instances read and write Cassandra at (-cassandra-consistency), and
+	// cassandraReplication the replication map they create the keyspace
+	// with (-cassandra-replication): a ring's (serversOnRing).
+	cassandraConsistency string
+	cassandraReplication string
 
 	etcdLogin      clientv3.Config
 	natsLogin      []nats.Option
@@ -410,9 +416,14 @@ func (c *Cluster) dropState(t testing.TB) {
 	if s, err := cc.CreateSession(); err != nil {
 		t.Errorf("drop keyspace %s: connect to %v: %v", c.NS, c.srv.cassandra, err)
 	} else {
-		if err := s.Query("DROP KEYSPACE IF EXISTS " + c.NS).WithContext(ctx).Exec(); err != nil {
+		// A deadline of its own: on a ring the driver waits for every node
+		// to agree on the new schema, up to a minute, which must not use up
+		// the deletes' time below.
+		dctx, dcancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if err := s.Query("DROP KEYSPACE IF EXISTS " + c.NS).WithContext(dctx).Exec(); err != nil {
 			t.Errorf("drop keyspace %s: %v", c.NS, err)
 		}
+		dcancel()
 		s.Close()
 	}
 
@@ -514,6 +525,12 @@ func (in *Instance) Start() error {
 		if c.srv.natsReplicas > 0 {
 			args = append(args, "-nats-replicas", fmt.Sprint(c.srv.natsReplicas))
 		}
+	}
+	if c.srv.cassandraConsistency != "" {
+		args = append(args, "-cassandra-consistency", c.srv.cassandraConsistency)
+	}
+	if c.srv.cassandraReplication != "" {
+		args = append(args, "-cassandra-replication", c.srv.cassandraReplication)
 	}
 	if in.Service != "graph" {
 		args = append(args, "-cache", "redis")
