@@ -82,7 +82,7 @@ servers:
 servers-down:
 	deploy/local/stop.sh all
 
-## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes; BUS=kafka puts the event log on Kafka; HA=1 runs three etcd members and three NATS nodes
+## cluster: real etcd, NATS, Redis and Cassandra plus two instances of each service, as local processes; BUS=kafka puts the event log on Kafka; HA=1 replicates every server (three etcd members, three NATS nodes or Kafka brokers, a Cassandra ring, Redis under Sentinels)
 BUS ?= jetstream
 HA ?= 0
 cluster:

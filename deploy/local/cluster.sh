@@ -70,7 +70,10 @@ if [[ $HA == 1 ]]; then
   REDIS_ARGS=(-redis "$HERALD_REDIS_SENTINELS" -redis-master "$HERALD_REDIS_MASTER")
   CASSANDRA_ARGS=(-cassandra "$HERALD_CASSANDRA_HOSTS" -cassandra-replication "$HERALD_CASSANDRA_REPLICATION")
 fi
-HA_SERVERS=(etcd-ha-1 etcd-ha-2 etcd-ha-3 nats-ha-1 nats-ha-2 nats-ha-3)
+# Every replicated server's process, by the name its script gives it, and the scripts that
+# stop them.
+HA_SERVERS=(etcd-ha-{1,2,3} nats-ha-{1,2,3} kafka-ha-{1,2,3} redis-ha-{0,1} redis-sentinel-{0,1,2} cassandra-ring-{1,2,3})
+HA_SCRIPTS=(nats-cluster.sh kafka-cluster.sh redis-sentinel.sh cassandra-cluster.sh etcd-cluster.sh)
 
 # ha_running: one of the HA servers runs.
 ha_running() {
@@ -183,8 +186,8 @@ down() {
   done
   "$LOCAL_SCRIPTS/stop.sh" all
   if [[ $HA == 1 ]] || ha_running; then
-    "$LOCAL_SCRIPTS/nats-cluster.sh" stop
-    "$LOCAL_SCRIPTS/etcd-cluster.sh" stop
+    local script
+    for script in "${HA_SCRIPTS[@]}"; do "$LOCAL_SCRIPTS/$script" stop; done
   fi
 }
 
@@ -197,6 +200,7 @@ status() {
     for name in "${HA_SERVERS[@]}"; do
       if pid=$(server_pid "$name"); then say "$name: running (pid $pid)"; else say "$name: stopped"; fi
     done
+    say "(kafka-ha-N run with BUS=kafka, nats-ha-N without)"
   fi
   for svc in "${SERVICES[@]}"; do
     for ((i = 1; i <= INSTANCES; i++)); do
