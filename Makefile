@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test drills drills-ci test-repeat vet lint staticcheck check-tidy proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
+.PHONY: all build run test unit cluster-test drills drills-ci test-repeat vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
 
 all: build
 
@@ -95,8 +95,12 @@ cluster-down:
 vet:
 	$(GO) vet $(PKGS)
 
-## lint: buf lint and the generated-code check, go vet, staticcheck, and go mod tidy -diff in every module
-lint: check-proto vet staticcheck check-tidy
+## lint: buf lint and the generated-code check, go vet, staticcheck, go mod tidy -diff in every module, and the alert rules
+lint: check-proto vet staticcheck check-tidy check-alerts
+
+## check-alerts: promtool check rules on deploy/prometheus/alerts.yml (Debian's prometheus package, installed if missing)
+check-alerts:
+	deploy/local/prometheus.sh check
 
 STATICCHECK := $(BIN)/staticcheck
 # staticcheck is pinned in tools/go.mod and built from it; it then runs over

@@ -106,6 +106,7 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.Health.Add(b.Probes...)
 	if b.RateLimits != nil {
 		n.Guard.UseLimiter(b.RateLimits)
 	}

@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg Config, n *node.Node) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.Health.Add(b.Probes...)
 	var limits *backend.Caches
 	switch {
 	case b.RateLimits != nil:
@@ -99,6 +100,9 @@ func New(ctx context.Context, cfg Config, n *node.Node) (*App, error) {
 			return nil, err
 		}
 		n.Guard.UseLimiter(limits.RateLimits)
+		var s backend.Set
+		limits.Fill(&s)
+		n.Health.Add(s.Probes...)
 	case cfg.Backends == nil:
 		n.Log.Warn("no -redis: the rate limits of Follow and Unfollow are this instance's own, not shared with the other graph instances")
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/embedded"
 	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/guard"
+	"github.com/herald-feed/herald/services/platform/health"
 	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/pebblestore"
@@ -275,6 +276,7 @@ func (s *System) before(ctx context.Context) error {
 		}
 		s.onClose(func() { st.Close() })
 		b.Posts, b.Graph = st, st
+		b.Probes = append(b.Probes, health.Probe{Dependency: "store", Server: "cassandra", Check: st.Ping})
 	default:
 		dir := filepath.Join(cfg.DataDir, "store")
 		st, err := pebblestore.Open(dir, pebblestore.Options{})
@@ -283,6 +285,7 @@ func (s *System) before(ctx context.Context) error {
 		}
 		s.onClose(func() { st.Close() })
 		b.Posts, b.Graph = st, st
+		b.Probes = append(b.Probes, health.Probe{Dependency: "store", Server: "pebble", Check: st.Ping})
 	}
 	switch cfg.Cache.Kind {
 	case "redis":
@@ -302,6 +305,9 @@ func (s *System) before(ctx context.Context) error {
 		b.Recent = memcache.NewRecentClock(cfg.Cache.Cap, memcache.DefaultRecentTTL, cfg.CacheClock)
 		b.Celebrities = memcache.NewCelebs()
 		b.Unfollows = memcache.NewUnfollows()
+		// The in-process cache has no server to lose: it answers while
+		// the process runs, which is what its series says.
+		b.Probes = append(b.Probes, health.Probe{Dependency: "cache", Server: "memory", Check: func(context.Context) error { return nil }})
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/cassandrastore"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/flagenv"
+	"github.com/herald-feed/herald/services/platform/health"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/ratelimit"
 	"github.com/herald-feed/herald/services/platform/ratelimit/redisrate"
@@ -50,6 +51,10 @@ type Set struct {
 	// RateLimits holds the per-user rate-limit buckets, shared by every
 	// instance through Redis; nil keeps the node's in-process buckets.
 	RateLimits ratelimit.Limiter
+
+	// Probes check the store and the cache (see package health): an app
+	// adds them to its node's Health.
+	Probes []health.Probe
 }
 
 // StoreConfig says which durable store a split binary uses: Cassandra.
@@ -261,6 +266,9 @@ func (c *Caches) Fill(s *Set) {
 	s.Timelines, s.PostCache, s.Celebrities, s.Unfollows = c.Timelines, c.Timelines, c.Timelines, c.Timelines
 	s.Recent = c.Recent
 	s.RateLimits = c.RateLimits
+	s.Probes = append(s.Probes, health.Probe{Dependency: "cache", Server: "redis", Check: func(ctx context.Context) error {
+		return c.client.Ping(ctx).Err()
+	}})
 }
 
 // Policy is how posts reach followers: pushed at write time or pulled at
@@ -330,6 +338,7 @@ func Open(ctx context.Context, store *StoreConfig, cache *CacheConfig, namespace
 	}
 	o.closers = append(o.closers, func() { s.Close() })
 	o.Posts, o.Graph = s, s
+	o.Probes = append(o.Probes, health.Probe{Dependency: "store", Server: "cassandra", Check: s.Ping})
 	if cache != nil {
 		c, err := OpenCache(ctx, cache, namespace, log)
 		if err != nil {

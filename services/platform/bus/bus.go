@@ -86,18 +86,14 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 	if err != nil {
 		return nil, feed.Unavailable("nats", err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	for _, sc := range []jetstream.StreamConfig{{
 		Name:      cfg.Stream + "_DEAD",
 		Subjects:  []string{cfg.Namespace + ".dead.>"},
 		Storage:   jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy,
 		Replicas:  cfg.Replicas,
 		MaxAge:    7 * 24 * time.Hour,
-	})
-	if err != nil {
-		return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s_DEAD: %w", cfg.Stream, err))
-	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	}, {
 		Name:       cfg.Stream,
 		Subjects:   []string{cfg.Namespace + ".post.>", cfg.Namespace + ".graph.>", cfg.Namespace + ".fanout.>"},
 		Storage:    jetstream.FileStorage,
@@ -105,9 +101,14 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 		Replicas:   cfg.Replicas,
 		MaxAge:     cfg.MaxAge,
 		Duplicates: cfg.Duplicates,
-	})
-	if err != nil {
-		return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s: %w", cfg.Stream, err))
+	}} {
+		err := whileTransient(ctx, log, "create stream "+sc.Name, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
+			return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s: %w", sc.Name, err))
+		}
 	}
 	b := &Bus{js: js, cfg: cfg, log: log, metrics: eventlog.NewMetrics(cfg.Metrics)}
 	return b, nil
@@ -159,12 +160,13 @@ func (b *Bus) publish(ctx context.Context, subject, msgID string, data []byte) e
 // dead-lettered; a handler that panics is recovered, and its event
 // dead-lettered with the stack.
 func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Handler) error {
+	b.metrics.Consuming(cc.Durable)
 	var cons jetstream.Consumer
-	var err error
 	// JetStream that does not answer (a node restarting, the stream's or
 	// the consumer's Raft group without a leader yet) is waited for, as a
 	// consumer would wait for messages; a refusal is final.
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+	err := whileTransient(ctx, b.log, "create consumer "+cc.Durable, func(ctx context.Context) error {
+		var err error
 		cons, err = b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
 			Durable:        cc.Durable,
 			FilterSubjects: b.absKinds(cc.Kinds),
@@ -174,18 +176,10 @@ func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Hand
 			MaxDeliver:     cc.MaxDeliver,
 			MaxAckPending:  cc.MaxAckPending,
 		})
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil || !transient(err) {
-			break
-		}
-		b.log.Warn("create consumer: JetStream does not answer; trying again", "consumer", cc.Durable, "in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create consumer %s: %w", cc.Durable, err))
@@ -297,6 +291,31 @@ func (b *Bus) run(ctx context.Context, cons jetstream.Consumer, workers int, han
 	<-cc.Closed()
 	wg.Wait()
 	return nil
+}
+
+// attemptTimeout bounds one attempt of a JetStream API call that
+// whileTransient repeats: a request made while the cluster elects its
+// leaders can go unanswered, and waiting longer for it does not help.
+const attemptTimeout = 5 * time.Second
+
+// whileTransient runs call, each attempt under attemptTimeout, again with
+// backoff while its error is transient, until it succeeds, fails for good,
+// or ctx ends (then it returns the last error).
+func whileTransient(ctx context.Context, log *slog.Logger, what string, call func(ctx context.Context) error) error {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := call(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("JetStream does not answer; trying again", "call", what, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // transient reports whether a JetStream API call's error may pass by

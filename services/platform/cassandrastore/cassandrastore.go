@@ -168,6 +168,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // Close closes the session.
 func (s *Store) Close() { s.session.Close() }
 
+// Ping reads one partition (a post ID no post has) at the store's
+// consistency level: nil if enough replicas answered, as they must for
+// the store's own reads.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.session.Query("SELECT post_id FROM posts_by_id WHERE post_id = 0").WithContext(ctx).Iter().Close(); err != nil {
+		return feed.Unavailable("cassandra", err)
+	}
+	return nil
+}
+
 // newCluster returns the driver configuration for one session; each
 // session needs its own, because a host selection policy serves only one.
 func newCluster(cfg Config, cons gocql.Consistency, keyspace string) *gocql.ClusterConfig {

@@ -120,6 +120,11 @@ func New(cfg Config, reg prometheus.Registerer) *Guard {
 		}),
 	}
 	reg.MustRegister(g.refused, g.errs)
+	// Every reason's series from the start: a rate of refusals reads 0, not
+	// nothing, before the first one.
+	for _, reason := range []string{"unauthenticated", "permission_denied", "rate_limited"} {
+		g.refused.WithLabelValues(reason)
+	}
 	return g
 }
 

@@ -192,6 +192,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 // contexts.
 func (b *Bus) Close() { b.cl.Close() }
 
+// Ping asks a broker for the cluster's metadata: nil if one answered.
+func (b *Bus) Ping(ctx context.Context) error { return b.cl.Ping(ctx) }
+
 func (b *Bus) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(b.cfg.Brokers...), kgo.ClientID(b.cfg.ClientID), kgo.DialTimeout(5 * time.Second)}
 	if b.cfg.User != "" {
@@ -321,6 +324,7 @@ func where(r *kgo.Record) string { return fmt.Sprintf("%s/%d@%d", r.Topic, r.Par
 // it. A failed event is retried in place after cc.BackOff, up to
 // cc.MaxDeliver attempts; cc.AckWait bounds each attempt's context.
 func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Handler) error {
+	b.metrics.Consuming(cc.Durable)
 	want := make(map[event.Kind]bool, len(cc.Kinds))
 	for _, k := range cc.Kinds {
 		want[k] = true

@@ -40,6 +40,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/grpcserver"
 	"github.com/herald-feed/herald/services/platform/guard"
+	"github.com/herald-feed/herald/services/platform/health"
 	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
@@ -163,6 +164,10 @@ type Node struct {
 	// Guard authenticates calls and limits their rate; a service with a
 	// shared store for limits (Redis) gives it one with UseLimiter.
 	Guard *guard.Guard
+	// Health probes the servers this process depends on while it runs
+	// (herald_dependency_up): etcd and the event log from New, the store
+	// and the cache as the services add them.
+	Health *health.Watcher
 
 	// serviceCreds sign this process's calls to other services, if the
 	// deployment has a service key.
@@ -298,9 +303,23 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 
 	n.Metrics = prometheus.NewRegistry()
 	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.leasesLost)
-	if err := n.openBus(sctx, creds); err != nil {
+	n.Health = health.NewWatcher(n.Metrics, n.Log, 0, 0)
+	tokenKey := cfg.Namespace + "/config/page-token-key"
+	n.Health.Add(health.Probe{Dependency: "etcd", Server: "etcd", Check: func(ctx context.Context) error {
+		// A linearizable read: it needs the quorum, as leases and
+		// registrations do.
+		_, err := cli.Get(ctx, tokenKey, clientv3.WithKeysOnly())
+		return err
+	}})
+	// Its own deadline, longer than sctx's: a cluster that has just come
+	// back (every node restarted) takes a while to elect its streams'
+	// leaders, and the bus waits for them (bus.New).
+	bctx, bcancel := context.WithTimeout(ctx, busStartTimeout)
+	defer bcancel()
+	if err := n.openBus(bctx, creds); err != nil {
 		return nil, err
 	}
+	n.Health.Add(n.busProbe())
 	n.Guard = guard.New(gcfg, n.Metrics)
 	if svcKey != nil {
 		n.serviceCreds = auth.ServiceCredentials(auth.NewServiceSigner(svcKey), cfg.Name)
@@ -312,6 +331,10 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	})
 	return n, nil
 }
+
+// busStartTimeout bounds the connection to the event log at start, its
+// streams or topics created or checked.
+const busStartTimeout = time.Minute
 
 // openBus connects the event log that cfg.Bus names.
 func (n *Node) openBus(ctx context.Context, creds logins) error {
@@ -347,6 +370,22 @@ func (n *Node) openBus(ctx context.Context, creds logins) error {
 	}
 	n.Bus = b
 	return nil
+}
+
+// busProbe checks the event log: a round trip to the NATS server, or a
+// Kafka broker's answer to a metadata request.
+func (n *Node) busProbe() health.Probe {
+	if n.NATS != nil {
+		nc := n.NATS
+		return health.Probe{Dependency: "event_log", Server: "nats", Check: nc.FlushWithContext}
+	}
+	pinger, _ := n.Bus.(interface{ Ping(context.Context) error })
+	return health.Probe{Dependency: "event_log", Server: "kafka", Check: func(ctx context.Context) error {
+		if pinger == nil {
+			return errors.New("the event log has no probe")
+		}
+		return pinger.Ping(ctx)
+	}}
 }
 
 // Addr returns the address other processes should dial.
@@ -434,6 +473,9 @@ func (n *Node) Run(ctx context.Context) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- n.GRPC.Serve(n.lis) }()
+	hctx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHealth()
+	go n.Health.Run(hctx)
 	if n.metricsLis != nil {
 		srv := &http.Server{Handler: n.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {

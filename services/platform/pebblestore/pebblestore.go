@@ -142,6 +142,19 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 // Close flushes and closes the database.
+// Ping reads a key no record has: nil if the database reads.
+func (s *Store) Ping(context.Context) error {
+	_, closer, err := s.db.Get([]byte("\x00herald-probe"))
+	if err == nil {
+		closer.Close()
+		return nil
+	}
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	return feed.Unavailable("pebble", err)
+}
+
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return feed.Unavailable("pebble", err)

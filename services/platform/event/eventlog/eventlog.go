@@ -50,6 +50,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Consuming starts the counts of a durable consumer at zero, so that they
+// are exported, and the dashboards and alerts that read them have series,
+// before its first dead letter.
+func (m *Metrics) Consuming(consumer string) {
+	m.DeadLetters.WithLabelValues(consumer)
+	m.Undecodable.WithLabelValues(consumer)
+	m.Panics.WithLabelValues(consumer)
+}
+
 // Handle decodes data as an event of kind and runs h on it. An event that
 // does not decode is counted, logged and returned as a permanent error (the
 // codec's errors wrap event.ErrPermanent); a handler that panics is

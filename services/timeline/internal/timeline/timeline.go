@@ -129,6 +129,14 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 		}, []string{"result"}),
 	}
 	reg.MustRegister(s.rebuildCount, s.lookups)
+	// Every label's series from the start, so that ratios read 0 rather
+	// than nothing before the first of each.
+	for _, outcome := range []string{"built", "waited", "retaken"} {
+		s.rebuildCount.WithLabelValues(outcome)
+	}
+	for _, result := range []string{"hit", "miss", "error", "past_cap"} {
+		s.lookups.WithLabelValues(result)
+	}
 	// A post cache that keeps bodies in process counts where they came
 	// from (rediscache: herald_post_cache_local_lookups_total).
 	if c, ok := d.PostCache.(prometheus.Collector); ok {
