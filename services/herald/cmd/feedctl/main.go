@@ -20,6 +20,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
@@ -143,7 +145,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&c.data, "data", data, "directory of the development signing key (the all-in-one's data dir) (HERALD_DATA)")
 	root.AddCommand(c.tokenCmd(), c.keygenCmd(), c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
 		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
-		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd())
+		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd(), c.healthCmd())
 	return root
 }
 
@@ -669,4 +671,39 @@ func (c *client) replayCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "replay every dead letter")
 	return cmd
+}
+
+// healthCmd asks a process's gRPC health service whether it serves: the
+// probe of a container that has no read of its own to probe with (the
+// fan-out), and what a load balancer asks.
+func (c *client) healthCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "health [SERVICE]",
+		Short: "Check that the process at --addr serves (SERVICE, such as feed.v1.TimelineService, or the whole process); exits 1 unless SERVING",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if c.etcd != "" {
+				return errors.New("health checks one process: name it with --addr, and clear --etcd (--etcd=)")
+			}
+			cc, err := c.conn("health")
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.call(cmd)
+			defer cancel()
+			req := &healthpb.HealthCheckRequest{}
+			if len(args) == 1 {
+				req.Service = args[0]
+			}
+			resp, err := healthpb.NewHealthClient(cc).Check(ctx, req)
+			if err != nil {
+				return err
+			}
+			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				return fmt.Errorf("%s: %v", cmp.Or(req.Service, "the process"), resp.GetStatus())
+			}
+			fmt.Fprintln(c.out, resp.GetStatus())
+			return nil
+		},
+	}
 }

@@ -8,12 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/herald-feed/herald/services/platform/bus"
 	"github.com/herald-feed/herald/services/platform/event"
@@ -117,4 +121,41 @@ func feedctl(t *testing.T, args ...string) string {
 		t.Fatalf("feedctl %s: %v", strings.Join(args, " "), err)
 	}
 	return out.String()
+}
+
+// TestHealth: `feedctl health` exits 0 while the process (or the service
+// named) is SERVING, and fails, naming the status, once it is not.
+func TestHealth(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	hs.SetServingStatus("feed.v1.TimelineService", healthpb.HealthCheckResponse_SERVING)
+
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		root := newRoot(&out)
+		root.SetArgs(append([]string{"--addr", lis.Addr().String(), "--etcd=", "--timeout", "5s", "health"}, args...))
+		root.SetErr(io.Discard)
+		err := root.ExecuteContext(t.Context())
+		return out.String(), err
+	}
+	for _, svc := range [][]string{nil, {"feed.v1.TimelineService"}} {
+		if out, err := run(svc...); err != nil || strings.TrimSpace(out) != "SERVING" {
+			t.Errorf("feedctl health %v = %q, %v; want SERVING", svc, out, err)
+		}
+	}
+	hs.SetServingStatus("feed.v1.TimelineService", healthpb.HealthCheckResponse_NOT_SERVING)
+	if _, err := run("feed.v1.TimelineService"); err == nil || !strings.Contains(err.Error(), "NOT_SERVING") {
+		t.Errorf("feedctl health of a service NOT_SERVING: %v; want an error naming NOT_SERVING", err)
+	}
+	hs.Shutdown() // every service NOT_SERVING, as a draining process
+	if _, err := run(); err == nil {
+		t.Error("feedctl health of a process shutting down succeeded; want an error")
+	}
 }
