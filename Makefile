@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test drills drills-ci test-repeat vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
+.PHONY: all build run test unit cluster-test drills drills-ci test-repeat up down vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
 
 all: build
 
@@ -87,6 +87,14 @@ BUS ?= jetstream
 HA ?= 0
 cluster:
 	HERALD_HA=$(HA) HERALD_BUS=$(BUS) deploy/local/cluster.sh up
+
+## up: the compose cluster, docker-compose.yml (docker compose up --build -d --wait): Grafana on 127.0.0.1:3000, Prometheus on 127.0.0.1:9090; BUS=kafka runs the event log on Kafka
+up:
+	BUS=$(BUS) docker compose $(if $(filter kafka,$(BUS)),--profile kafka) up --build -d --wait
+
+## down: stop the compose cluster, keeping its volumes (docker compose down -v also drops them)
+down:
+	docker compose --profile '*' down
 
 ## cluster-down: stop everything `make cluster` started
 cluster-down:

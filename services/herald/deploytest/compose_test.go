@@ -34,7 +34,7 @@ var repoRoot = func() string {
 }()
 
 // composeFiles are the compose files Herald ships.
-var composeFiles = []string{"docker-compose.yml", "deploy/docker/compose.cluster.yml"}
+var composeFiles = []string{"docker-compose.yml", "deploy/docker/compose.allinone.yml"}
 
 // acceptedVars returns, for each binary of the Herald image, the HERALD_*
 // variables it reads: the servers' from their flag sets (every flag has
