@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (or reuse) a local single-node Cassandra 5.0 with CQL on
-# 127.0.0.1:${HERALD_CASSANDRA_PORT:-9043}.
+# 127.0.0.1:${HERALD_CASSANDRA_PORT:-9043}; `cassandra.sh nodetool ARGS...` runs nodetool on it.
 # No binary tarball of Cassandra 5.0 is on Maven Central, so the server jars
 # (org.apache.cassandra:cassandra-all and its dependencies) are fetched with
 # `mvn dependency:copy-dependencies` (cassandra/pom.xml) into .local/cassandra-<ver>/lib, and
@@ -142,6 +142,17 @@ JAVA17_OPTS=(
 
 # Sourced (by cassandra-cluster.sh), this file defines the above and starts nothing.
 [[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
+# cassandra.sh nodetool ARGS...: Cassandra's nodetool against this node's JMX port (local
+# only, 127.0.0.1:$JMX_PORT). It is a Java tool in the server jars; a small client JVM starts
+# in about a second.
+if [[ ${1:-} == nodetool ]]; then
+  shift
+  server_pid "$NAME" >/dev/null || die "$NAME is not running; start it with $0"
+  exec "$(java_bin)" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData "${JAVA17_OPTS[@]}" \
+    -Dlogback.configurationFile="file://$TEMPLATES/logback-ring-tools.xml" \
+    -cp "$LIB/*" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p "$JMX_PORT" "$@"
+fi
 
 command -v go >/dev/null || die "go is not on PATH; it is needed to build cassandraroles"
 stop_if_stale "$NAME" cql_ready cql_requires_login
