@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test drills drills-ci test-repeat up down vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
+.PHONY: all build run test unit cluster-test drills drills-ci need-strace test-repeat up down vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
 
 all: build
 
@@ -54,26 +54,31 @@ unit: servers
 	$(WITH_SERVERS) $(GOTEST) unit -count=1 -skip '^TestRing' $(UNIT_PKGS)
 
 ## cluster-test: multi-process tests on the real servers (the drills are `make drills`)
-cluster-test: servers
+cluster-test: servers need-strace
 	$(WITH_SERVERS) $(GOTEST) cluster -count=1 -timeout 15m -skip '^TestDrill' $(CLUSTER_PKG)
 
 ## drills: break each server on purpose while clients work, on the HA servers (started as needed); prints one table, written to loadtest/out/drills; DRILLS=<regexp> runs those whose TestDrill<name> matches, DRILLS_SKIP=<regexp> leaves some out
 DRILLS ?= .
 DRILLS_SKIP ?=
-drills: servers
+drills: servers need-strace
 	$(WITH_SERVERS) scripts/drills.sh '$(DRILLS)' '$(DRILLS_SKIP)'
 
 # The drills make test (and so CI) leaves out: those on the three-broker Kafka and on the
 # Cassandra ring, six more JVMs (about 4.5 GiB and several minutes of start-up on two cores).
 # make drills runs them, and the ring's store test.
 CI_DRILLS_SKIP = KafkaBrokerKilled|CassandraNodesDown
-drills-ci: servers
+drills-ci: servers need-strace
 	$(WITH_SERVERS) scripts/drills.sh . '$(CI_DRILLS_SKIP)'
 
 ## test-repeat: run the server-backed packages N times (default 10) and print a pass count; LOAD=1 keeps one core busy meanwhile
 N ?= 10
 test-repeat: servers
 	$(WITH_SERVERS) scripts/test-repeat.sh $(N) $(SERVER_PKGS)
+
+# The power-cut tests and drills replay the file-system calls that strace records (Debian's
+# strace, installed if missing).
+need-strace:
+	@bash -c 'source deploy/local/lib.sh && apt_install strace strace'
 
 ## servers: start (or reuse) the local servers the tests use; servers-down stops them
 servers:
