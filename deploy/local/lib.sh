@@ -350,3 +350,7 @@ cluster_main() {
     *) die "usage: $0 start [N]|stop [N]|kill N|status|env" ;;
   esac
 }
+
+# The scripts probe HTTP health endpoints (etcd, NATS, Prometheus) with curl, which a fresh
+# Debian may lack. To stderr: env.sh's output is eval'ed.
+command -v curl >/dev/null || apt_install curl curl >&2
