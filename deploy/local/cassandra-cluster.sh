@@ -338,7 +338,7 @@ down_pattern() { echo "InetAddress /$(node_host "$1"):$RING_STORAGE_PORT is now 
 # kill_node N: KILL node N, then wait until every other running node has marked it down in
 # its log (the gossiper's "InetAddress /ADDR is now DOWN"), and print how long each took.
 kill_node() {
-  local n=$1 name pid m start i lf
+  local n=$1 name pid m start lf
   local -A offset=() seen=()
   name=$(node_name "$n")
   pid=$(server_pid "$name") || die "$name is not running"
@@ -349,13 +349,7 @@ kill_node() {
   done
   say "killing $name (pid $pid) with SIGKILL"
   start=$(now_ms)
-  kill -KILL "$pid"
-  for ((i = 0; i < 100; i++)); do
-    pid_exited "$pid" && break
-    sleep 0.1
-  done
-  pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
-  rm -f "$(pidfile "$name")"
+  kill_wait "$name" "$pid"
   ((${#offset[@]} > 0)) || { say "$name killed; no other node runs"; return 0; }
   while ((${#seen[@]} < ${#offset[@]})); do
     for m in "${!offset[@]}"; do

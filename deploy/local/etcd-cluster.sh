@@ -228,7 +228,7 @@ leader_of() {
 # them leads, and print how long the cluster went without a leader (as seen by this poll:
 # each round is one etcdctl run, so the figure is an upper bound to within ~50 ms).
 kill_member() {
-  local n=$1 name pid leader others="" m start i
+  local n=$1 name pid leader others="" m start
   name=$(member_name "$n")
   pid=$(server_pid "$name") || die "$name is not running"
   leader=$(leader_of "$CLIENT_URL") || leader=""
@@ -237,13 +237,7 @@ kill_member() {
   done
   say "killing $name (pid $pid) with SIGKILL${leader:+; the leader is $leader}"
   start=$(now_ms)
-  kill -KILL "$pid"
-  for ((i = 0; i < 100; i++)); do
-    pid_exited "$pid" && break
-    sleep 0.1
-  done
-  pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
-  rm -f "$(pidfile "$name")"
+  kill_wait "$name" "$pid"
   if [[ $leader != "$(member_url "$n")" ]]; then
     say "$name killed; it did not lead, and the leader stays $leader"
     return 0

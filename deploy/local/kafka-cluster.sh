@@ -274,20 +274,14 @@ leader_text() {
 # until one of them leads in a later epoch, and print how long the quorum went without a
 # leader (as seen by this poll, every 50 ms).
 kill_node() {
-  local n=$1 name pid leader="" epoch=0 others=() m start i l e
+  local n=$1 name pid leader="" epoch=0 others=() m start l e
   name=$(node_name "$n")
   pid=$(server_pid "$name") || die "$name is not running"
   read -r leader epoch < <(quorum_leader "${ALL[@]}") || true
   for ((m = 1; m <= NODES; m++)); do ((m == n)) || others+=("$m"); done
   say "killing $name (pid $pid) with SIGKILL${leader:+; the controller quorum leader is node $leader (epoch $epoch)}"
   start=$(now_ms)
-  kill -KILL "$pid"
-  for ((i = 0; i < 100; i++)); do
-    pid_exited "$pid" && break
-    sleep 0.1
-  done
-  pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
-  rm -f "$(pidfile "$name")"
+  kill_wait "$name" "$pid"
   if [[ $leader != "$n" ]]; then
     say "$name killed; it did not lead the controller quorum${leader:+, and node $leader still does}"
     return 0

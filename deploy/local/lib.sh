@@ -261,15 +261,24 @@ stop_server() {
   done
   if ! pid_exited "$pid"; then
     warn "$name (pid $pid) still alive after ${timeout}s; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      pid_exited "$pid" && break
-      sleep 0.1
-    done
-    pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
+    kill_wait "$name" "$pid"
   fi
   rm -f "$(pidfile "$name")"
   say "$name stopped (pid $pid gone)"
+}
+
+# kill_wait NAME PID: SIGKILL PID, NAME's server, wait up to 10 s until it has exited (or
+# die), and remove NAME's pidfile: stop_server's last resort, and the cluster scripts'
+# `kill N`, a crash rather than a shutdown.
+kill_wait() {
+  local name=$1 pid=$2 i
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    pid_exited "$pid" && break
+    sleep 0.1
+  done
+  pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
+  rm -f "$(pidfile "$name")"
 }
 
 # go_install_bin NAME VERSION_PATTERN PKG@VERSION: build a Go main package into $BIN_DIR

@@ -152,19 +152,13 @@ stop_nodes() {
 # kill_node N: KILL node N. If it was the JetStream meta leader, poll the other nodes' /jsz
 # until one reports a new leader, and print how long that took (to within the ~50 ms poll).
 kill_node() {
-  local n=$1 name pid leader m start i
+  local n=$1 name pid leader m start
   name=$(node_name "$n")
   pid=$(server_pid "$name") || die "$name is not running"
   leader=$(meta_leader "$n") || leader=""
   say "killing $name (pid $pid) with SIGKILL${leader:+; the JetStream meta leader is $leader}"
   start=$(now_ms)
-  kill -KILL "$pid"
-  for ((i = 0; i < 100; i++)); do
-    pid_exited "$pid" && break
-    sleep 0.1
-  done
-  pid_exited "$pid" || die "$name (pid $pid) did not exit after KILL"
-  rm -f "$(pidfile "$name")"
+  kill_wait "$name" "$pid"
   if [[ $leader != "$(server_name "$n")" ]]; then
     say "$name killed; it was not the meta leader, which stays $leader"
     return 0

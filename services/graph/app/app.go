@@ -100,9 +100,7 @@ func New(ctx context.Context, cfg Config, n *node.Node) (*App, error) {
 			return nil, err
 		}
 		n.Guard.UseLimiter(limits.RateLimits)
-		var s backend.Set
-		limits.Fill(&s)
-		n.Health.Add(s.Probes...)
+		n.Health.Add(limits.Probe())
 	case cfg.Backends == nil:
 		n.Log.Warn("no -redis: the rate limits of Follow and Unfollow are this instance's own, not shared with the other graph instances")
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -321,23 +320,6 @@ func scriptFigure(t testing.TB, out string, re *regexp.Regexp) int64 {
 		t.Fatalf("the script's output: %s: %v", re, err)
 	}
 	return n
-}
-
-// scriptOutput is runScriptEnv, returning the script's output.
-func scriptOutput(t testing.TB, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "local", name), args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	line := strings.Join(append([]string{"deploy/local/" + name}, args...), " ")
-	t.Logf("%s (%v):\n%s", line, time.Since(start).Round(time.Millisecond), strings.TrimRight(string(out), "\n"))
-	if err != nil {
-		t.Fatalf("%s: %v", line, err)
-	}
-	return string(out)
 }
 
 // etcdRevision returns the cluster's etcd revision.

@@ -714,6 +714,12 @@ func runScript(t testing.TB, name string, args ...string) {
 // environment.
 func runScriptEnv(t testing.TB, env []string, name string, args ...string) {
 	t.Helper()
+	scriptOutput(t, env, name, args...)
+}
+
+// scriptOutput is runScriptEnv, returning the script's output.
+func scriptOutput(t testing.TB, env []string, name string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "local", name), args...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), env...)
@@ -725,4 +731,5 @@ func runScriptEnv(t testing.TB, env []string, name string, args ...string) {
 	if err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
+	return string(out)
 }

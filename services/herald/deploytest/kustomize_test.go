@@ -89,39 +89,21 @@ func render(t *testing.T, dir string) rendered {
 			t.Fatal(err)
 		}
 		kind, name := res.GetKind(), res.GetName()
-		strict := func(v any) {
-			if err := yaml.UnmarshalStrict(raw, v); err != nil {
-				t.Errorf("%s %s: %v", kind, name, err)
-			}
-		}
 		switch kind {
 		case "Deployment":
-			d := &appsv1.Deployment{}
-			strict(d)
-			r.deployments[name] = d
+			r.deployments[name] = decodeStrict[appsv1.Deployment](t, kind, name, raw)
 		case "Service":
-			s := &corev1.Service{}
-			strict(s)
-			r.services = append(r.services, s)
+			r.services = append(r.services, decodeStrict[corev1.Service](t, kind, name, raw))
 		case "ConfigMap":
-			c := &corev1.ConfigMap{}
-			strict(c)
-			r.configMaps[name] = c
+			r.configMaps[name] = decodeStrict[corev1.ConfigMap](t, kind, name, raw)
 		case "PodDisruptionBudget":
-			p := &policyv1.PodDisruptionBudget{}
-			strict(p)
-			r.pdbs = append(r.pdbs, p)
+			r.pdbs = append(r.pdbs, decodeStrict[policyv1.PodDisruptionBudget](t, kind, name, raw))
 		case "HorizontalPodAutoscaler":
-			h := &autoscalingv2.HorizontalPodAutoscaler{}
-			strict(h)
-			r.hpas = append(r.hpas, h)
+			r.hpas = append(r.hpas, decodeStrict[autoscalingv2.HorizontalPodAutoscaler](t, kind, name, raw))
 		case "ScaledObject":
-			s := &scaledObject{}
-			strict(s)
-			r.scaled = append(r.scaled, s)
+			r.scaled = append(r.scaled, decodeStrict[scaledObject](t, kind, name, raw))
 		case "TriggerAuthentication":
-			a := &triggerAuthentication{}
-			strict(a)
+			decodeStrict[triggerAuthentication](t, kind, name, raw)
 			r.triggerAuth[name] = true
 		default:
 			t.Errorf("%s %s: a kind this test does not check", kind, name)
@@ -197,6 +179,17 @@ func TestKustomizeOverlays(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeStrict decodes raw, the object kind/name, into a new T, and fails t on a field T
+// does not have.
+func decodeStrict[T any](t *testing.T, kind, name string, raw []byte) *T {
+	t.Helper()
+	v := new(T)
+	if err := yaml.UnmarshalStrict(raw, v); err != nil {
+		t.Errorf("%s %s: %v", kind, name, err)
+	}
+	return v
 }
 
 func matches(sel, labels map[string]string) bool {

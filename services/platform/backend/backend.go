@@ -266,9 +266,14 @@ func (c *Caches) Fill(s *Set) {
 	s.Timelines, s.PostCache, s.Celebrities, s.Unfollows = c.Timelines, c.Timelines, c.Timelines, c.Timelines
 	s.Recent = c.Recent
 	s.RateLimits = c.RateLimits
-	s.Probes = append(s.Probes, health.Probe{Dependency: "cache", Server: "redis", Check: func(ctx context.Context) error {
+	s.Probes = append(s.Probes, c.Probe())
+}
+
+// Probe checks the Redis the caches are in (a PING).
+func (c *Caches) Probe() health.Probe {
+	return health.Probe{Dependency: "cache", Server: "redis", Check: func(ctx context.Context) error {
 		return c.client.Ping(ctx).Err()
-	}})
+	}}
 }
 
 // Policy is how posts reach followers: pushed at write time or pulled at
