@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test drills drills-ci need-strace test-repeat up down vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
+.PHONY: all build run test unit cluster-test drills drills-ci need-strace need-jaeger test-repeat up down vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
 
 all: build
 
@@ -54,7 +54,7 @@ unit: servers
 	$(WITH_SERVERS) $(GOTEST) unit -count=1 -skip '^TestRing' $(UNIT_PKGS)
 
 ## cluster-test: multi-process tests on the real servers (the drills are `make drills`)
-cluster-test: servers need-strace
+cluster-test: servers need-strace need-jaeger
 	$(WITH_SERVERS) $(GOTEST) cluster -count=1 -timeout 15m -skip '^TestDrill' $(CLUSTER_PKG)
 
 ## drills: break each server on purpose while clients work, on the HA servers (started as needed); prints one table, written to loadtest/out/drills; DRILLS=<regexp> runs those whose TestDrill<name> matches, DRILLS_SKIP=<regexp> leaves some out
@@ -79,6 +79,11 @@ test-repeat: servers
 # strace, installed if missing).
 need-strace:
 	@bash -c 'source deploy/local/lib.sh && apt_install strace strace'
+
+# The trace test (clustertest.TestTracePostPath) starts a Jaeger of its own; build it first,
+# so that the first build (about 5 minutes) is not counted against the tests' timeout.
+need-jaeger:
+	@deploy/local/jaeger.sh build
 
 ## servers: start (or reuse) the local servers the tests use; servers-down stops them
 servers:

@@ -28,28 +28,35 @@ func BenchmarkAuthOverhead(b *testing.B) {
 		}
 		cfg.Node.Guard.Auth = mode
 		cfg.Node.Guard.Limits = map[guard.Class]ratelimit.Limit{} // none
-		conn, _, stop := startSystemWith(b, cfg)
-		c := systemtest.NewClient(conn, conn, conn)
-		c.Follow(b, "bench_reader", "bench_author")
-		for range 20 {
-			c.CreatePost(b, "bench_author", "a post to read", "")
-		}
-		c.Home(b, "bench_reader")
-		ctx := context.Background()
-		b.Run("GetHomeTimeline/auth="+mode, func(b *testing.B) {
-			for b.Loop() {
-				if _, err := c.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: "bench_reader"}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run("CreatePost/auth="+mode, func(b *testing.B) {
-			for b.Loop() {
-				if _, err := c.Post.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: "bench_writer", Text: "bench"}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		stop()
+		benchCalls(b, cfg, "auth="+mode)
 	}
+}
+
+// benchCalls starts the all-in-one with cfg and benchmarks, one call at a
+// time, a warm GetHomeTimeline of 20 posts and a CreatePost, as
+// GetHomeTimeline/<label> and CreatePost/<label>; then it stops it.
+func benchCalls(b *testing.B, cfg allinone.Config, label string) {
+	conn, _, stop := startSystemWith(b, cfg)
+	defer stop()
+	c := systemtest.NewClient(conn, conn, conn)
+	c.Follow(b, "bench_reader", "bench_author")
+	for range 20 {
+		c.CreatePost(b, "bench_author", "a post to read", "")
+	}
+	c.Home(b, "bench_reader")
+	ctx := context.Background()
+	b.Run("GetHomeTimeline/"+label, func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Timeline.GetHomeTimeline(ctx, &feedv1.GetHomeTimelineRequest{UserId: "bench_reader"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("CreatePost/"+label, func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Post.CreatePost(ctx, &feedv1.CreatePostRequest{AuthorId: "bench_writer", Text: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

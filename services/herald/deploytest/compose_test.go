@@ -23,6 +23,7 @@ import (
 	"github.com/herald-feed/herald/services/herald/allinone"
 	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/node"
+	"github.com/herald-feed/herald/services/platform/tracing"
 	post "github.com/herald-feed/herald/services/post/app"
 	timeline "github.com/herald-feed/herald/services/timeline/app"
 )
@@ -38,8 +39,8 @@ var composeFiles = []string{"docker-compose.yml", "deploy/docker/compose.allinon
 
 // acceptedVars returns, for each binary of the Herald image, the HERALD_*
 // variables it reads: the servers' from their flag sets (every flag has
-// its variable, package flagenv), feedctl's from its source, where it
-// reads them with os.Getenv.
+// its variable, package flagenv), with the OTEL_* ones of tracing,
+// feedctl's from its source, where it reads them with os.Getenv.
 func acceptedVars(t *testing.T) map[string][]string {
 	t.Helper()
 	vars := map[string][]string{}
@@ -50,7 +51,7 @@ func acceptedVars(t *testing.T) map[string][]string {
 		fs := flagenv.New(name, func(string) string { return "" }, io.Discard)
 		node.BindFlags(fs, p.Defaults, p.Embedded) // as node.Main does
 		p.Bind(fs)
-		vars[name] = fs.Vars()
+		vars[name] = append(fs.Vars(), tracing.Variables...)
 	}
 	src, err := os.ReadFile(filepath.Join(repoRoot, "services", "herald", "cmd", "feedctl", "main.go"))
 	if err != nil {
@@ -108,8 +109,14 @@ func TestComposeFiles(t *testing.T) {
 			// (backend.Policy): each (variable, value) they set, by container.
 			policy := map[string]map[string]string{}
 			for name, s := range p.Services {
+				if s.Build != nil && s.Build.Target == "feedload" {
+					continue // the load generator's image, a client
+				}
 				if s.Image == "herald:local" || s.Build != nil && s.Build.Dockerfile == "deploy/docker/Dockerfile" {
 					heraldContainers++
+					if s.User != "" {
+						t.Errorf("service %s runs Herald's image as user %q; want the image's nonroot user", name, s.User)
+					}
 					bin := "herald"
 					if len(s.Entrypoint) > 0 {
 						bin = filepath.Base(s.Entrypoint[0])
@@ -128,7 +135,7 @@ func TestComposeFiles(t *testing.T) {
 						}
 					}
 					for v := range s.Environment {
-						if strings.HasPrefix(v, "HERALD_") && !slices.Contains(accepted, v) && !slices.Contains(vars["feedctl"], v) {
+						if (strings.HasPrefix(v, "HERALD_") || strings.HasPrefix(v, "OTEL_")) && !slices.Contains(accepted, v) && !slices.Contains(vars["feedctl"], v) {
 							t.Errorf("service %s sets %s, which neither %s nor feedctl reads", name, v, bin)
 						}
 					}
@@ -157,6 +164,20 @@ func TestComposeFiles(t *testing.T) {
 					t.Errorf("the fan-out and timeline containers set %s to %v; want one value, the same in every one", v, byName)
 				}
 			}
+			if file == "docker-compose.yml" {
+				// Every server starts after the one-shot schema job.
+				for name, s := range p.Services {
+					if len(s.Entrypoint) == 0 || !slices.Contains([]string{"post", "graph", "fanout", "timeline"}, filepath.Base(s.Entrypoint[0])) {
+						continue
+					}
+					if d, ok := s.DependsOn["schema"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+						t.Errorf("service %s does not wait for the schema job to complete", name)
+					}
+				}
+				if sj, ok := p.Services["schema"]; !ok || len(sj.Entrypoint) < 2 || sj.Entrypoint[1] != "migrate" {
+					t.Errorf("the schema job is missing, or does not run feedctl migrate")
+				}
+			}
 			if heraldContainers == 0 {
 				t.Errorf("%s runs no Herald container (image herald:local, or built from deploy/docker/Dockerfile)", file)
 			}
@@ -169,4 +190,56 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// TestDockerfile checks what the compose files and Kubernetes take from
+// deploy/docker/Dockerfile: its base images are named once, as build
+// arguments pinned by digest, and every image it makes runs as a nonroot
+// user.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "docker", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := regexp.MustCompile(`^ARG ([A-Z_]+_IMAGE)=\S+@sha256:[0-9a-f]{64}$`)
+	args := map[string]bool{}
+	var stage string
+	users := map[string]string{} // final stage → its USER
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if m := pinned.FindStringSubmatch(line); m != nil {
+			args[m[1]] = true
+			continue
+		}
+		if strings.HasPrefix(line, "ARG ") && strings.HasSuffix(strings.Fields(line)[1], "_IMAGE") {
+			t.Errorf("base image %q is not pinned by digest", line)
+		}
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "FROM" {
+			ref := strings.TrimSuffix(strings.TrimPrefix(f[1], "${"), "}")
+			if !args[ref] {
+				t.Errorf("%q: want FROM one of the pinned base-image arguments %v", line, slices.Sorted(maps.Keys(args)))
+			}
+			stage = ""
+			if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+				stage = f[3]
+			}
+			users[stage] = ""
+		}
+		if u, ok := strings.CutPrefix(line, "USER "); ok {
+			users[stage] = u
+		}
+	}
+	for _, final := range []string{"herald", "feedload"} {
+		u, ok := users[final]
+		if !ok {
+			t.Errorf("no stage %s", final)
+			continue
+		}
+		if uid, _, _ := strings.Cut(u, ":"); uid == "" || uid == "0" || uid == "root" {
+			t.Errorf("stage %s runs as %q; want a nonroot user", final, u)
+		}
+	}
+	if len(args) < 2 {
+		t.Errorf("pinned base images %v; want the Go build image and the runtime image", args)
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/event/eventcodec"
 	"github.com/herald-feed/herald/services/platform/event/eventlog"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // Bus implements event.Log and event.Admin.
@@ -110,7 +111,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Bus
 			return nil, feed.Unavailable("nats", fmt.Errorf("create stream %s: %w", sc.Name, err))
 		}
 	}
-	b := &Bus{js: js, cfg: cfg, log: log, metrics: eventlog.NewMetrics(cfg.Metrics)}
+	b := &Bus{js: js, cfg: cfg, log: log, metrics: eventlog.NewMetrics(cfg.Metrics, tracing.SystemNATS)}
 	return b, nil
 }
 
@@ -149,10 +150,17 @@ func (b *Bus) publish(ctx context.Context, subject, msgID string, data []byte) e
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	if _, err := b.js.Publish(ctx, b.abs(subject), data, opts...); err != nil {
-		return feed.Unavailable("nats", fmt.Errorf("publish %s: %w", subject, err))
+	msg := &nats.Msg{Subject: b.abs(subject), Data: data}
+	ctx, span := tracing.StartSend(ctx, tracing.SystemNATS, msg.Subject)
+	if h := (tracing.NATSHeader{}); tracing.Inject(ctx, h) {
+		msg.Header = nats.Header(h)
 	}
-	return nil
+	_, err := b.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		err = feed.Unavailable("nats", fmt.Errorf("publish %s: %w", subject, err))
+	}
+	tracing.End(span, err)
+	return err
 }
 
 // Consume implements event.Consumer on a JetStream durable pull consumer
@@ -215,13 +223,22 @@ func (b *Bus) Consume(ctx context.Context, cc event.ConsumerConfig, h event.Hand
 // handle decodes m and runs h on it, turning a decode failure or a panic
 // into a permanent error.
 func (b *Bus) handle(ctx context.Context, consumer string, m jetstream.Msg, h event.Handler) error {
-	return b.metrics.Handle(ctx, b.log, consumer, event.Kind(b.rel(m.Subject())), m.Data(), m.Subject(), h)
+	return b.metrics.Handle(ctx, b.log, consumer, b.message(m), h)
+}
+
+// message is m as eventlog takes it.
+func (b *Bus) message(m jetstream.Msg) eventlog.Message {
+	msg := eventlog.Message{Kind: event.Kind(b.rel(m.Subject())), Data: m.Data(), Destination: m.Subject(), Where: m.Subject()}
+	if h := m.Headers(); len(h) > 0 {
+		msg.Headers = tracing.NATSHeader(h)
+	}
+	return msg
 }
 
 // Tail implements event.Consumer with an ordered ephemeral consumer: no
 // acks, no state on the server. An event that does not decode is logged and
 // counted (consumer "tail"), and skipped.
-func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event)) error {
+func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(context.Context, event.Event)) error {
 	cons, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: b.absKinds(kinds),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
@@ -232,10 +249,8 @@ func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event))
 	if err != nil {
 		return feed.Unavailable("nats", fmt.Errorf("create ordered consumer: %w", err))
 	}
-	return b.run(ctx, cons, 1, func(_ context.Context, m jetstream.Msg) {
-		if ev, ok := b.metrics.Decode(b.log, event.Kind(b.rel(m.Subject())), m.Data(), m.Subject()); ok {
-			h(ev)
-		}
+	return b.run(ctx, cons, 1, func(ctx context.Context, m jetstream.Msg) {
+		b.metrics.Tail(ctx, b.log, b.message(m), h)
 	})
 }
 

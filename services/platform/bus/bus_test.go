@@ -19,7 +19,7 @@ import (
 
 // startNATS starts an embedded JetStream server for the test and returns a
 // connection to it.
-func startNATS(t *testing.T) *nats.Conn {
+func startNATS(t testing.TB) *nats.Conn {
 	t.Helper()
 	ns, err := embedded.StartNATS(t.TempDir(), "")
 	if err != nil {
@@ -34,7 +34,7 @@ func startNATS(t *testing.T) *nats.Conn {
 	return nc
 }
 
-func newBusOn(t *testing.T, nc *nats.Conn, namespace string, reg prometheus.Registerer) *Bus {
+func newBusOn(t testing.TB, nc *nats.Conn, namespace string, reg prometheus.Registerer) *Bus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitfor.Deadline)
 	defer cancel()

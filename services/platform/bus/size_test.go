@@ -8,19 +8,38 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/testenv"
+	"github.com/herald-feed/herald/services/platform/tracing"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
 // TestBytesPerEvent measures what the event stream keeps per event on the real nats-server
 // (file storage): a post.created event, and a fan-out chunk of 1,000 followers (the
 // fan-out's default chunk), by the stream's own byte count, headers and per-message overhead
-// included. The figures, in docs/benchmarks.md, size the event log's retention in
-// docs/operations.md; the bounds only catch an encoding far larger than it should be.
+// included, with tracing off and then on (each event then carries its trace context). The
+// figures, in docs/benchmarks.md, size the event log's retention in docs/operations.md; the
+// bounds only catch an encoding far larger than it should be.
 func TestBytesPerEvent(t *testing.T) {
+	t.Run("Untraced", func(t *testing.T) {
+		tracing.Uninstall()
+		bytesPerEvent(t, 0)
+	})
+	t.Run("Traced", func(t *testing.T) {
+		tracing.Install(sdktrace.NewTracerProvider())
+		t.Cleanup(tracing.Uninstall)
+		// traceparent (55 characters) under its name; the bound allows
+		// the stream's header block around it.
+		bytesPerEvent(t, 128)
+	})
+}
+
+// bytesPerEvent is TestBytesPerEvent's measure; headers bounds what the
+// events' headers may add.
+func bytesPerEvent(t *testing.T, headers float64) {
 	const posts, chunks, chunkSize = 1000, 50, 1000
 	nc, err := nats.Connect(testenv.NATS(t), testenv.NATSOptions(t)...)
 	if err != nil {
@@ -73,10 +92,10 @@ func TestBytesPerEvent(t *testing.T) {
 	perPost := float64(b1) / posts
 	perChunk := float64(b2-b1) / chunks
 	t.Logf("post.created: %.0f B per event; fan-out chunk of %d followers (IDs of %d characters): %.0f B, %.1f B per follower", perPost, chunkSize, len(followers[0]), perChunk, perChunk/chunkSize)
-	if perPost < 20 || perPost > 1024 {
-		t.Errorf("post.created takes %.0f B in the stream; want 20 B to 1 KiB", perPost)
+	if perPost < 20 || perPost > 1024+headers {
+		t.Errorf("post.created takes %.0f B in the stream; want 20 B to 1 KiB (and %.0f B of headers)", perPost, headers)
 	}
-	if perFollower := perChunk / chunkSize; perFollower < float64(len(followers[0])) || perFollower > 64 {
+	if perFollower := (perChunk - headers) / chunkSize; perFollower < float64(len(followers[0]))-1 || perFollower > 64 {
 		t.Errorf("a fan-out chunk takes %.1f B per follower; want from the ID's %d B to 64 B", perFollower, len(followers[0]))
 	}
 }

@@ -168,6 +168,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // Close closes the session.
 func (s *Store) Close() { s.session.Close() }
 
+// SchemaVersion returns the newest migration applied to the store's
+// keyspace, and how many are applied.
+func (s *Store) SchemaVersion(ctx context.Context) (newest, applied int, err error) {
+	iter := s.session.Query("SELECT version FROM schema_migrations").WithContext(ctx).Iter()
+	var v int
+	for iter.Scan(&v) {
+		newest = max(newest, v)
+		applied++
+	}
+	if err := iter.Close(); err != nil {
+		return 0, 0, fail("read schema_migrations", err)
+	}
+	return newest, applied, nil
+}
+
 // Ping reads one partition (a post ID no post has) at the store's
 // consistency level: nil if enough replicas answered, as they must for
 // the store's own reads.

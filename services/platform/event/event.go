@@ -173,8 +173,8 @@ type Consumer interface {
 	Consume(ctx context.Context, cc ConsumerConfig, h Handler) error
 	// Tail runs h on each event of kinds published from now on, until ctx
 	// ends: no acknowledgements and no shared position, for readers of
-	// the live edge only.
-	Tail(ctx context.Context, kinds []Kind, h func(Event)) error
+	// the live edge only. h's context carries the event's trace.
+	Tail(ctx context.Context, kinds []Kind, h func(context.Context, Event)) error
 }
 
 // Log is an event log: what an adapter implements.

@@ -57,6 +57,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/event/eventcodec"
 	"github.com/herald-feed/herald/services/platform/event/eventlog"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // Bus implements event.Log and event.Admin.
@@ -162,7 +163,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.Replicas < 1 || cfg.Partitions < 1 {
 		return nil, fmt.Errorf("kafka: %d partitions and replication factor %d: both must be at least 1", cfg.Partitions, cfg.Replicas)
 	}
-	b := &Bus{cfg: cfg, log: log, metrics: eventlog.NewMetrics(cfg.Metrics),
+	b := &Bus{cfg: cfg, log: log, metrics: eventlog.NewMetrics(cfg.Metrics, tracing.SystemKafka),
 		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_bus_rebalances_total",
 			Help: "Partition assignments and revocations this instance took part in, by consumer (Kafka only).",
@@ -284,6 +285,34 @@ func (b *Bus) Publish(ctx context.Context, ev event.Event) error {
 	return b.produce(ctx, b.record(ev.Kind(), keyOf(ev), data))
 }
 
+// recordHeaders carries trace context in a record's headers.
+type recordHeaders struct{ r *kgo.Record }
+
+func (c recordHeaders) Get(key string) string { return header(c.r, key) }
+
+func (c recordHeaders) Set(key, value string) {
+	for i, h := range c.r.Headers {
+		if h.Key == key {
+			c.r.Headers[i].Value = []byte(value)
+			return
+		}
+	}
+	c.r.Headers = append(c.r.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
+}
+
+func (c recordHeaders) Keys() []string {
+	keys := make([]string, len(c.r.Headers))
+	for i, h := range c.r.Headers {
+		keys[i] = h.Key
+	}
+	return keys
+}
+
+// message is r as eventlog takes it.
+func message(r *kgo.Record, kind event.Kind) eventlog.Message {
+	return eventlog.Message{Kind: kind, Data: r.Value, Destination: r.Topic, Where: where(r), Headers: recordHeaders{r}}
+}
+
 // PublishRaw appends data to kind's topic as it is, undecodable or not:
 // for tests of what consumers do with a bad message (eventtest).
 func (b *Bus) PublishRaw(ctx context.Context, kind event.Kind, data []byte) error {
@@ -294,9 +323,14 @@ func (b *Bus) record(kind event.Kind, key, data []byte) *kgo.Record {
 	return &kgo.Record{Topic: b.topicOf(kind), Key: key, Value: data, Headers: []kgo.RecordHeader{{Key: headerKind, Value: []byte(kind)}}}
 }
 
-func (b *Bus) produce(ctx context.Context, recs ...*kgo.Record) error {
+func (b *Bus) produce(ctx context.Context, recs ...*kgo.Record) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
+	ctx, span := tracing.StartSend(ctx, tracing.SystemKafka, recs[0].Topic)
+	defer func() { tracing.End(span, err) }()
+	for _, r := range recs {
+		tracing.Inject(ctx, recordHeaders{r})
+	}
 	if err := b.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return feed.Unavailable("kafka", fmt.Errorf("publish to %s: %w", recs[0].Topic, err))
 	}
@@ -407,7 +441,7 @@ func (b *Bus) deliver(ctx context.Context, cc event.ConsumerConfig, want map[eve
 		if cc.AckWait > 0 {
 			actx, cancel = context.WithTimeout(hctx, cc.AckWait)
 		}
-		err := b.metrics.Handle(actx, b.log, cc.Durable, kind, r.Value, where(r), h)
+		err := b.metrics.Handle(actx, b.log, cc.Durable, message(r, kind), h)
 		cancel()
 		switch {
 		case err == nil:
@@ -465,7 +499,7 @@ func (b *Bus) commit(cl *kgo.Client, group string, recs []*kgo.Record, settled [
 // partition's end, holds whenever the client gets round to a partition,
 // and takes a partition added later from its start. An event that does
 // not decode is logged and counted (consumer "tail"), and skipped.
-func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event)) error {
+func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(context.Context, event.Event)) error {
 	want := make(map[event.Kind]bool, len(kinds))
 	for _, k := range kinds {
 		want[k] = true
@@ -493,9 +527,7 @@ func (b *Bus) Tail(ctx context.Context, kinds []event.Kind, h func(event.Event))
 			if !want[kind] && slices.Contains(event.Kinds, kind) {
 				return
 			}
-			if ev, ok := b.metrics.Decode(b.log, kind, r.Value, where(r)); ok {
-				h(ev)
-			}
+			b.metrics.Tail(ctx, b.log, message(r, kind), h)
 		})
 	}
 	return nil

@@ -1,7 +1,8 @@
 // Package node is the runtime every Herald process shares, and nothing
 // else: the etcd client and session, the event-bus connection, the gRPC
 // server with health and reflection, the metrics registry and its HTTP
-// listener, the logger, and the lifecycle (start, background workers,
+// listener, tracing (off unless OTEL_* variables turn it on), the logger,
+// and the lifecycle (start, background workers,
 // ordered shutdown).
 //
 // A node opens no store or cache and holds no service's settings: each
@@ -28,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	grpccredentials "google.golang.org/grpc/credentials"
@@ -44,6 +46,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // Defaults of the runtime's settings, each stated once.
@@ -122,6 +125,11 @@ type Config struct {
 	Guard guard.Settings
 
 	Log *slog.Logger
+
+	// TracerProvider, if set, traces this process instead of the provider
+	// the OTEL_* variables describe (package tracing): a benchmark's, with
+	// an exporter of its own.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -174,6 +182,7 @@ type Node struct {
 	serviceCreds grpccredentials.PerRPCCredentials
 
 	tls        *tlsconfig.Config // nil: plaintext
+	tracing    *tracing.Tracing
 	lis        net.Listener
 	metricsLis net.Listener
 	services   []string
@@ -246,6 +255,20 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.tls, err = tlsconfig.Load(cfg.TLS, n.Log); err != nil {
 		return nil, err
 	}
+
+	// Tracing, from the OTEL_* variables: off unless they ask for it. Its
+	// closer, the first added, runs last and exports what is left.
+	if cfg.TracerProvider != nil {
+		n.tracing = tracing.Use(cfg.TracerProvider)
+	} else if n.tracing, err = tracing.Setup(ctx, cfg.Name, n.Log); err != nil {
+		return nil, err
+	}
+	tr := n.tracing
+	n.onClose(func() {
+		if err := tr.Shutdown(context.Background()); err != nil {
+			n.Log.Warn("tracing shutdown", "err", err)
+		}
+	})
 
 	// Listen first: a taken port is the commonest start-up error, and
 	// costs nothing to find.
@@ -327,7 +350,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.GRPC = grpcserver.New(n.Log, n.Metrics, grpcserver.Config{
 		Unary:   []grpc.UnaryServerInterceptor{n.Guard.Unary},
 		Stream:  []grpc.StreamServerInterceptor{n.Guard.Stream},
-		Options: n.tls.ServerOptions(),
+		Options: append(n.tls.ServerOptions(), n.tracing.ServerOptions()...),
 	})
 	return n, nil
 }
@@ -440,7 +463,7 @@ func (n *Node) Dial(service string) (*grpc.ClientConn, error) {
 	if c, ok := n.conns[service]; ok {
 		return c, nil
 	}
-	opts := []grpc.DialOption{n.tls.DialOption()}
+	opts := append([]grpc.DialOption{n.tls.DialOption()}, n.tracing.DialOptions()...)
 	if n.serviceCreds != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(n.serviceCreds))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/graphclient"
 	"github.com/herald-feed/herald/services/platform/node"
+	"github.com/herald-feed/herald/services/platform/tracing"
 	"github.com/herald-feed/herald/services/timeline/internal/rpc"
 	"github.com/herald-feed/herald/services/timeline/internal/timeline"
 )
@@ -125,9 +126,11 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 		return nil, err
 	}
 	log := n.Log.With("service", "timeline")
+	origins := tracing.NewOrigins()
 	svc := timeline.New(timeline.Config{Strategy: cfg.Policy.Strategy}, timeline.Deps{
 		Timelines: b.Timelines, Recent: b.Recent, PostCache: b.PostCache, Posts: b.Posts,
 		Following: graphclient.New(conn), Celebrities: b.Celebrities, Tokens: n.Tokens, Log: log,
+		Origins: origins,
 	}, n.Metrics)
 	hub := timeline.NewHub(timeline.HubConfig{MaxStreamsPerUser: cfg.MaxStreamsPerUser, MaxStreams: cfg.MaxStreams}, n.Metrics)
 	feedv1.RegisterTimelineServiceServer(n.GRPC, rpc.New(svc, hub))
@@ -136,13 +139,14 @@ func New(ctx context.Context, cfg Config, n *node.Node) (a *App, err error) {
 
 	n.Go(func(ctx context.Context) error {
 		return n.Bus.Tail(ctx, []event.Kind{event.KindPostCreated, event.KindFollowed, event.KindUnfollowed},
-			func(ev event.Event) {
+			func(ectx context.Context, ev event.Event) {
 				switch ev := ev.(type) {
 				case event.PostCreated:
+					origins.Remember(ectx, uint64(ev.Post), ev.Created)
 					if !hub.Wants(ev.Author) {
 						return
 					}
-					p, err := svc.Post(ctx, ev.Post)
+					p, err := svc.Post(ectx, ev.Post)
 					if err != nil {
 						log.Warn("stream: load post", "post", ev.Post, "err", err)
 						return

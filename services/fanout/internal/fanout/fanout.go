@@ -20,10 +20,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // Followers pages through a user's followers.
@@ -225,7 +228,10 @@ func (e *Engine) push(ctx context.Context, author string, id feed.PostID, create
 // pipelined batch, leaving out users marked as having unfollowed author:
 // a chunk can wait in the stream while a follower leaves, and its write
 // must not land after the unfollow's purge.
-func (e *Engine) write(ctx context.Context, author string, users []string, id feed.PostID, created time.Time) error {
+func (e *Engine) write(ctx context.Context, author string, users []string, id feed.PostID, created time.Time) (err error) {
+	ctx, span := tracing.Tracer().Start(ctx, "write timelines", trace.WithAttributes(
+		attribute.Int64("herald.post.id", int64(id)), attribute.Int("herald.followers", len(users))))
+	defer func() { tracing.End(span, err) }()
 	start := e.now()
 	left, err := e.unfollows.Unfollowed(ctx, author, users)
 	if err != nil {

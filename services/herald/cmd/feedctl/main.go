@@ -49,7 +49,9 @@ import (
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/platform/auth"
+	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/bus"
+	"github.com/herald-feed/herald/services/platform/cassandrastore"
 	"github.com/herald-feed/herald/services/platform/discovery"
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
@@ -145,7 +147,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&c.data, "data", data, "directory of the development signing key (the all-in-one's data dir) (HERALD_DATA)")
 	root.AddCommand(c.tokenCmd(), c.keygenCmd(), c.postCmd(), c.getCmd(), c.deleteCmd(), c.postsCmd(),
 		c.followCmd(true), c.followCmd(false), c.listCmd("followers"), c.listCmd("following"),
-		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd(), c.healthCmd())
+		c.timelineCmd(), c.watchCmd(), c.deadLettersCmd(), c.replayCmd(), c.healthCmd(), c.migrateCmd())
 	return root
 }
 
@@ -706,4 +708,55 @@ func (c *client) healthCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// migrateCmd creates and migrates the Cassandra keyspace, as every service
+// does at start: the compose cluster's one-shot schema job, and a
+// deployment's before it starts or upgrades its instances.
+func (c *client) migrateCmd() *cobra.Command {
+	var cfg backend.StoreConfig
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create the Cassandra keyspace if it is missing and apply the schema migrations it lacks; running it again changes nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Kind = "cassandra"
+			if err := cfg.Check("feedctl migrate"); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), max(c.timeout, time.Minute))
+			defer cancel()
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			s, err := backend.OpenStore(ctx, &cfg, quiet)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			newest, applied, err := s.SchemaVersion(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "keyspace %s on %s: schema at migration %d (%d applied)\n", cfg.Keyspace, strings.Join(cfg.Hosts, ","), newest, applied)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&cfg.Hosts, "cassandra", splitList(os.Getenv("HERALD_CASSANDRA_HOSTS")), "comma-separated Cassandra hosts, host:port (HERALD_CASSANDRA_HOSTS)")
+	f.StringVar(&cfg.Keyspace, "cassandra-keyspace", cmp.Or(os.Getenv("HERALD_CASSANDRA_KEYSPACE"), cassandrastore.DefaultKeyspace), "keyspace to create and migrate (HERALD_CASSANDRA_KEYSPACE)")
+	f.StringVar(&cfg.Replication, "cassandra-replication", cmp.Or(os.Getenv("HERALD_CASSANDRA_REPLICATION"), cassandrastore.DefaultReplication), "CQL replication map of a new keyspace (HERALD_CASSANDRA_REPLICATION)")
+	f.StringVar(&cfg.Consistency, "cassandra-consistency", cmp.Or(os.Getenv("HERALD_CASSANDRA_CONSISTENCY"), cassandrastore.DefaultConsistency), "consistency level of the schema read (HERALD_CASSANDRA_CONSISTENCY)")
+	f.StringVar(&cfg.Login.User, "cassandra-user", os.Getenv("HERALD_CASSANDRA_USER"), "user to log in to Cassandra as (HERALD_CASSANDRA_USER)")
+	f.StringVar(&cfg.Login.PasswordFile, "cassandra-password-file", os.Getenv("HERALD_CASSANDRA_PASSWORD_FILE"), "file holding --cassandra-user's password (HERALD_CASSANDRA_PASSWORD_FILE)")
+	return cmd
+}
+
+// splitList splits a comma-separated variable, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

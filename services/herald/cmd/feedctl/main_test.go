@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gocql/gocql"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -157,5 +159,52 @@ func TestHealth(t *testing.T) {
 	hs.Shutdown() // every service NOT_SERVING, as a draining process
 	if _, err := run(); err == nil {
 		t.Error("feedctl health of a process shutting down succeeded; want an error")
+	}
+}
+
+// TestMigrate: `feedctl migrate` creates a fresh keyspace on the real
+// Cassandra with every migration applied, and a second run changes
+// nothing; a missing host or a bad replication map fails before it
+// connects.
+func TestMigrate(t *testing.T) {
+	hosts := testenv.Cassandra(t)
+	user, file := testenv.CassandraLogin(t)
+	ks := fmt.Sprintf("migrate%08x", rand.Uint32())
+	t.Cleanup(func() {
+		cluster := gocql.NewCluster(hosts...)
+		cluster.Authenticator = testenv.CassandraAuth(t)
+		cluster.Timeout = 30 * time.Second
+		if s, err := cluster.CreateSession(); err == nil {
+			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).Exec()
+			s.Close()
+		}
+	})
+	files, err := filepath.Glob(filepath.Join("..", "..", "..", "platform", "cassandrastore", "migrations", "*.cql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migration files: %v, %v", files, err)
+	}
+	want := fmt.Sprintf("keyspace %s on %s: schema at migration %d (%d applied)", ks, strings.Join(hosts, ","), len(files), len(files))
+	args := []string{"migrate", "--cassandra", strings.Join(hosts, ","), "--cassandra-keyspace", ks, "--cassandra-user", user, "--cassandra-password-file", file}
+	for _, run := range []string{"first", "second"} {
+		if out := strings.TrimSpace(feedctl(t, args...)); out != want {
+			t.Errorf("%s feedctl migrate printed %q; want %q", run, out, want)
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "--cassandra="}, "-cassandra is required"},
+		{[]string{"migrate", "--cassandra", "127.0.0.1:1", "--cassandra-replication", "3"}, "want a CQL map"},
+	} {
+		t.Setenv("HERALD_CASSANDRA_HOSTS", "")
+		var out bytes.Buffer
+		root := newRoot(&out)
+		root.SetArgs(tc.args)
+		root.SetErr(io.Discard)
+		if err := root.ExecuteContext(t.Context()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("feedctl %s: %v; want an error containing %q", strings.Join(tc.args, " "), err, tc.want)
+		}
 	}
 }

@@ -1,8 +1,9 @@
 // Package eventlog holds what the adapters of the event port (bus on
 // JetStream, kafkabus on Kafka) share: their metrics, and the guarded call
 // of a handler that turns an undecodable event or a panic into a
-// permanent failure. With one copy, both adapters count and log alike,
-// and dashboards and alerts need not know which bus runs.
+// permanent failure, in a span that continues the publisher's trace. With
+// one copy, both adapters count, log and trace alike, and dashboards and
+// alerts need not know which bus runs.
 package eventlog
 
 import (
@@ -13,9 +14,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/event/eventcodec"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // TailConsumer is the consumer label of a tail's counts.
@@ -26,11 +29,15 @@ type Metrics struct {
 	DeadLetters *prometheus.CounterVec
 	Undecodable *prometheus.CounterVec
 	Panics      *prometheus.CounterVec
+
+	system string // the messaging.system of the adapter's spans
 }
 
-// NewMetrics returns the counters, registered with reg unless it is nil.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
+// NewMetrics returns the counters of an adapter of the log named system
+// (tracing.SystemNATS, tracing.SystemKafka), registered with reg unless it
+// is nil.
+func NewMetrics(reg prometheus.Registerer, system string) *Metrics {
+	m := &Metrics{system: system,
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_bus_dead_letters_total",
 			Help: "Events moved to the dead letters, by consumer.",
@@ -59,17 +66,33 @@ func (m *Metrics) Consuming(consumer string) {
 	m.Panics.WithLabelValues(consumer)
 }
 
-// Handle decodes data as an event of kind and runs h on it. An event that
-// does not decode is counted, logged and returned as a permanent error (the
-// codec's errors wrap event.ErrPermanent); a handler that panics is
-// recovered, counted, and its event failed permanently with the stack.
-// where names the message in the log lines (a subject, or a topic and
-// offset).
-func (m *Metrics) Handle(ctx context.Context, log *slog.Logger, consumer string, kind event.Kind, data []byte, where string, h event.Handler) (err error) {
-	ev, err := eventcodec.Unmarshal(kind, data)
+// Message is one event as an adapter received it.
+type Message struct {
+	Kind event.Kind
+	Data []byte
+	// Destination is the subject or topic it came from, which names its
+	// trace span.
+	Destination string
+	// Where names it in log lines: a subject, or a topic, partition and
+	// offset.
+	Where string
+	// Headers carry the publisher's trace context; nil if the log has
+	// none.
+	Headers propagation.TextMapCarrier
+}
+
+// Handle decodes msg and runs h on it, in a span that continues the
+// publisher's trace. An event that does not decode is counted, logged and
+// returned as a permanent error (the codec's errors wrap
+// event.ErrPermanent); a handler that panics is recovered, counted, and its
+// event failed permanently with the stack.
+func (m *Metrics) Handle(ctx context.Context, log *slog.Logger, consumer string, msg Message, h event.Handler) (err error) {
+	ctx, span := tracing.StartProcess(ctx, msg.Headers, m.system, msg.Destination, consumer)
+	defer func() { tracing.End(span, err) }()
+	ev, err := eventcodec.Unmarshal(msg.Kind, msg.Data)
 	if err != nil {
 		m.Undecodable.WithLabelValues(consumer).Inc()
-		log.Error("undecodable event", "at", where, "consumer", consumer, "bytes", len(data), "err", err)
+		log.Error("undecodable event", "at", msg.Where, "consumer", consumer, "bytes", len(msg.Data), "err", err)
 		return err
 	}
 	defer func() {
@@ -81,16 +104,19 @@ func (m *Metrics) Handle(ctx context.Context, log *slog.Logger, consumer string,
 	return h(ctx, ev)
 }
 
-// Decode decodes data for a tail: an event that does not decode is counted
-// (consumer "tail"), logged and skipped, as nil, false.
-func (m *Metrics) Decode(log *slog.Logger, kind event.Kind, data []byte, where string) (event.Event, bool) {
-	ev, err := eventcodec.Unmarshal(kind, data)
+// Tail decodes msg for a tail and runs h on it, in a span that continues
+// the publisher's trace: an event that does not decode is counted
+// (consumer "tail"), logged and skipped.
+func (m *Metrics) Tail(ctx context.Context, log *slog.Logger, msg Message, h func(context.Context, event.Event)) {
+	ev, err := eventcodec.Unmarshal(msg.Kind, msg.Data)
 	if err != nil {
 		m.Undecodable.WithLabelValues(TailConsumer).Inc()
-		log.Error("undecodable event skipped by a tail", "at", where, "bytes", len(data), "err", err)
-		return nil, false
+		log.Error("undecodable event skipped by a tail", "at", msg.Where, "bytes", len(msg.Data), "err", err)
+		return
 	}
-	return ev, true
+	ctx, span := tracing.StartProcess(ctx, msg.Headers, m.system, msg.Destination, "")
+	defer span.End()
+	h(ctx, ev)
 }
 
 // Delay returns the wait before the delivery after the attempt-th one

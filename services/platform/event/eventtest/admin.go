@@ -103,7 +103,7 @@ func testUndecodableAndPanics(t *testing.T, l Log, reg *prometheus.Registry) {
 	var tailed seen
 	tctx, stopTail := context.WithCancel(ctx)
 	tailDone := make(chan error, 1)
-	go func() { tailDone <- l.Tail(tctx, []event.Kind{event.KindPostCreated}, tailed.add) }()
+	go func() { tailDone <- l.Tail(tctx, []event.Kind{event.KindPostCreated}, tailed.tail) }()
 	defer func() { stopTail(); <-tailDone }()
 	// Wait for the tail to go live, so that it sees the bad message.
 	ping := 0

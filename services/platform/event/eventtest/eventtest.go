@@ -48,6 +48,7 @@ func Run(t *testing.T, opts Options, open func(t *testing.T, reg prometheus.Regi
 	t.Run("AckedStaysAcked", func(t *testing.T) { testAckedStaysAcked(t, plain(t)) })
 	t.Run("Republish", func(t *testing.T) { testRepublish(t, plain(t), opts) })
 	t.Run("TailFromNow", func(t *testing.T) { testTail(t, plain(t)) })
+	t.Run("TraceContext", func(t *testing.T) { testTraceContext(t, plain(t)) })
 	t.Run("ShutdownWaitsForHandlers", func(t *testing.T) { testShutdown(t, plain(t)) })
 	t.Run("DeadLetterAndReplay", func(t *testing.T) { testDeadLetterAndReplay(t, plain(t)) })
 	t.Run("UndecodableAndPanics", func(t *testing.T) {
@@ -69,6 +70,9 @@ func (s *seen) add(ev event.Event) {
 	defer s.mu.Unlock()
 	s.evs = append(s.evs, ev)
 }
+
+// tail is add as a Tail handler.
+func (s *seen) tail(_ context.Context, ev event.Event) { s.add(ev) }
 
 func (s *seen) all() []event.Event {
 	s.mu.Lock()
@@ -277,29 +281,8 @@ func testRepublish(t *testing.T, l event.Log, opts Options) {
 func testTail(t *testing.T, l event.Log) {
 	old := event.PostCreated{Post: 51, Author: "alice", Created: created}
 	publish(t, l, old)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var got seen
-	go func() { done <- l.Tail(ctx, []event.Kind{event.KindPostCreated}, got.add) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Tail returned %v; want nil after its context ended", err)
-		}
-	})
-	// The tail starts asynchronously: publish pings until one arrives.
-	ping := 0
-	waitfor.Until(t, waitfor.Deadline, "the tail to go live", func() (bool, any) {
-		for _, e := range got.all() {
-			if e.(event.PostCreated).Author == "ping" {
-				return true, nil
-			}
-		}
-		ping++
-		publish(t, l, event.PostCreated{Post: feed.PostID(1000 + ping), Author: "ping", Created: created}, event.Followed{Follower: "x", Followee: "ping"})
-		time.Sleep(50 * time.Millisecond) // pace the pings; the wait is for the arrival
-		return false, fmt.Sprintf("%d pings published", ping)
-	})
+	liveTail(t, l, got.tail)
 	fresh := event.PostCreated{Post: 52, Author: "alice", Created: created}
 	publish(t, l, fresh)
 	waitfor.Until(t, waitfor.Deadline, "the event published after the tail started", func() (bool, any) { return got.count(fresh) == 1, got.all() })
@@ -311,6 +294,41 @@ func testTail(t *testing.T, l event.Log) {
 			t.Errorf("tail of %s delivered %#v", event.KindPostCreated, e)
 		}
 	}
+}
+
+// liveTail starts a tail of post.created running h, and returns once it
+// is live: the tail starts asynchronously, so it publishes pings (posts by
+// "ping", and a follow that the tail must not take) until one arrives. h
+// sees the pings too. The tail ends with the test.
+func liveTail(t *testing.T, l event.Log, h func(context.Context, event.Event)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var live atomic.Bool
+	go func() {
+		done <- l.Tail(ctx, []event.Kind{event.KindPostCreated}, func(ctx context.Context, ev event.Event) {
+			if e, ok := ev.(event.PostCreated); ok && e.Author == "ping" {
+				live.Store(true)
+			}
+			h(ctx, ev)
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Tail returned %v; want nil after its context ended", err)
+		}
+	})
+	ping := 0
+	waitfor.Until(t, waitfor.Deadline, "the tail to go live", func() (bool, any) {
+		if live.Load() {
+			return true, nil
+		}
+		ping++
+		publish(t, l, event.PostCreated{Post: feed.PostID(1000 + ping), Author: "ping", Created: created}, event.Followed{Follower: "x", Followee: "ping"})
+		time.Sleep(50 * time.Millisecond) // pace the pings; the wait is for the arrival
+		return false, fmt.Sprintf("%d pings published", ping)
+	})
 }
 
 // testShutdown: Consume returns only once the handler in flight when its

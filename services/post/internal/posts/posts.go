@@ -9,11 +9,15 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/event"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/idgen"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // Store is the part of the durable store the post service uses.
@@ -80,7 +84,10 @@ func (s *Service) Create(ctx context.Context, author, text, key string) (feed.Po
 		return feed.Post{}, err
 	}
 	p := feed.Post{ID: id, Author: author, Text: text, Created: idgen.Time(id)}
-	stored, created, err := s.store.CreatePost(ctx, p, key)
+	sctx, span := tracing.Tracer().Start(ctx, "store post", trace.WithAttributes(attribute.Int64("herald.post.id", int64(id))))
+	stored, created, err := s.store.CreatePost(sctx, p, key)
+	span.SetAttributes(attribute.Bool("herald.post.created", created))
+	tracing.End(span, err)
 	if err != nil {
 		return feed.Post{}, err
 	}

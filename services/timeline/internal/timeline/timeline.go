@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/herald-feed/herald/services/platform/cache"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
+	"github.com/herald-feed/herald/services/platform/tracing"
 )
 
 // Posts is the part of the durable store the timeline service reads.
@@ -74,6 +77,7 @@ type Service struct {
 	following Following
 	tokens    *pagetoken.Codec
 	log       *slog.Logger
+	origins   *tracing.Origins
 	rebuilds  singleflight.Group
 
 	followingMemo *memo[[]string]
@@ -92,6 +96,9 @@ type Deps struct {
 	Celebrities cache.Celebrities
 	Tokens      *pagetoken.Codec
 	Log         *slog.Logger
+	// Origins, if set, holds the trace contexts of recent posts, whose
+	// first read here ends their traces (see tracing.Origins).
+	Origins *tracing.Origins
 }
 
 // New returns a Service whose metrics register with reg.
@@ -117,7 +124,7 @@ func New(cfg Config, d Deps, reg prometheus.Registerer) *Service {
 	s := &Service{
 		cfg: cfg, timelines: d.Timelines, recent: d.Recent, postCache: d.PostCache,
 		celebs: cache.NewCelebritySet(d.Celebrities, time.Second),
-		posts:  d.Posts, following: d.Following, tokens: d.Tokens, log: d.Log,
+		posts:  d.Posts, following: d.Following, tokens: d.Tokens, log: d.Log, origins: d.Origins,
 		followingMemo: newMemo[[]string](cfg.MemoTTL),
 		rebuildCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_timeline_rebuilds_total",
@@ -171,7 +178,7 @@ func (s *Service) Home(ctx context.Context, user string, pageSize int32, token s
 		if len(ids) == 0 {
 			break
 		}
-		posts, err := s.hydrate(ctx, ids, start)
+		posts, err := s.hydrateRead(ctx, ids, start)
 		if err != nil {
 			return nil, "", err
 		}
@@ -461,6 +468,25 @@ func (s *Service) hydrate(ctx context.Context, ids []feed.PostID, start time.Tim
 		}
 	}
 	return out, nil
+}
+
+// hydrateRead is hydrate for a reader's page, in a span of its own that
+// links to the traces of the posts this read is the first here to return
+// (and adds a "first read" span to each of those traces).
+func (s *Service) hydrateRead(ctx context.Context, ids []feed.PostID, start time.Time) ([]feed.Post, error) {
+	ctx, span := tracing.Tracer().Start(ctx, "hydrate posts", trace.WithAttributes(attribute.Int("herald.posts", len(ids))))
+	posts, err := s.hydrate(ctx, ids, start)
+	if err == nil && s.origins != nil {
+		read := make([]uint64, len(posts))
+		for i, p := range posts {
+			read[i] = uint64(p.ID)
+		}
+		for _, l := range s.origins.FirstReads(ctx, read) {
+			span.AddLink(l)
+		}
+	}
+	tracing.End(span, err)
+	return posts, err
 }
 
 // Post returns one live post, or feed.ErrNotFound.
