@@ -154,7 +154,7 @@ func (cfg *Config) start(ctx context.Context, strategy, ns, dataDir, logPath str
 		return nil, err
 	}
 	args := []string{"-strategy", strategy, "-celebrity-threshold", strconv.Itoa(cfg.CelebrityThreshold),
-		"-namespace", ns, "-addr", addr, "-metrics", maddr, "-data", dataDir, "-log-level", "warn",
+		"-namespace", ns, "-addr", addr, "-metrics", maddr, "-http-addr", "", "-data", dataDir, "-log-level", "warn",
 		"-cache", cfg.Cache, "-store", cfg.Store}
 	// The comparison measures the strategies, not the per-user rate
 	// limits: at a bench's rates a celebrity posts, and a lag observer

@@ -102,7 +102,7 @@ func (l *lab) startHerald(t target, ns string) (*allinone, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-namespace", ns, "-addr", addr, "-metrics", maddr, "-data", data, "-log-level", "warn"}
+	args := []string{"-namespace", ns, "-addr", addr, "-metrics", maddr, "-http-addr", "", "-data", data, "-log-level", "warn"}
 	for _, class := range []string{"posts", "deletes", "follows", "reads"} {
 		args = append(args, "-rate-"+class, "off")
 	}

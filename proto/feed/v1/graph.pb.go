@@ -7,6 +7,7 @@
 package feedv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -439,7 +440,7 @@ var File_feed_v1_graph_proto protoreflect.FileDescriptor
 
 const file_feed_v1_graph_proto_rawDesc = "" +
 	"\n" +
-	"\x13feed/v1/graph.proto\x12\afeed.v1\"Q\n" +
+	"\x13feed/v1/graph.proto\x12\afeed.v1\x1a\x1cgoogle/api/annotations.proto\"Q\n" +
 	"\rFollowRequest\x12\x1f\n" +
 	"\vfollower_id\x18\x01 \x01(\tR\n" +
 	"followerId\x12\x1f\n" +
@@ -467,12 +468,12 @@ const file_feed_v1_graph_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"Z\n" +
 	"\x15ListFollowingResponse\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xaa\x02\n" +
-	"\fGraphService\x129\n" +
-	"\x06Follow\x12\x16.feed.v1.FollowRequest\x1a\x17.feed.v1.FollowResponse\x12?\n" +
-	"\bUnfollow\x12\x18.feed.v1.UnfollowRequest\x1a\x19.feed.v1.UnfollowResponse\x12N\n" +
-	"\rListFollowers\x12\x1d.feed.v1.ListFollowersRequest\x1a\x1e.feed.v1.ListFollowersResponse\x12N\n" +
-	"\rListFollowing\x12\x1d.feed.v1.ListFollowingRequest\x1a\x1e.feed.v1.ListFollowingResponseB4Z2github.com/herald-feed/herald/proto/feed/v1;feedv1b\x06proto3"
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xdf\x03\n" +
+	"\fGraphService\x12g\n" +
+	"\x06Follow\x12\x16.feed.v1.FollowRequest\x1a\x17.feed.v1.FollowResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/users/{follower_id}/following\x12x\n" +
+	"\bUnfollow\x12\x18.feed.v1.UnfollowRequest\x1a\x19.feed.v1.UnfollowResponse\"7\x82\xd3\xe4\x93\x021*//v1/users/{follower_id}/following/{followee_id}\x12u\n" +
+	"\rListFollowers\x12\x1d.feed.v1.ListFollowersRequest\x1a\x1e.feed.v1.ListFollowersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/users/{user_id}/followers\x12u\n" +
+	"\rListFollowing\x12\x1d.feed.v1.ListFollowingRequest\x1a\x1e.feed.v1.ListFollowingResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/users/{user_id}/followingB4Z2github.com/herald-feed/herald/proto/feed/v1;feedv1b\x06proto3"
 
 var (
 	file_feed_v1_graph_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package feedv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -510,7 +511,7 @@ var File_feed_v1_post_proto protoreflect.FileDescriptor
 
 const file_feed_v1_post_proto_rawDesc = "" +
 	"\n" +
-	"\x12feed/v1/post.proto\x12\afeed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
+	"\x12feed/v1/post.proto\x12\afeed.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
 	"\x04Post\x12\x17\n" +
 	"\apost_id\x18\x01 \x01(\tR\x06postId\x12\x1b\n" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x12\n" +
@@ -538,14 +539,14 @@ const file_feed_v1_post_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"d\n" +
 	"\x15ListUserPostsResponse\x12#\n" +
 	"\x05posts\x18\x01 \x03(\v2\r.feed.v1.PostR\x05posts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa9\x02\n" +
-	"\vPostService\x12E\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x9e\x03\n" +
+	"\vPostService\x12[\n" +
 	"\n" +
-	"CreatePost\x12\x1a.feed.v1.CreatePostRequest\x1a\x1b.feed.v1.CreatePostResponse\x12<\n" +
-	"\aGetPost\x12\x17.feed.v1.GetPostRequest\x1a\x18.feed.v1.GetPostResponse\x12E\n" +
+	"CreatePost\x12\x1a.feed.v1.CreatePostRequest\x1a\x1b.feed.v1.CreatePostResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/posts\x12Y\n" +
+	"\aGetPost\x12\x17.feed.v1.GetPostRequest\x1a\x18.feed.v1.GetPostResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/posts/{post_id}\x12b\n" +
 	"\n" +
-	"DeletePost\x12\x1a.feed.v1.DeletePostRequest\x1a\x1b.feed.v1.DeletePostResponse\x12N\n" +
-	"\rListUserPosts\x12\x1d.feed.v1.ListUserPostsRequest\x1a\x1e.feed.v1.ListUserPostsResponseB4Z2github.com/herald-feed/herald/proto/feed/v1;feedv1b\x06proto3"
+	"DeletePost\x12\x1a.feed.v1.DeletePostRequest\x1a\x1b.feed.v1.DeletePostResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/posts/{post_id}\x12s\n" +
+	"\rListUserPosts\x12\x1d.feed.v1.ListUserPostsRequest\x1a\x1e.feed.v1.ListUserPostsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/users/{author_id}/postsB4Z2github.com/herald-feed/herald/proto/feed/v1;feedv1b\x06proto3"
 
 var (
 	file_feed_v1_post_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package feedv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -233,7 +234,7 @@ var File_feed_v1_timeline_proto protoreflect.FileDescriptor
 
 const file_feed_v1_timeline_proto_rawDesc = "" +
 	"\n" +
-	"\x16feed/v1/timeline.proto\x12\afeed.v1\x1a\x12feed/v1/post.proto\"m\n" +
+	"\x16feed/v1/timeline.proto\x12\afeed.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x12feed/v1/post.proto\"m\n" +
 	"\x16GetHomeTimelineRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -245,10 +246,10 @@ const file_feed_v1_timeline_proto_rawDesc = "" +
 	"\x19StreamHomeTimelineRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"?\n" +
 	"\x1aStreamHomeTimelineResponse\x12!\n" +
-	"\x04post\x18\x01 \x01(\v2\r.feed.v1.PostR\x04post2\xc8\x01\n" +
-	"\x0fTimelineService\x12T\n" +
-	"\x0fGetHomeTimeline\x12\x1f.feed.v1.GetHomeTimelineRequest\x1a .feed.v1.GetHomeTimelineResponse\x12_\n" +
-	"\x12StreamHomeTimeline\x12\".feed.v1.StreamHomeTimelineRequest\x1a#.feed.v1.StreamHomeTimelineResponse0\x01B4Z2github.com/herald-feed/herald/proto/feed/v1;feedv1b\x06proto3"
+	"\x04post\x18\x01 \x01(\v2\r.feed.v1.PostR\x04post2\x94\x02\n" +
+	"\x0fTimelineService\x12v\n" +
+	"\x0fGetHomeTimeline\x12\x1f.feed.v1.GetHomeTimelineRequest\x1a .feed.v1.GetHomeTimelineResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/users/{user_id}/home\x12\x88\x01\n" +
+	"\x12StreamHomeTimeline\x12\".feed.v1.StreamHomeTimelineRequest\x1a#.feed.v1.StreamHomeTimelineResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/users/{user_id}/home:stream0\x01B4Z2github.com/herald-feed/herald/proto/feed/v1;feedv1b\x06proto3"
 
 var (
 	file_feed_v1_timeline_proto_rawDescOnce sync.Once

@@ -33,6 +33,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/memcache"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/pebblestore"
+	"github.com/herald-feed/herald/services/herald/console"
 	post "github.com/herald-feed/herald/services/post/app"
 	timeline "github.com/herald-feed/herald/services/timeline/app"
 )
@@ -41,6 +42,8 @@ import (
 const (
 	DefaultAddr        = "localhost:7070"
 	DefaultMetricsAddr = "localhost:9470"
+	// DefaultHTTPAddr serves the HTTP/JSON API and the web console.
+	DefaultHTTPAddr = "localhost:7080"
 	DefaultDataDir     = ".herald"
 )
 
@@ -124,7 +127,7 @@ func (c *Config) Check() error {
 func Program(banner func(n *node.Node, cfg *Config)) node.Program {
 	return node.Program{
 		Name:     "herald",
-		Defaults: node.Config{ListenAddr: DefaultAddr, MetricsAddr: DefaultMetricsAddr},
+		Defaults: node.Config{ListenAddr: DefaultAddr, MetricsAddr: DefaultMetricsAddr, HTTPAddr: DefaultHTTPAddr},
 		Embedded: true,
 		Bind: func(fs *flagenv.Set) node.Start {
 			c := Bind(fs)
@@ -168,6 +171,9 @@ type System struct {
 
 	backendClosers []func()
 	appClosers     []func()
+	// devSigner signs with the development key in the data dir; nil with
+	// -auth=off.
+	devSigner *auth.Signer
 }
 
 // Open starts an all-in-one: it locks the data dir, starts the embedded
@@ -242,7 +248,7 @@ func (s *System) before(ctx context.Context) error {
 		return err
 	}
 	s.onClose(unlock)
-	if err := useDevKeys(cfg.DataDir, &cfg.Node.Guard); err != nil {
+	if s.devSigner, err = useDevKeys(cfg.DataDir, &cfg.Node.Guard); err != nil {
 		return err
 	}
 
@@ -361,27 +367,31 @@ func (s *System) attach(ctx context.Context) error {
 		}
 		s.appClosers = append(s.appClosers, closeApp)
 	}
+	if s.Node.HTTP != nil {
+		console.Register(s.Node.HTTP, console.Deps{Backends: b, Policy: &cfg.Policy, Metrics: s.Node.Metrics, Signer: s.devSigner})
+	}
 	return nil
 }
 
 // useDevKeys makes the all-in-one trust the development key in its data
 // dir, creating it (mode 0600) at first start, and sign the calls between
 // its services with a second key there. -auth=off needs neither.
-func useDevKeys(dir string, g *guard.Settings) error {
+func useDevKeys(dir string, g *guard.Settings) (*auth.Signer, error) {
 	if g.Auth == "off" {
-		return nil
+		return nil, nil
 	}
 	dev, err := auth.LoadOrCreateKey(filepath.Join(dir, auth.DevKeyFile))
 	if err != nil {
-		return fmt.Errorf("development signing key: %w", err)
+		return nil, fmt.Errorf("development signing key: %w", err)
 	}
-	g.Keys = append(g.Keys, auth.NewSigner(dev).Key())
+	signer := auth.NewSigner(dev)
+	g.Keys = append(g.Keys, signer.Key())
 	if g.ServiceKey == nil && g.ServiceKeyFile == "" {
 		if g.ServiceKey, err = auth.LoadOrCreateKey(filepath.Join(dir, auth.ServiceKeyFile)); err != nil {
-			return fmt.Errorf("service signing key: %w", err)
+			return nil, fmt.Errorf("service signing key: %w", err)
 		}
 	}
-	return nil
+	return signer, nil
 }
 
 // lockDataDir creates dir if need be and takes its lock file, so that a

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
+	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
@@ -31,6 +32,9 @@ type Client struct {
 
 	// postConn carries hand-encoded PostService calls (see rawCreatePost).
 	postConn grpc.ClientConnInterface
+	// http is the HTTP API's connection when the Client calls over HTTP
+	// (NewHTTPClient), else nil.
+	http *HTTPConn
 
 	// Key is a signing key the system trusts for users' tokens, and
 	// ServiceKey the one of its service tokens, for RunAuth to forge
@@ -49,6 +53,16 @@ func NewClient(post, graph, timeline grpc.ClientConnInterface) *Client {
 		Timeline: feedv1.NewTimelineServiceClient(timeline),
 		postConn: post,
 	}
+}
+
+// NewHTTPClient returns a Client whose calls go over the HTTP/JSON API at
+// base (http://host:port), each signed for the user it names with key (the
+// deployment's development key), as NewClient's connections are.
+func NewHTTPClient(base string, key ed25519.PrivateKey) *Client {
+	conn := NewHTTPConn(base, auth.NewSigner(key))
+	c := NewClient(conn, conn, conn)
+	c.http, c.Key = conn, key
+	return c
 }
 
 // RPCContext returns a context that ends after CallTimeout.

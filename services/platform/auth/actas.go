@@ -29,6 +29,15 @@ func ActAsNamedUser(s *Signer) []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(a.unary), grpc.WithChainStreamInterceptor(a.stream)}
 }
 
+// ActAsNamedUserContext is ActAsNamedUser for a client that is not a gRPC
+// connection (the HTTP API's, in tests): it returns ctx with the token of
+// the user req names in its outgoing metadata, as the dial options would
+// send it.
+func ActAsNamedUserContext(s *Signer) func(ctx context.Context, req any) (context.Context, error) {
+	a := &actAs{s: s, tokens: make(map[string]cachedToken)}
+	return a.context
+}
+
 type noTokenKey struct{}
 
 // WithoutToken returns ctx for a call that ActAsNamedUser's client sends

@@ -33,6 +33,7 @@ func BindFlags(fs *flagenv.Set, def Config, embedded bool) *Flags {
 	fs.String(&c.ListenAddr, "addr", "HERALD_ADDR", c.ListenAddr, "gRPC listen address")
 	fs.String(&c.AdvertiseAddr, "advertise", "HERALD_ADVERTISE", "", "address registered in etcd for other processes; default: the listen address")
 	fs.String(&c.MetricsAddr, "metrics", "HERALD_METRICS_ADDR", c.MetricsAddr, "HTTP address serving /metrics; empty disables it")
+	fs.String(&c.HTTPAddr, "http-addr", "HERALD_HTTP_ADDR", c.HTTPAddr, "HTTP address serving the HTTP/JSON API (/v1/...) for the post, graph and timeline services, each reached in this process or through etcd; empty disables it")
 	tlsconfig.Bind(fs, &c.TLS)
 	if !embedded {
 		fs.List(&c.EtcdEndpoints, "etcd", "HERALD_ETCD_ENDPOINTS", nil, "comma-separated etcd endpoints (required)")

@@ -20,6 +20,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +46,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/grpcserver"
 	"github.com/herald-feed/herald/services/platform/guard"
 	"github.com/herald-feed/herald/services/platform/health"
+	"github.com/herald-feed/herald/services/platform/httpapi"
 	"github.com/herald-feed/herald/services/platform/kafkabus"
 	"github.com/herald-feed/herald/services/platform/pagetoken"
 	"github.com/herald-feed/herald/services/platform/tlsconfig"
@@ -88,6 +92,11 @@ type Config struct {
 	// MetricsAddr serves /metrics over HTTP; empty disables it. A port
 	// that is taken is a start-up error.
 	MetricsAddr string
+	// HTTPAddr serves the HTTP/JSON API (package httpapi) under /v1/, and
+	// whatever the apps add to Node.HTTP (the all-in-one's console); empty
+	// disables it. Each service's routes go to this process's own gRPC
+	// server if it runs the service, else to the service's instances.
+	HTTPAddr string
 	// TLS names the PEM files of the gRPC listener's certificate, and the
 	// CAs of mutual TLS between services; the zero value is plaintext.
 	// Dial's calls use the same settings: see package tlsconfig.
@@ -181,7 +190,12 @@ type Node struct {
 	// deployment has a service key.
 	serviceCreds grpccredentials.PerRPCCredentials
 
+	// HTTP is the mux of Config.HTTPAddr, nil without one: the API takes
+	// /v1/, and apps may add their own paths (not under /v1/) before Run.
+	HTTP *http.ServeMux
+
 	tls        *tlsconfig.Config // nil: plaintext
+	httpLis    net.Listener
 	tracing    *tracing.Tracing
 	lis        net.Listener
 	metricsLis net.Listener
@@ -283,6 +297,14 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 		ml := n.metricsLis
 		n.onClose(func() { ml.Close() })
+	}
+	if cfg.HTTPAddr != "" {
+		if n.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+		}
+		hl := n.httpLis
+		n.onClose(func() { hl.Close() })
+		n.HTTP = http.NewServeMux()
 	}
 
 	cli, err := clientv3.New(clientv3.Config{
@@ -430,6 +452,14 @@ func (n *Node) MetricsAddr() string {
 	return n.metricsLis.Addr().String()
 }
 
+// HTTPAddr returns the address serving the HTTP API, or "".
+func (n *Node) HTTPAddr() string {
+	if n.httpLis == nil {
+		return ""
+	}
+	return n.httpLis.Addr().String()
+}
+
 // Announce says that this process serves the named service ("post",
 // "graph", "fanout", "timeline"), with the given gRPC service names for
 // health checks. Run registers each announced service in etcd. Call it
@@ -529,8 +559,34 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("register %s in etcd: %w", s, err)
 		}
 	}
+	var httpSrv *http.Server
+	if n.httpLis != nil {
+		api, err := httpapi.Handler(ctx, n.apiConn)
+		if err != nil {
+			n.GRPC.Stop()
+			return err
+		}
+		// The API takes its paths as they come: ServeMux would redirect
+		// "/v1/users//home" to a cleaned path, where the gateway answers
+		// an empty user_id with 400 naming it.
+		mux := n.HTTP
+		root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/v1/") {
+				api.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+		httpSrv = &http.Server{Handler: root, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := httpSrv.Serve(n.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.Log.Error("http server", "addr", n.HTTPAddr(), "err", err)
+			}
+		}()
+		defer httpSrv.Close()
+	}
 	n.GRPC.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	n.Log.Info("serving", "addr", n.Addr(), "services", n.services, "metrics", n.MetricsAddr())
+	n.Log.Info("serving", "addr", n.Addr(), "services", n.services, "metrics", n.MetricsAddr(), "http", n.HTTPAddr())
 
 	for _, w := range n.workers {
 		g.Go(func() error { return w(gctx) })
@@ -554,17 +610,61 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}
 	}
-	return errors.Join(fatal, n.drain(stopWorkers, g))
+	return errors.Join(fatal, n.drain(stopWorkers, g, httpSrv))
+}
+
+// apiConn is the HTTP API's connection to service: this process's own
+// gRPC server if it runs the service, else the service's instances found
+// through etcd. Either way without the service credentials of Dial: the
+// calls act as the HTTP client's bearer token says.
+func (n *Node) apiConn(service string) (grpc.ClientConnInterface, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	key := "http-api:" + service
+	if c, ok := n.conns[key]; ok {
+		return c, nil
+	}
+	opts := append([]grpc.DialOption{n.tls.DialOption()}, n.tracing.DialOptions()...)
+	var c *grpc.ClientConn
+	var err error
+	if slices.Contains(n.services, service) {
+		c, err = grpc.NewClient(dialable(n.lis.Addr()), opts...)
+	} else {
+		c, err = discovery.Dial(n.Etcd, n.cfg.Namespace, service, opts...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.conns[key] = c
+	return c, nil
+}
+
+// dialable is the loopback form of a listener's address: one bound to
+// every interface is dialled on 127.0.0.1.
+func dialable(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port))
+	}
+	return a.String()
 }
 
 // drain runs the shutdown of Run.
-func (n *Node) drain(stopWorkers func(), workers *errgroup.Group) error {
+func (n *Node) drain(stopWorkers func(), workers *errgroup.Group, httpSrv *http.Server) error {
 	start := time.Now()
 	deadline := start.Add(n.cfg.ShutdownTimeout)
 	n.Log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout)
 	n.GRPC.Health.Shutdown()
 	for _, f := range n.drains {
 		f()
+	}
+	// HTTP calls are gRPC calls of their own: they finish while the gRPC
+	// server still serves (the streams have just ended, above).
+	if httpSrv != nil {
+		hctx, cancel := context.WithDeadline(context.Background(), start.Add(n.cfg.ShutdownTimeout/2))
+		if err := httpSrv.Shutdown(hctx); err != nil {
+			n.Log.Warn("http drain timed out; closing remaining requests", "err", err)
+		}
+		cancel()
 	}
 
 	stopWorkers()

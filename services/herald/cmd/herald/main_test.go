@@ -136,7 +136,7 @@ var serving = regexp.MustCompile(`msg=serving .*\baddr=(\S+)`)
 
 // base are the flags of every test's herald: loopback, no fixed ports.
 func base(dir string) []string {
-	return []string{"-data", dir, "-addr", "127.0.0.1:0", "-metrics", ""}
+	return []string{"-data", dir, "-addr", "127.0.0.1:0", "-metrics", "", "-http-addr", ""}
 }
 
 func checkNoPanic(t *testing.T, out string) {
@@ -214,9 +214,10 @@ func TestStartupFailures(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"data dir under a file", []string{"-data", filepath.Join(file, "data"), "-addr", "127.0.0.1:0", "-metrics", ""}, file},
-		{"grpc port in use", []string{"-data", t.TempDir(), "-addr", addr, "-metrics", ""}, "listen for gRPC on " + addr},
-		{"metrics port in use", []string{"-data", t.TempDir(), "-addr", "127.0.0.1:0", "-metrics", addr}, "listen for metrics on " + addr},
+		{"data dir under a file", []string{"-data", filepath.Join(file, "data"), "-addr", "127.0.0.1:0", "-metrics", "", "-http-addr", ""}, file},
+		{"grpc port in use", []string{"-data", t.TempDir(), "-addr", addr, "-metrics", "", "-http-addr", ""}, "listen for gRPC on " + addr},
+		{"metrics port in use", []string{"-data", t.TempDir(), "-addr", "127.0.0.1:0", "-metrics", addr, "-http-addr", ""}, "listen for metrics on " + addr},
+		{"http port in use", []string{"-data", t.TempDir(), "-addr", "127.0.0.1:0", "-metrics", "", "-http-addr", addr}, "listen for HTTP on " + addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := start(t, nil, tc.args...)
