@@ -27,6 +27,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/auth"
 	"github.com/herald-feed/herald/services/platform/backend"
 	"github.com/herald-feed/herald/services/platform/embedded"
+	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/flagenv"
 	"github.com/herald-feed/herald/services/platform/guard"
 	"github.com/herald-feed/herald/services/platform/health"
@@ -80,6 +81,10 @@ type Config struct {
 	// Services limits the services started, for tests of one service
 	// alone. Empty: all of Services.
 	Services []string
+
+	// Demo seeds the demo (see seedDemo) once the system serves, and
+	// lowers the celebrity threshold to DemoThreshold unless one is set.
+	Demo bool
 }
 
 // Bind defines the all-in-one's flags (the runtime's are node's).
@@ -87,6 +92,7 @@ func Bind(fs *flagenv.Set) *Config {
 	c := &Config{}
 	fs.String(&c.DataDir, "data", "HERALD_DATA", DefaultDataDir, "data directory for the embedded servers and the Pebble store")
 	fs.String(&c.NATSListen, "nats-listen", "HERALD_NATS_LISTEN", "", "also serve the embedded NATS on this host:port, for tools such as feedctl deadletters")
+	fs.Bool(&c.Demo, "demo", "HERALD_DEMO", false, fmt.Sprintf("seed a demo graph (%d users, heavy-tailed follows, one celebrity) for the console, with the celebrity threshold at %d unless -celebrity-threshold says otherwise", DemoUsers, DemoThreshold))
 	backend.BindStore(fs, &c.Store, "pebble")
 	backend.BindCache(fs, &c.Cache, "memory")
 	backend.BindPolicy(fs, &c.Policy)
@@ -117,6 +123,9 @@ func (c *Config) Check() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("-cache %q: want memory or redis", c.Cache.Kind))
+	}
+	if c.Demo && (c.Policy.Threshold == 0 || c.Policy.Threshold == feed.DefaultCelebrityThreshold) {
+		c.Policy.Threshold = DemoThreshold
 	}
 	c.Fanout.Policy = &c.Policy
 	errs = append(errs, c.Cache.CheckTimelines(), c.Graph.Check(), c.Post.Check(), c.Fanout.Check(), c.Timeline.Check())
@@ -366,6 +375,19 @@ func (s *System) attach(ctx context.Context) error {
 			closeApp = a.Close
 		}
 		s.appClosers = append(s.appClosers, closeApp)
+	}
+	if cfg.Demo {
+		n := s.Node
+		n.Go(func(ctx context.Context) error {
+			if s.devSigner == nil {
+				n.Log.Warn("demo: not seeded: it signs its calls with the development key, and authentication is off")
+				return nil
+			}
+			if err := seedDemo(ctx, b.Graph, n.Addr(), s.devSigner, n.Log); err != nil && ctx.Err() == nil {
+				n.Log.Warn("demo: seeding stopped", "err", err)
+			}
+			return nil
+		})
 	}
 	if s.Node.HTTP != nil {
 		console.Register(s.Node.HTTP, console.Deps{Backends: b, Policy: &cfg.Policy, Metrics: s.Node.Metrics, Signer: s.devSigner})

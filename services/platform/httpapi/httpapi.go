@@ -54,6 +54,7 @@ func Handler(ctx context.Context, conn func(service string) (grpc.ClientConnInte
 		runtime.WithMarshalerOption("text/event-stream", &eventStream{json}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler(routes())),
+		runtime.WithForwardResponseOption(streamOpened),
 	)
 	register := map[string]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
 		"post": func(ctx context.Context, m *runtime.ServeMux, cc grpc.ClientConnInterface) error {
@@ -75,8 +76,18 @@ func Handler(ctx context.Context, conn func(service string) (grpc.ClientConnInte
 			return nil, fmt.Errorf("http api: %s routes: %w", s, err)
 		}
 	}
-	return mux, nil
+	// The stream's content type follows the request's Accept, which a
+	// response option cannot see: the request's context carries it.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), acceptKey{}, r.Header.Get("Accept"))))
+	}), nil
 }
+
+type acceptKey struct{}
+
+// StreamOpenHeader is the gRPC header the timeline service sends when it
+// has admitted a stream (its rpc package's StreamOpenHeader).
+const StreamOpenHeader = "herald-stream"
 
 // errorHandler is the gateway's, with Retry-After on a call the rate
 // limiter refused: the RetryInfo's delay, rounded up to whole seconds.
@@ -90,6 +101,30 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// streamOpened sends a stream's headers as soon as the server has opened
+// it (its gRPC headers have come, which the timeline service sends once
+// the stream is admitted): the gateway alone would send them with the
+// first post, and a client would not know until then that it is live. A
+// response option gets a nil message only at the start of a stream.
+func streamOpened(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
+	if m != nil {
+		return nil
+	}
+	// Only a stream the server opened: a refused one (a trailers-only
+	// answer) has no such header, and the gateway then answers with its
+	// status (401, 429, ...).
+	if md, ok := runtime.ServerMetadataFromContext(ctx); !ok || len(md.HeaderMD.Get(StreamOpenHeader)) == 0 {
+		return nil
+	}
+	ct := "application/json"
+	if accept, _ := ctx.Value(acceptKey{}).(string); strings.Contains(accept, "text/event-stream") {
+		ct = "text/event-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w).Flush()
 }
 
 // route is one annotated method's HTTP route, as a pattern that also

@@ -4,6 +4,8 @@ package rpc
 import (
 	"context"
 
+	"google.golang.org/grpc/metadata"
+
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/feedpb"
@@ -29,6 +31,11 @@ func (s *Server) GetHomeTimeline(ctx context.Context, req *feedv1.GetHomeTimelin
 	return &feedv1.GetHomeTimelineResponse{Posts: feedpb.Posts(ps), NextPageToken: next}, nil
 }
 
+// StreamOpenHeader is the header the server sends once a stream is
+// admitted, before its first post: the HTTP gateway answers 200 on it
+// (package httpapi), where a refused stream has no headers but its status.
+const StreamOpenHeader = "herald-stream"
+
 // StreamHomeTimeline serves one live stream. Service.Stream calls the send
 // below on a goroutine of its own, and may return while that goroutine is
 // blocked in Send on a client that reads nothing (HTTP/2 flow control):
@@ -36,7 +43,9 @@ func (s *Server) GetHomeTimeline(ctx context.Context, req *feedv1.GetHomeTimelin
 // the goroutine exits. grpc-go tolerates a Send racing the handler's
 // return: once the stream is done, Send fails.
 func (s *Server) StreamHomeTimeline(req *feedv1.StreamHomeTimelineRequest, stream feedv1.TimelineService_StreamHomeTimelineServer) error {
-	err := s.svc.Stream(stream.Context(), s.hub, req.GetUserId(), func(p feed.Post) error {
+	// A failure shows at the first Send.
+	opened := func() { _ = stream.SendHeader(metadata.Pairs(StreamOpenHeader, "open")) }
+	err := s.svc.StreamOpened(stream.Context(), s.hub, req.GetUserId(), opened, func(p feed.Post) error {
 		return stream.Send(&feedv1.StreamHomeTimelineResponse{Post: feedpb.Post(p)})
 	})
 	return rpcstatus.From(err)

@@ -456,6 +456,14 @@ func (h *Hub) indexEntries() int {
 // ended; the goroutine starts no more sends after Stream returns (bar one
 // it had begun as Stream returned) and exits.
 func (s *Service) Stream(ctx context.Context, hub *Hub, user string, send func(feed.Post) error) error {
+	return s.StreamOpened(ctx, hub, user, nil, send)
+}
+
+// StreamOpened is Stream, calling opened (unless nil) once the stream is
+// admitted and subscribed, before any post: the gRPC server sends the
+// stream's headers then, so that a client (the HTTP gateway, and the
+// browser behind it) knows the stream is live before its first post.
+func (s *Service) StreamOpened(ctx context.Context, hub *Hub, user string, opened func(), send func(feed.Post) error) error {
 	if err := feed.ValidateUserID("user_id", user); err != nil {
 		return err
 	}
@@ -466,6 +474,9 @@ func (s *Service) Stream(ctx context.Context, hub *Hub, user string, send func(f
 		return err
 	}
 	defer hub.unsubscribe(st)
+	if opened != nil {
+		opened()
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	failed := make(chan error, 1)
