@@ -118,9 +118,13 @@ start_instance() {
   if [[ $HA == 1 ]]; then
     if [[ $BUS == kafka ]]; then events+=(-kafka-replication-factor 3); else events+=(-nats-replicas 3); fi
   fi
+  # The timeline instances also serve the HTTP/JSON API, every route of it (post and graph
+  # reached through etcd), on their gRPC port + 1000.
+  local http=()
+  [[ $svc == timeline ]] && http=(-http-addr "$HOST:$((port + 1000))")
   mkdir -p "$(datadir "$name")"
   launch "$name" "$HBIN/$svc" \
-    -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" \
+    -namespace "$NS" -addr "$HOST:$port" -metrics "$HOST:$((port + 2000))" "${http[@]}" \
     -auth-keys "$AUTH_DIR/auth-dev-key.pub.pem" -auth-service-key "$AUTH_DIR/auth-service-key.pem" \
     -etcd "$HERALD_ETCD_ENDPOINTS" "${events[@]}" \
     -store cassandra "${CASSANDRA_ARGS[@]}" "${cache[@]}"
@@ -164,6 +168,9 @@ MSG
     for ((i = 1; i <= INSTANCES; i++)); do printf ' %s:%s' "$HOST" "$(port_of "$svc" "$i")"; done
     printf '   (metrics on port + 2000)\n'
   done
+  printf '  HTTP/JSON  http://%s:%s' "$HOST" "$(( $(port_of timeline 1) + 1000 ))"
+  for ((i = 2; i <= INSTANCES; i++)); do printf ' http://%s:%s' "$HOST" "$(( $(port_of timeline "$i") + 1000 ))"; done
+  printf '   (every route, on the timeline instances)\n'
   local ha_env=""
   [[ $HA == 0 ]] || ha_env="; eval \"\$($LOCAL_SCRIPTS/etcd-cluster.sh env)\"; eval \"\$($LOCAL_SCRIPTS/nats-cluster.sh env)\""
   cat <<MSG
@@ -174,6 +181,9 @@ $AUTH_DIR):
   $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR follow bob alice
   $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR post alice "hello, cluster"
   $HBIN/feedctl --etcd $HERALD_ETCD_ENDPOINTS --data $AUTH_DIR timeline bob
+Or over HTTP/JSON:
+  TOKEN=\$($HBIN/feedctl --data $AUTH_DIR token bob)
+  curl -H "Authorization: Bearer \$TOKEN" http://$HOST:$(( $(port_of timeline 1) + 1000 ))/v1/users/bob/home
 Logs: $LOG_DIR/<service>-<n>.log. Stop everything with: make cluster-down
 MSG
 }

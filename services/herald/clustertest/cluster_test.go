@@ -33,6 +33,20 @@ func TestClusterBehaviour(t *testing.T) {
 	c.CheckAlive(t)
 }
 
+// TestClusterOverHTTP runs the behaviour suite over the HTTP/JSON API of
+// one timeline instance, which serves every route: its own service in
+// process, post and graph through etcd, the calls acting as the user each
+// names with a token of the deployment's key.
+func TestClusterOverHTTP(t *testing.T) {
+	c := startCluster(t)
+	addr := c.Instances["timeline"][0].HTTPAddr()
+	if addr == "" {
+		t.Fatalf("%s logs no HTTP address", c.Instances["timeline"][0].Name)
+	}
+	systemtest.Run(t, systemtest.NewHTTPClient("http://"+addr, c.userKey))
+	c.CheckAlive(t)
+}
+
 // TestDrillTimelineInstanceKilled kills -9 one timeline instance while a
 // client keeps reading through the resolver, and others post, follow and
 // read: reads go on, any errors end once the instance's lease has expired,

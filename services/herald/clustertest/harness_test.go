@@ -535,6 +535,11 @@ func (in *Instance) Start() error {
 	if in.Service != "graph" {
 		args = append(args, "-cache", "redis")
 	}
+	if in.Service == "timeline" {
+		// Every route of the HTTP/JSON API, post and graph reached through
+		// etcd, as make cluster serves it.
+		args = append(args, "-http-addr", "127.0.0.1:0")
+	}
 	// graph keeps no cache, but its rate-limit buckets are in Redis too.
 	args = append(args, "-redis", in.redisAddr())
 	if c.srv.redisMaster != "" {
@@ -578,6 +583,25 @@ func (in *Instance) Start() error {
 			return fmt.Errorf("%s not registered in etcd within %v\n%s", in.Name, startTimeout, in.logTail(40))
 		}
 	}
+}
+
+// httpLine holds the HTTP API's address in the node's serving line.
+var httpLine = regexp.MustCompile(`msg=serving .*\bhttp=(\S+)`)
+
+// HTTPAddr returns the HTTP API's address in the running process's
+// serving line, or "" if it serves none.
+func (in *Instance) HTTPAddr() string {
+	in.mu.Lock()
+	path := in.log
+	in.mu.Unlock()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if m := httpLine.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
 
 // servingAddr returns the address in the log's serving line, or "".

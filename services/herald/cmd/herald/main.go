@@ -17,7 +17,7 @@ func main() {
 }
 
 // banner tells a newcomer what to try once the all-in-one serves.
-func banner(n *node.Node, _ *allinone.Config) {
+func banner(n *node.Node, cfg *allinone.Config) {
 	metrics := "off"
 	if addr := n.MetricsAddr(); addr != "" {
 		metrics = "http://" + addr + "/metrics"
@@ -29,7 +29,18 @@ Try, in another terminal:
   bin/feedctl post alice "hello, world"
   bin/feedctl timeline bob
   bin/feedctl watch bob
-Press Ctrl-C to stop.
-
 `, n.Addr(), metrics)
+	if addr := n.HTTPAddr(); addr != "" {
+		fmt.Fprintf(os.Stderr, `The HTTP/JSON API and the web console are on http://%[1]s/ (open it in a browser).
+Over HTTP, with a token signed by the development key in %[2]s:
+  TOKEN=$(bin/feedctl --data %[2]s token bob)
+  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/users/bob/home
+`, addr, cfg.DataDir)
+	}
+	if cfg.Demo {
+		fmt.Fprintf(os.Stderr, "The demo is being seeded: %d users; sign in to the console as %s, and as %s to post past the threshold.\n",
+			allinone.DemoUsers+1, allinone.DemoUser(0), allinone.DemoCelebrity)
+	}
+	fmt.Fprintln(os.Stderr, "Press Ctrl-C to stop.")
+	fmt.Fprintln(os.Stderr)
 }
