@@ -31,7 +31,7 @@ SERVER_PKGS = github.com/herald-feed/herald/services/platform/rediscache \
 	github.com/herald-feed/herald/services/herald/allinone \
 	$(CLUSTER_PKG)
 
-.PHONY: all build run test unit cluster-test drills drills-ci need-strace need-jaeger test-repeat up down vet lint staticcheck check-tidy check-alerts proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
+.PHONY: all build run test unit cluster-test drills drills-ci need-strace need-jaeger test-repeat up down vet lint staticcheck check-tidy check-alerts check-mermaid proto check-proto fuzz bench clean tidy servers servers-down cluster cluster-down bench-redis bench-cluster bench-lag bench-ceiling bench-representations bench-scaling lab-coordination
 
 all: build
 
@@ -114,7 +114,13 @@ vet:
 	$(GO) vet $(PKGS)
 
 ## lint: buf lint and the generated-code check, go vet, staticcheck, go mod tidy -diff in every module, and the alert rules
-lint: check-proto vet staticcheck check-tidy check-alerts
+lint: check-proto vet staticcheck check-tidy check-alerts check-mermaid
+
+## check-mermaid: parse every mermaid diagram in the docs with the mermaid library GitHub uses (pinned in tools/mermaid, installed with npm ci)
+check-mermaid:
+	@command -v npm >/dev/null || { echo "check-mermaid: npm (Node 20) is needed" >&2; exit 1; }
+	@cd tools/mermaid && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@node tools/mermaid/check.mjs $$(git ls-files '*.md' | xargs grep -l '```mermaid')
 
 ## check-alerts: promtool check rules on deploy/prometheus/alerts.yml (Debian's prometheus package, installed if missing)
 check-alerts:

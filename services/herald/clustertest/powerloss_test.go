@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -1166,10 +1167,19 @@ func startPrivateNATSCluster(t *testing.T, sync string) *privateNATSCluster {
 // loopback port, below the ephemeral range so that no client takes one.
 func freePortBase(t testing.TB, offsets ...int) int {
 	t.Helper()
+	reservedMu.Lock()
+	defer reservedMu.Unlock()
 	for range 100 {
 		base := 20000 + rand.IntN(8000)
 		free := true
 		for _, off := range offsets {
+			// A port another test of this process took is not free, even
+			// if its server has not bound it yet: two private clusters
+			// started at once must not share a port.
+			if reservedPorts[base+off] {
+				free = false
+				break
+			}
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+off))
 			if err != nil {
 				free = false
@@ -1178,12 +1188,21 @@ func freePortBase(t testing.TB, offsets ...int) int {
 			l.Close()
 		}
 		if free {
+			for _, off := range offsets {
+				reservedPorts[base+off] = true
+			}
 			return base
 		}
 	}
 	t.Fatalf("no free port base for offsets %v", offsets)
 	return 0
 }
+
+// reservedPorts are the ports freePortBase has handed out in this process.
+var (
+	reservedMu    sync.Mutex
+	reservedPorts = map[int]bool{}
+)
 
 // Start starts every node that is not running through nats-cluster.sh and
 // waits until each serves JetStream and knows the meta leader.
