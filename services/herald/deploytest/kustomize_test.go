@@ -262,6 +262,12 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, configMaps
 	if named["grpc"] != grpcPort || named["metrics"] != metricsPort {
 		t.Errorf("Deployment %s: container ports %v; want grpc %d and metrics %d, where %s listens", name, named, grpcPort, metricsPort, bin)
 	}
+	// The HTTP API, where a Deployment serves it, on the port it names.
+	if _, ok := env["HERALD_HTTP_ADDR"]; ok || named["http"] != 0 {
+		if httpPort := port("HERALD_HTTP_ADDR"); named["http"] != httpPort {
+			t.Errorf("Deployment %s: container ports %v; want http %d, where HERALD_HTTP_ADDR listens", name, named, httpPort)
+		}
+	}
 	for what, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 		if p == nil || p.GRPC == nil || p.GRPC.Port != grpcPort {
 			t.Errorf("Deployment %s: the %s probe is not gRPC health on port %d", name, what, grpcPort)
