@@ -594,23 +594,19 @@ func (in *Instance) HTTPAddr() string {
 	in.mu.Lock()
 	path := in.log
 	in.mu.Unlock()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if m := httpLine.FindSubmatch(b); m != nil {
-		return string(m[1])
-	}
-	return ""
+	return logMatch(path, httpLine)
 }
 
 // servingAddr returns the address in the log's serving line, or "".
-func servingAddr(logPath string) string {
+func servingAddr(logPath string) string { return logMatch(logPath, servingLine) }
+
+// logMatch returns the first group of re's first match in the log, or "".
+func logMatch(logPath string, re *regexp.Regexp) string {
 	b, err := os.ReadFile(logPath)
 	if err != nil {
 		return ""
 	}
-	if m := servingLine.FindSubmatch(b); m != nil {
+	if m := re.FindSubmatch(b); m != nil {
 		return string(m[1])
 	}
 	return ""

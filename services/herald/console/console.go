@@ -84,7 +84,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError answers as the HTTP API does: {"code", "message"}.
+// writeError answers {"code": the HTTP status, "message"}: the page shows
+// the message, as it does the API's errors (whose code is the gRPC one).
 func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
-	"google.golang.org/genproto/googleapis/api/annotations"
 	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // so that an error body's details decode
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -25,6 +23,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/herald-feed/herald/services/platform/auth"
+	"github.com/herald-feed/herald/services/platform/httpapi"
 )
 
 // HTTPConn is a grpc.ClientConnInterface that makes each call over
@@ -40,48 +39,40 @@ type HTTPConn struct {
 	base   string // http://host:port
 	client *http.Client
 	actAs  func(ctx context.Context, req any) (context.Context, error)
-
-	mu     sync.Mutex
-	routes map[string]*annotations.HttpRule
 }
 
 // NewHTTPConn returns a connection to the HTTP API at base. signer may be
 // nil.
 func NewHTTPConn(base string, signer *auth.Signer) *HTTPConn {
-	c := &HTTPConn{base: strings.TrimSuffix(base, "/"), client: &http.Client{}, routes: map[string]*annotations.HttpRule{}}
+	c := &HTTPConn{base: strings.TrimSuffix(base, "/"), client: &http.Client{}}
 	if signer != nil {
 		c.actAs = auth.ActAsNamedUserContext(signer)
 	}
 	return c
 }
 
-// rule returns the HTTP route of a full method name (/feed.v1.PostService/CreatePost).
-func (c *HTTPConn) rule(method string) (*annotations.HttpRule, protoreflect.MethodDescriptor, error) {
+// route returns the HTTP route of a full method name
+// (/feed.v1.PostService/CreatePost): its annotation's method, path
+// template and body.
+func route(method string) (verb, tmpl, body string, err error) {
 	name := strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
 	if err != nil {
-		return nil, nil, status.Errorf(codes.Unimplemented, "%s: %v", method, err)
+		return "", "", "", status.Errorf(codes.Unimplemented, "%s: %v", method, err)
 	}
 	md, ok := d.(protoreflect.MethodDescriptor)
 	if !ok {
-		return nil, nil, status.Errorf(codes.Unimplemented, "%s is not a method", method)
+		return "", "", "", status.Errorf(codes.Unimplemented, "%s is not a method", method)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r, ok := c.routes[method]; ok {
-		return r, md, nil
+	if verb, tmpl, body, ok = httpapi.Route(md); !ok {
+		return "", "", "", status.Errorf(codes.Unimplemented, "%s has no HTTP route", method)
 	}
-	r, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-	if r == nil || r.GetPattern() == nil {
-		return nil, nil, status.Errorf(codes.Unimplemented, "%s has no HTTP route", method)
-	}
-	c.routes[method] = r
-	return r, md, nil
+	return verb, tmpl, body, nil
 }
 
 // request builds the HTTP request of one call.
 func (c *HTTPConn) request(ctx context.Context, method string, req proto.Message) (*http.Request, error) {
-	rule, _, err := c.rule(method)
+	verb, tmpl, bodyField, err := route(method)
 	if err != nil {
 		return nil, err
 	}
@@ -89,21 +80,6 @@ func (c *HTTPConn) request(ctx context.Context, method string, req proto.Message
 		if ctx, err = c.actAs(ctx, req); err != nil {
 			return nil, err
 		}
-	}
-	var verb, tmpl string
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		verb, tmpl = http.MethodGet, p.Get
-	case *annotations.HttpRule_Post:
-		verb, tmpl = http.MethodPost, p.Post
-	case *annotations.HttpRule_Delete:
-		verb, tmpl = http.MethodDelete, p.Delete
-	case *annotations.HttpRule_Put:
-		verb, tmpl = http.MethodPut, p.Put
-	case *annotations.HttpRule_Patch:
-		verb, tmpl = http.MethodPatch, p.Patch
-	default:
-		return nil, status.Errorf(codes.Unimplemented, "%s: route %v", method, rule)
 	}
 	m := req.ProtoReflect()
 	fields := m.Descriptor().Fields()
@@ -130,7 +106,7 @@ func (c *HTTPConn) request(ctx context.Context, method string, req proto.Message
 	}
 	var body io.Reader
 	query := url.Values{}
-	if rule.GetBody() == "*" {
+	if bodyField == "*" {
 		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
 		if err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -155,12 +131,18 @@ func (c *HTTPConn) request(ctx context.Context, method string, req proto.Message
 	if body != nil {
 		hr.Header.Set("Content-Type", "application/json")
 	}
+	authorize(ctx, hr)
+	return hr, nil
+}
+
+// authorize sends the call's token: the outgoing metadata's
+// authorization, as a gRPC client would.
+func authorize(ctx context.Context, hr *http.Request) {
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		for _, v := range md.Get(auth.MetadataKey) {
 			hr.Header.Add("Authorization", v)
 		}
 	}
-	return hr, nil
 }
 
 // do sends hr and turns an error answer into its gRPC status.
@@ -324,11 +306,7 @@ func (c *HTTPConn) rawCreatePost(ctx context.Context, author, text string) error
 		return err
 	}
 	hr.Header.Set("Content-Type", "application/json")
-	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		for _, v := range md.Get(auth.MetadataKey) {
-			hr.Header.Add("Authorization", v)
-		}
-	}
+	authorize(ctx, hr)
 	resp, err := c.do(hr)
 	if err != nil {
 		return err

@@ -152,7 +152,9 @@ func (b *Bus) publish(ctx context.Context, subject, msgID string, data []byte) e
 	}
 	msg := &nats.Msg{Subject: b.abs(subject), Data: data}
 	ctx, span := tracing.StartSend(ctx, tracing.SystemNATS, msg.Subject)
-	if h := (tracing.NATSHeader{}); tracing.Inject(ctx, h) {
+	if tracing.Enabled() {
+		h := tracing.NATSHeader{}
+		tracing.Inject(ctx, h)
 		msg.Header = nats.Header(h)
 	}
 	_, err := b.js.PublishMsg(ctx, msg, opts...)

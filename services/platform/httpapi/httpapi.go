@@ -86,7 +86,7 @@ func Handler(ctx context.Context, conn func(service string) (grpc.ClientConnInte
 type acceptKey struct{}
 
 // StreamOpenHeader is the gRPC header the timeline service sends when it
-// has admitted a stream (its rpc package's StreamOpenHeader).
+// has admitted a stream, before its first post.
 const StreamOpenHeader = "herald-stream"
 
 // errorHandler is the gateway's, with Retry-After on a call the rate
@@ -135,6 +135,28 @@ type route struct {
 	fields []string // the path's fields, in order
 }
 
+// Route returns the HTTP method, path template and body field ("*": the
+// whole request) of a method's google.api.http annotation; ok is false if
+// it has none.
+func Route(md protoreflect.MethodDescriptor) (verb, template, body string, ok bool) {
+	rule, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		verb, template = http.MethodGet, p.Get
+	case *annotations.HttpRule_Post:
+		verb, template = http.MethodPost, p.Post
+	case *annotations.HttpRule_Delete:
+		verb, template = http.MethodDelete, p.Delete
+	case *annotations.HttpRule_Put:
+		verb, template = http.MethodPut, p.Put
+	case *annotations.HttpRule_Patch:
+		verb, template = http.MethodPatch, p.Patch
+	default:
+		return "", "", "", false
+	}
+	return verb, template, rule.GetBody(), true
+}
+
 // routes reads the HTTP routes of Services' methods from their
 // google.api.http annotations.
 func routes() []route {
@@ -145,16 +167,8 @@ func routes() []route {
 		feedv1.File_feed_v1_timeline_proto.Services().Get(0),
 	} {
 		for i := range sd.Methods().Len() {
-			rule, _ := proto.GetExtension(sd.Methods().Get(i).Options(), annotations.E_Http).(*annotations.HttpRule)
-			var verb, tmpl string
-			switch p := rule.GetPattern().(type) {
-			case *annotations.HttpRule_Get:
-				verb, tmpl = http.MethodGet, p.Get
-			case *annotations.HttpRule_Post:
-				verb, tmpl = http.MethodPost, p.Post
-			case *annotations.HttpRule_Delete:
-				verb, tmpl = http.MethodDelete, p.Delete
-			default:
+			verb, tmpl, _, ok := Route(sd.Methods().Get(i))
+			if !ok {
 				continue
 			}
 			r := route{verb: verb}

@@ -9,6 +9,7 @@ import (
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/platform/feed"
 	"github.com/herald-feed/herald/services/platform/feedpb"
+	"github.com/herald-feed/herald/services/platform/httpapi"
 	"github.com/herald-feed/herald/services/platform/rpcstatus"
 	"github.com/herald-feed/herald/services/timeline/internal/timeline"
 )
@@ -31,11 +32,6 @@ func (s *Server) GetHomeTimeline(ctx context.Context, req *feedv1.GetHomeTimelin
 	return &feedv1.GetHomeTimelineResponse{Posts: feedpb.Posts(ps), NextPageToken: next}, nil
 }
 
-// StreamOpenHeader is the header the server sends once a stream is
-// admitted, before its first post: the HTTP gateway answers 200 on it
-// (package httpapi), where a refused stream has no headers but its status.
-const StreamOpenHeader = "herald-stream"
-
 // StreamHomeTimeline serves one live stream. Service.Stream calls the send
 // below on a goroutine of its own, and may return while that goroutine is
 // blocked in Send on a client that reads nothing (HTTP/2 flow control):
@@ -44,7 +40,10 @@ const StreamOpenHeader = "herald-stream"
 // return: once the stream is done, Send fails.
 func (s *Server) StreamHomeTimeline(req *feedv1.StreamHomeTimelineRequest, stream feedv1.TimelineService_StreamHomeTimelineServer) error {
 	// A failure shows at the first Send.
-	opened := func() { _ = stream.SendHeader(metadata.Pairs(StreamOpenHeader, "open")) }
+	// The header says the stream is admitted, before its first post: the
+	// HTTP gateway answers 200 on it (package httpapi), where a refused
+	// stream has no headers but its status.
+	opened := func() { _ = stream.SendHeader(metadata.Pairs(httpapi.StreamOpenHeader, "open")) }
 	err := s.svc.StreamOpened(stream.Context(), s.hub, req.GetUserId(), opened, func(p feed.Post) error {
 		return stream.Send(&feedv1.StreamHomeTimelineResponse{Post: feedpb.Post(p)})
 	})
