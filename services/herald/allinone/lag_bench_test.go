@@ -24,6 +24,7 @@ import (
 	"github.com/herald-feed/herald/services/platform/guard"
 	"github.com/herald-feed/herald/services/platform/node"
 	"github.com/herald-feed/herald/services/platform/ratelimit"
+	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
 
@@ -91,6 +92,11 @@ func startBenchNode(b *testing.B, name, redisAddr string) (*grpc.ClientConn, *al
 	if redisAddr != "" {
 		cfg.Cache.Kind, cfg.Cache.Addrs = "redis", []string{redisAddr}
 		cfg.Cache.LocalPosts = backend.DefaultLocalPosts // -local-posts' default
+		// HERALD_BENCH_KNOWN_ACTIVE is -known-active (0: none); unset,
+		// its default.
+		if os.Getenv("HERALD_BENCH_KNOWN_ACTIVE") != "0" {
+			cfg.Cache.KnownActive = envInt(b, "HERALD_BENCH_KNOWN_ACTIVE", rediscache.DefaultKnownActive)
+		}
 		// HERALD_BENCH_AUTOPIPELINE=1 is -redis-autopipeline-reads.
 		cfg.Cache.AutoPipelineReads = os.Getenv("HERALD_BENCH_AUTOPIPELINE") == "1"
 		cfg.Cache.Login.User, cfg.Cache.Login.PasswordFile = testenv.RedisLogin(b)

@@ -138,6 +138,10 @@ type CacheConfig struct {
 	// AutoPipelineReads sends timeline reads through go-redis's shared
 	// auto-pipeliner (see rediscache.Options.AutoPipelineReads).
 	AutoPipelineReads bool
+	// KnownActive is how many users a fan-out writer remembers as lately
+	// active, so that it need not read their active marks for every post
+	// (see rediscache.Options.KnownActive). Zero remembers none.
+	KnownActive int
 }
 
 // DefaultLocalPosts is the post bodies a reader keeps in process by
@@ -162,6 +166,7 @@ func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
 	bindMaster(fs, c)
 	node.BindLogin(fs, &c.Login, "redis", "Redis")
 	fs.Bool(&c.AutoPipelineReads, "redis-autopipeline-reads", "HERALD_REDIS_AUTOPIPELINE_READS", false, "send timeline reads through go-redis's auto-pipeliner, which writes concurrent readers' commands to Redis together (experimental in go-redis; docs/benchmarks.md)")
+	fs.Int(&c.KnownActive, "known-active", "HERALD_KNOWN_ACTIVE", rediscache.DefaultKnownActive, "users each fan-out instance remembers, for 15 s, as found active in Redis, so that their next deliveries skip reading the active marks; 0: none")
 	fs.Int(&c.LocalPosts, "local-posts", "HERALD_LOCAL_POSTS", DefaultLocalPosts, "post bodies each instance keeps in process beside Redis, the most recently read; deletes reach them through Redis before the next read; 0: none")
 	BindTimelines(fs, c)
 }
@@ -254,7 +259,7 @@ func OpenCache(ctx context.Context, c *CacheConfig, namespace string, log *slog.
 		prefix = namespace + ":"
 	}
 	return &Caches{
-		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow, LocalPosts: c.LocalPosts, AutoPipelineReads: c.AutoPipelineReads}),
+		Timelines:  rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, ActiveWindow: c.ActiveWindow, KnownActive: knownActive(c.KnownActive), LocalPosts: c.LocalPosts, AutoPipelineReads: c.AutoPipelineReads}),
 		Recent:     rediscache.New(rdb, rediscache.Options{Cap: c.Cap, Prefix: prefix, Kind: "recent", AutoPipelineReads: c.AutoPipelineReads}),
 		RateLimits: redisrate.New(rdb, prefix+"ratelimit:"),
 		client:     rdb,
@@ -368,4 +373,13 @@ func Use(ctx context.Context, given *Set, store *StoreConfig, cache *CacheConfig
 		return nil, nil, err
 	}
 	return &o.Set, o, nil
+}
+
+// knownActive is rediscache.Options.KnownActive for the -known-active
+// flag, whose 0 means none (the option's 0 means its default).
+func knownActive(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

@@ -89,11 +89,22 @@ type Options struct {
 	// Redis per read (docs/benchmarks.md). A read queued there no longer
 	// heeds its context; the client's read timeout still bounds it.
 	AutoPipelineReads bool
+	// KnownActive is how many users Add remembers as active, per
+	// generation, for a quarter of the margin by which a timeline
+	// outlives its active mark, so that a fan-out chunk reads only the
+	// marks of users it has not lately found active (see knownActive).
+	// Zero means DefaultKnownActive; negative remembers none. Only with
+	// an ActiveWindow.
+	KnownActive int
 	// Kind names the sorted sets this Cache keeps: "tl" (default) for home
 	// timelines, "recent" for authors' recent-post lists, which have the
 	// same shape and operations.
 	Kind string
 }
+
+// DefaultKnownActive is Options.KnownActive's default: a million users,
+// some tens of megabytes in a fan-out process.
+const DefaultKnownActive = 1_000_000
 
 // Cache implements cache.Timelines and cache.Posts on Redis.
 type Cache struct {
@@ -108,6 +119,9 @@ type Cache struct {
 	// reads is the auto-pipeliner reads go through; nil without
 	// Options.AutoPipelineReads.
 	reads redis.Cmdable
+	// known is the users Add lately found active; nil without an
+	// ActiveWindow or with a negative Options.KnownActive.
+	known *knownActive
 	// trimEvery is trimEvery, but for benchmarks that compare others.
 	trimEvery int
 }
@@ -142,11 +156,17 @@ func New(rdb redis.UniversalClient, opts Options) *Cache {
 		// that finds the timeline without its mark treats it as missing
 		// too: see queueRange.)
 		opts.TimelineTTL = opts.ActiveWindow + min(opts.ActiveWindow, time.Minute)
+		if opts.KnownActive == 0 {
+			opts.KnownActive = DefaultKnownActive
+		}
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
 	c := &Cache{rdb: rdb, opts: opts, renewals: newRenewals(opts.ActiveWindow/renewFraction, opts.Clock), trimEvery: trimEvery}
+	if opts.ActiveWindow > 0 {
+		c.known = newKnownActive(opts.KnownActive, (opts.TimelineTTL-opts.ActiveWindow)/4)
+	}
 	if opts.LocalPosts > 0 {
 		c.local = newLocalPosts(opts.LocalPosts, opts.Clock)
 	}

@@ -85,7 +85,8 @@ func contract(t *testing.T, openCache func(testing.TB, rediscache.Options) *redi
 	}{
 		{"pipelines", func(o rediscache.Options) rediscache.Options { return o }},
 		{"autopipelined-local-posts", func(o rediscache.Options) rediscache.Options {
-			o.AutoPipelineReads, o.LocalPosts = true, 1000
+			// and Add reading every active mark, as before knownActive
+			o.AutoPipelineReads, o.LocalPosts, o.KnownActive = true, 1000, -1
 			return o
 		}},
 	} {
@@ -543,4 +544,72 @@ func redisCPU(b *testing.B, rdb redis.UniversalClient) time.Duration {
 		}
 	}
 	return time.Duration(total * float64(time.Second))
+}
+
+// mgetCounter counts the MGETs a client sends.
+type mgetCounter struct{ n atomic.Int64 }
+
+func (h *mgetCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *mgetCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h *mgetCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (h *mgetCounter) count(cmd redis.Cmder) {
+	if cmd.Name() == "mget" {
+		h.n.Add(1)
+	}
+}
+
+// TestKnownActiveSkipsMarkReads: the fan-out reads an active user's mark
+// once, and writes the next posts without reading it; a user found
+// inactive is asked about again, so a Claim in between is seen at once.
+func TestKnownActiveSkipsMarkReads(t *testing.T) {
+	rdb, prefix := client(t)
+	var mgets mgetCounter
+	rdb.AddHook(&mgets)
+	c := rediscache.New(rdb, rediscache.Options{Prefix: prefix, ActiveWindow: time.Hour})
+	ctx := context.Background()
+	add := func(user string, id feed.PostID) {
+		t.Helper()
+		if err := c.Add(ctx, []cache.Entry{{User: user, Post: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Store(ctx, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	add("alice", 1<<60+1)
+	add("alice", 1<<60+2)
+	add("bob", 1<<60+1) // bob is inactive: skipped
+	if n := mgets.n.Load(); n != 2 {
+		t.Errorf("MGETs for two posts to alice, then one to bob = %d; want 2 (alice's mark once, bob's)", n)
+	}
+	if ok, err := c.Claim(ctx, "bob", time.Minute); err != nil || !ok {
+		t.Fatalf("Claim(bob) = %v, %v", ok, err)
+	}
+	add("bob", 1<<60+2) // bob's mark is read again, and the post lands
+	if n := mgets.n.Load(); n != 3 {
+		t.Errorf("MGETs after bob's claim and a post = %d; want 3", n)
+	}
+	if err := c.Store(ctx, "bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	ids, ok, err := c.Range(ctx, "bob", 0, 10)
+	if err != nil || !ok || !slices.Equal(ids, []feed.PostID{1<<60 + 2}) {
+		t.Errorf("bob's timeline = %v, %v, %v; want the post pushed after his claim", ids, ok, err)
+	}
+	ids, ok, err = c.Range(ctx, "alice", 0, 10)
+	if err != nil || !ok || !slices.Equal(ids, []feed.PostID{1<<60 + 2, 1<<60 + 1}) {
+		t.Errorf("alice's timeline = %v, %v, %v; want both posts", ids, ok, err)
+	}
 }

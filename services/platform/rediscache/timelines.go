@@ -92,6 +92,7 @@ const trimEvery = 8
 func (c *Cache) addActive(ctx context.Context, users []string, members map[string][]string) error {
 	active, err := c.actives(ctx, users)
 	if err != nil {
+		c.known.forget()
 		return err
 	}
 	pipe := c.rdb.Pipeline()
@@ -115,16 +116,42 @@ func (c *Cache) addActive(ctx context.Context, users []string, members map[strin
 	if queued == 0 {
 		return nil
 	}
-	return c.exec(ctx, pipe)
+	if err := c.exec(ctx, pipe); err != nil {
+		c.known.forget()
+		return err
+	}
+	return nil
 }
 
-// actives reports which of users are marked active.
+// actives reports which of users are marked active: those the Cache
+// lately found active (see knownActive) without asking, the rest from
+// their marks in one round trip.
 func (c *Cache) actives(ctx context.Context, users []string) ([]bool, error) {
-	keys := make([]string, len(users))
-	for i, u := range users {
-		keys[i] = c.activeKey(u)
+	ask, sent := c.known.unknown(users)
+	active := make([]bool, len(users))
+	for i := range active {
+		active[i] = true
 	}
-	return c.present(ctx, keys)
+	if len(ask) == 0 {
+		return active, nil
+	}
+	keys := make([]string, len(ask))
+	for j, i := range ask {
+		keys[j] = c.activeKey(users[i])
+	}
+	found, err := c.present(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	confirmed := make([]string, 0, len(ask))
+	for j, i := range ask {
+		active[i] = found[j]
+		if found[j] {
+			confirmed = append(confirmed, users[i])
+		}
+	}
+	c.known.confirm(confirmed, sent)
+	return active, nil
 }
 
 // execScript runs a pipeline of insert calls by script hash. A server that
