@@ -10,7 +10,13 @@
 # median over its posts; million_ratio is million_s / million_zadd_s.
 # Prints each run's Benchmark line, then one machine-readable last line.
 #
-#   deploy/local/bench-lag.sh    (HERALD_LAG_MILLION_FOLLOWERS=1000000)
+# FULL=1 adds the 1,000,000-follower post into full timelines: every
+# follower's timeline filled to the cap (800 entries) first, as a real
+# deployment's are, and the baseline's ZADDs into those. It needs about
+# 11 GB of Redis memory, and its figures end the last line
+# (million_full_s, million_full_zadd_s, million_full_ratio).
+#
+#   deploy/local/bench-lag.sh    (HERALD_LAG_MILLION_FOLLOWERS=1000000 FULL=)
 #
 # It needs only Redis, which it starts or reuses like the other scripts (the
 # benchmarks embed etcd and NATS, and keep posts and the graph in Pebble).
@@ -48,8 +54,15 @@ lag "${HERALD_LAG_MILLION_FOLLOWERS:-1000000} followers, 3 posts" 'FanoutMillion
 million_ms=$(metric all-delivered-p50-ms)
 million_zadd=$(metric zadd-s)
 million_ratio=$(metric ratio)
+full=""
+if [[ ${FULL:-} == 1 ]]; then
+  HERALD_LAG_FULL_TIMELINES=1 lag "${HERALD_LAG_MILLION_FOLLOWERS:-1000000} followers, 3 posts, full timelines" 'FanoutMillion' 1x
+  full=$(awk -v m="$(metric all-delivered-p50-ms)" -v z="$(metric zadd-s)" -v r="$(metric ratio)" 'BEGIN {
+    printf " million_full_s=%.3f million_full_zadd_s=%.3f million_full_ratio=%.3f", m / 1000, z, r
+  }')
+fi
 
 # The last line is for scripts.
-awk -v a="$p99_1k" -v b="$p99_100k" -v m="$million_ms" -v z="$million_zadd" -v r="$million_ratio" 'BEGIN {
-  printf "lag: p99_1k_ms=%.2f p99_100k_ms=%.2f million_s=%.3f million_zadd_s=%.3f million_ratio=%.3f\n", a, b, m / 1000, z, r
+awk -v a="$p99_1k" -v b="$p99_100k" -v m="$million_ms" -v z="$million_zadd" -v r="$million_ratio" -v full="$full" 'BEGIN {
+  printf "lag: p99_1k_ms=%.2f p99_100k_ms=%.2f million_s=%.3f million_zadd_s=%.3f million_ratio=%.3f%s\n", a, b, m / 1000, z, r, full
 }'

@@ -200,28 +200,11 @@ func BenchmarkCeiling(b *testing.B) {
 	for i := range old {
 		old[i] = feed.PostID(capped - i)
 	}
-	// A Store of 800 entries costs Redis milliseconds (each insert into a
-	// listpack scans it), so one timeline is stored and copied (COPY
-	// copies the encoded value and its TTL) into the others' keys.
-	if err := n.Backends.Timelines.Store(ctx, user(0), old); err != nil {
-		b.Fatal(err)
+	all := make([]string, users)
+	for i := range all {
+		all[i] = user(i)
 	}
-	tlKey := func(u string) string { return n.Node.Namespace() + ":tl.v2:{" + u + "}" }
-	for from := 1; from < users; from += 1000 {
-		pipe := rdb.Pipeline()
-		var copies []*redis.IntCmd
-		for i := from; i < min(from+1000, users); i++ {
-			copies = append(copies, pipe.Copy(ctx, tlKey(user(0)), tlKey(user(i)), 0, true))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			b.Fatal(err)
-		}
-		for _, c := range copies {
-			if c.Val() != 1 {
-				b.Fatalf("%v: no timeline at %s (has the key layout changed?)", c, tlKey(user(0)))
-			}
-		}
-	}
+	storeByCopy(b, n, rdb, all, old)
 	for _, u := range []string{user(0), user(users - 1)} {
 		if full, err := n.Backends.Timelines.Full(ctx, u); err != nil || !full {
 			b.Fatalf("after the fill, Full(%s) = %v, %v; want true", u, full, err)
@@ -229,6 +212,35 @@ func BenchmarkCeiling(b *testing.B) {
 	}
 	b.Logf("fill: %d timelines to %d entries in %v", users, capped, time.Since(fill).Round(time.Millisecond))
 	b.Run("fanout-full", fanout)
+}
+
+// storeByCopy stores ids as every user's timeline, as a rebuild would,
+// but fast: a Store of 800 entries costs Redis milliseconds (each insert
+// into a listpack scans it), so the first user's is stored and copied
+// (COPY copies the encoded value and its TTL) into the others' keys,
+// rediscache's (the namespace, a colon, then "tl.v2:{user}"). The users
+// must be active already: their marks are not copied.
+func storeByCopy(b *testing.B, n *allinone.System, rdb *redis.Client, users []string, ids []feed.PostID) {
+	ctx := context.Background()
+	if err := n.Backends.Timelines.Store(ctx, users[0], ids); err != nil {
+		b.Fatal(err)
+	}
+	tlKey := func(u string) string { return n.Node.Namespace() + ":tl.v2:{" + u + "}" }
+	for batch := range slices.Chunk(users[1:], 1000) {
+		pipe := rdb.Pipeline()
+		copies := make([]*redis.IntCmd, len(batch))
+		for i, u := range batch {
+			copies[i] = pipe.Copy(ctx, tlKey(users[0]), tlKey(u), 0, true)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range copies {
+			if c.Val() != 1 {
+				b.Fatalf("%v: no timeline at %s (has the key layout changed?)", c, tlKey(users[0]))
+			}
+		}
+	}
 }
 
 // closedLoop runs readers that each read again as soon as a read returns,
