@@ -11,12 +11,15 @@
 #     offered rate met with a p99 under 5 ms, BenchmarkCeiling/reads-open)
 #     and in a saturated closed loop (BenchmarkCeiling/reads), against the
 #     raw commands one read needs, ZREVRANGEBYLEX for 21 members plus MGET
-#     of 20 post bodies, each by redis-benchmark -P 64.
+#     of 20 post bodies, each by redis-benchmark -P 64;
+#   - the transport's floor: the gRPC health check, which does no work,
+#     offered open loop the same way (BenchmarkCeiling/noop-open): no read
+#     can be sustained faster on this machine.
 # Prints each rate, each ratio, and the Redis CPU each spent per operation,
 # which says whether Redis or the rest bounds Herald. The last line is the
 # same figures for scripts:
 #
-#   ceiling: fanout= zadd= fanout_ratio= fanout_full= zadd_full= fanout_full_ratio= reads= raw_reads= read_ratio= read_p99_ms= closed_reads= closed_p99_ms=
+#   ceiling: fanout= zadd= fanout_ratio= fanout_full= zadd_full= fanout_full_ratio= reads= raw_reads= read_ratio= read_p99_ms= closed_reads= closed_p99_ms= noop_calls= read_noop_ratio=
 #
 #   deploy/local/bench-ceiling.sh    (USERS=20000 AUTHORS=4 FOLLOWERS=9000 POSTS=100 READ_SECONDS=10 OPEN_STEP_SECONDS=3)
 set -euo pipefail
@@ -103,6 +106,8 @@ open_reads=$(metric reads-open 'reads/s')
 open_p99=$(metric reads-open p99-ms)
 open_redis=$(metric reads-open redis-cpu-us/read)
 open_herald=$(metric reads-open herald-cpu-us/read)
+noop_calls=$(metric noop-open 'calls/s')
+noop_herald=$(metric noop-open herald-cpu-us/call)
 total_deliveries=$(( ${POSTS:-100} * ${FOLLOWERS:-9000} ))
 read_count=$(awk -v r="$closed_reads" -v s="${READ_SECONDS:-10}" 'BEGIN { printf "%d", r * s }')
 
@@ -111,7 +116,8 @@ awk -v zadd="$zadd" -v zc="$zadd_cpu" -v d="$deliveries" -v fr="$fan_redis" -v f
     -v zf="$zadd_full" -v zfc="$zadd_full_cpu" -v df="$deliveries_full" -v ffr="$full_redis" -v ffh="$full_herald" \
     -v range="$range" -v rc="$range_cpu" -v mget="$mget" -v mc="$mget_cpu" \
     -v cr="$closed_reads" -v cp99="$closed_p99" -v crr="$closed_redis" -v crh="$closed_herald" -v nr="$read_count" \
-    -v orate="$open_reads" -v op99="$open_p99" -v orr="${open_redis:-0}" -v orh="${open_herald:-0}" 'BEGIN {
+    -v orate="$open_reads" -v op99="$open_p99" -v orr="${open_redis:-0}" -v orh="${open_herald:-0}" \
+    -v noop="$noop_calls" -v nh="${noop_herald:-0}" 'BEGIN {
   raw = 1 / (1 / range + 1 / mget)
   printf "%-56s %12s %14s %14s\n", "", "per second", "Redis CPU/op", "Herald CPU/op"
   printf "%-56s %12.0f %11.2f us\n", "redis-benchmark -P 64 ZADD, random keys (ceiling)", zadd, zc
@@ -124,6 +130,8 @@ awk -v zadd="$zadd" -v zc="$zadd_cpu" -v d="$deliveries" -v fr="$fan_redis" -v f
   printf "%-56s %12.0f %11.2f us %11.2f us\n", "Herald GetHomeTimeline, open loop, p99 < 5 ms", orate, orr, orh
   printf "%-56s %11.1f %%\n", "  open-loop reads / raw ceiling", 100 * orate / raw
   printf "%-56s %9.2f ms\n", "  p99 at that rate", op99
+  printf "%-56s %12.0f %14s %11.2f us\n", "gRPC health check, open loop, p99 < 5 ms (floor)", noop, "", nh
+  printf "%-56s %11.1f %%\n", "  open-loop reads / that floor", (noop > 0 ? 100 * orate / noop : 0)
   printf "%-56s %12.0f %11.2f us %11.2f us\n", "Herald GetHomeTimeline, closed loop, 32 readers", cr, (nr > 0 ? 1e6 * crr / nr : 0), (nr > 0 ? 1e6 * crh / nr : 0)
   printf "%-56s %9.2f ms\n", "  closed-loop p99", cp99
 }'
@@ -131,8 +139,8 @@ awk -v zadd="$zadd" -v zc="$zadd_cpu" -v d="$deliveries" -v fr="$fan_redis" -v f
 # The last line is for scripts: the same figures, machine-readable. reads
 # and read_p99_ms are the open loop's; closed_* the saturated closed loop's.
 awk -v zadd="$zadd" -v d="$deliveries" -v zf="$zadd_full" -v df="$deliveries_full" -v range="$range" -v mget="$mget" \
-    -v orate="$open_reads" -v op99="$open_p99" -v cr="$closed_reads" -v cp99="$closed_p99" 'BEGIN {
+    -v orate="$open_reads" -v op99="$open_p99" -v cr="$closed_reads" -v cp99="$closed_p99" -v noop="$noop_calls" 'BEGIN {
   raw = 1 / (1 / range + 1 / mget)
-  printf "ceiling: fanout=%.0f zadd=%.0f fanout_ratio=%.3f fanout_full=%.0f zadd_full=%.0f fanout_full_ratio=%.3f reads=%.0f raw_reads=%.0f read_ratio=%.3f read_p99_ms=%.2f closed_reads=%.0f closed_p99_ms=%.2f\n",
-    d, zadd, d / zadd, df, zf, df / zf, orate, raw, orate / raw, op99, cr, cp99
+  printf "ceiling: fanout=%.0f zadd=%.0f fanout_ratio=%.3f fanout_full=%.0f zadd_full=%.0f fanout_full_ratio=%.3f reads=%.0f raw_reads=%.0f read_ratio=%.3f read_p99_ms=%.2f closed_reads=%.0f closed_p99_ms=%.2f noop_calls=%.0f read_noop_ratio=%.3f\n",
+    d, zadd, d / zadd, df, zf, df / zf, orate, raw, orate / raw, op99, cr, cp99, noop, (noop > 0 ? orate / noop : 0)
 }'
