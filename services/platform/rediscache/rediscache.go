@@ -102,8 +102,9 @@ type Options struct {
 	Kind string
 }
 
-// DefaultKnownActive is Options.KnownActive's default: a million users,
-// some tens of megabytes in a fan-out process.
+// DefaultKnownActive is Options.KnownActive's default: a million users a
+// generation, about 40 MB each beside the user IDs (measured with Go
+// 1.26), and there are at most two generations.
 const DefaultKnownActive = 1_000_000
 
 // Cache implements cache.Timelines and cache.Posts on Redis.
