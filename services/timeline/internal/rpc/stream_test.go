@@ -204,7 +204,13 @@ func TestSilentReaderCut(t *testing.T) {
 	}
 
 	// When the silent client reads at last, it gets what was in flight,
-	// then UNAVAILABLE: reconnect and catch up.
+	// then UNAVAILABLE: reconnect and catch up. What was in flight is at
+	// most the 1 or 2 posts its sender had taken, never the buffer's; it
+	// may be none, since the first post was only partly written (it is
+	// larger than the window) when the stream was cut, and gRPC drops a
+	// message whose stream ends before its last byte. (That case failed
+	// this test about 1 run in 20.) The client's catch-up after the
+	// reconnect is the same either way.
 	var n int
 	for {
 		_, err := silent.Recv()
@@ -216,7 +222,7 @@ func TestSilentReaderCut(t *testing.T) {
 		}
 		n++
 	}
-	if n == 0 || n > 2 {
-		t.Errorf("silent stream delivered %d posts before it ended; want the 1 or 2 its sender had taken", n)
+	if n > 2 {
+		t.Errorf("silent stream delivered %d posts before it ended; want at most the 2 its sender had taken", n)
 	}
 }
