@@ -21,6 +21,7 @@ import (
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/allinone"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
 
@@ -245,15 +246,15 @@ func BenchmarkCeiling(b *testing.B) {
 // storeByCopy stores ids as every user's timeline, as a rebuild would,
 // but fast: a Store of 800 entries costs Redis milliseconds (each insert
 // into a listpack scans it), so the first user's is stored and copied
-// (COPY copies the encoded value and its TTL) into the others' keys,
-// rediscache's (the namespace, a colon, then "tl.v2:{user}"). The users
-// must be active already: their marks are not copied.
+// (COPY copies the encoded value and its TTL) into the others' keys
+// (rediscache.HomeTimelineKey). The users must be active already: their
+// marks are not copied.
 func storeByCopy(b *testing.B, n *allinone.System, rdb *redis.Client, users []string, ids []feed.PostID) {
 	ctx := context.Background()
 	if err := n.Backends.Timelines.Store(ctx, users[0], ids); err != nil {
 		b.Fatal(err)
 	}
-	tlKey := func(u string) string { return n.Node.Namespace() + ":tl.v2:{" + u + "}" }
+	tlKey := func(u string) string { return rediscache.HomeTimelineKey(n.Node.Namespace()+":", u) }
 	for batch := range slices.Chunk(users[1:], 1000) {
 		pipe := rdb.Pipeline()
 		copies := make([]*redis.IntCmd, len(batch))

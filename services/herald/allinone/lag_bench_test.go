@@ -244,7 +244,7 @@ func baselineMember(k int) string { return "\x00\x00\x00\x00\x00\x00\x00" + stri
 
 // zaddBaseline times the raw Redis writes that delivering one post to
 // users takes: ZADD <timeline> 0 <member> into each user's timeline key
-// under prefix (rediscache's key: prefix + "tl.v2:{" + user + "}"), the very
+// under prefix (rediscache.HomeTimelineKey), the very
 // keys Herald wrote, so they have the same size and encoding. The keys go
 // in random order, pipelined 4,000 to a pipeline (as Twitter pipelined
 // 4,000 destinations at a time), and it returns the fastest of three
@@ -261,7 +261,7 @@ func zaddBaseline(b *testing.B, addr, prefix string, users, watch []string) time
 	opts.Addr, opts.Protocol = addr, 2
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	key := func(u string) string { return prefix + "tl.v2:{" + u + "}" }
+	key := func(u string) string { return rediscache.HomeTimelineKey(prefix, u) }
 
 	watched := make([]string, len(watch))
 	for i, u := range watch {
@@ -270,7 +270,7 @@ func zaddBaseline(b *testing.B, addr, prefix string, users, watch []string) time
 	if got, err := rdb.Exists(ctx, watched...).Result(); err != nil {
 		b.Fatalf("redis %s: exists: %v", addr, err)
 	} else if got != int64(len(watched)) {
-		b.Fatalf("%d of the %d watched timelines exist under %q; want all: the baseline's keys are not Herald's", got, len(watched), prefix+"tl.v2:{...}")
+		b.Fatalf("%d of the %d watched timelines exist under %q; want all: the baseline's keys are not Herald's", got, len(watched), rediscache.HomeTimelineKey(prefix, "..."))
 	}
 
 	keys := make([]string, len(users))

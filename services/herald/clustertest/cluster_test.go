@@ -18,6 +18,7 @@ import (
 
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/systemtest"
+	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/waitfor"
 )
 
@@ -341,7 +342,7 @@ func TestDrillRedisRestartedEmpty(t *testing.T) {
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tlKey := c.NS + ":tl.v2:{rr_f1}"
+	tlKey := rediscache.HomeTimelineKey(c.NS+":", "rr_f1")
 	if n, err := rdb.Exists(ctx, tlKey).Result(); err != nil || n != 1 {
 		t.Fatalf("EXISTS %s before the restart = %d, %v; want 1 (the timeline cached in Redis)", tlKey, n, err)
 	}
@@ -354,7 +355,7 @@ func TestDrillRedisRestartedEmpty(t *testing.T) {
 	// the restart are what must be gone.
 	var cached []string
 	for f := range follows {
-		key := c.NS + ":tl.v2:{" + f + "}"
+		key := rediscache.HomeTimelineKey(c.NS+":", f)
 		if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 0 {
 			cached = append(cached, fmt.Sprintf("%s: %d, %v", key, n, err))
 		}

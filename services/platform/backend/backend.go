@@ -166,7 +166,7 @@ func BindCache(fs *flagenv.Set, c *CacheConfig, def string) {
 	bindMaster(fs, c)
 	node.BindLogin(fs, &c.Login, "redis", "Redis")
 	fs.Bool(&c.AutoPipelineReads, "redis-autopipeline-reads", "HERALD_REDIS_AUTOPIPELINE_READS", false, "send timeline reads through go-redis's auto-pipeliner, which writes concurrent readers' commands to Redis together (experimental in go-redis; docs/benchmarks.md)")
-	fs.Int(&c.KnownActive, "known-active", "HERALD_KNOWN_ACTIVE", rediscache.DefaultKnownActive, "users each fan-out instance remembers, for 15 s, as found active in Redis, so that their next deliveries skip reading the active marks; 0: none")
+	fs.Int(&c.KnownActive, "known-active", "HERALD_KNOWN_ACTIVE", rediscache.DefaultKnownActive, "users each fan-out instance remembers, for up to 15 s, as found active in Redis, so that their next deliveries skip reading the active marks; 0: none")
 	fs.Int(&c.LocalPosts, "local-posts", "HERALD_LOCAL_POSTS", DefaultLocalPosts, "post bodies each instance keeps in process beside Redis, the most recently read; deletes reach them through Redis before the next read; 0: none")
 	BindTimelines(fs, c)
 }

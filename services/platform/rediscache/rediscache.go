@@ -188,9 +188,16 @@ func (c *Cache) Cap() int { return c.opts.Cap }
 // package comment).
 const layout = ".v2"
 
-func (c *Cache) timelineKey(user string) string {
-	return c.opts.Prefix + c.opts.Kind + layout + ":{" + user + "}"
-}
+func (c *Cache) timelineKey(user string) string { return setKey(c.opts.Prefix, c.opts.Kind, user) }
+
+// setKey is the key of user's sorted set of the given kind.
+func setKey(prefix, kind, user string) string { return prefix + kind + layout + ":{" + user + "}" }
+
+// HomeTimelineKey is the key of user's home timeline in a Cache of Kind
+// "tl" with the given Prefix (backend.OpenCache's is the namespace and a
+// colon), for tests and benchmarks that look at or write the sets
+// directly.
+func HomeTimelineKey(prefix, user string) string { return setKey(prefix, "tl", user) }
 func (c *Cache) activeKey(user string) string {
 	return c.opts.Prefix + c.opts.Kind + ".active:{" + user + "}"
 }

@@ -402,7 +402,7 @@ func TestClaimPlaceholderHidden(t *testing.T) {
 	rdb, prefix := client(t)
 	c := rediscache.New(rdb, rediscache.Options{Cap: 3, Prefix: prefix, ActiveWindow: time.Hour})
 	const base feed.PostID = 1 << 60
-	key := prefix + "tl.v2:{alice}"
+	key := rediscache.HomeTimelineKey(prefix, "alice")
 	if _, err := c.Claim(ctx, "alice", time.Minute); err != nil {
 		t.Fatal(err)
 	}
