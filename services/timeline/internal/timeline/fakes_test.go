@@ -27,13 +27,15 @@ import (
 var errDown = errors.New("connection refused")
 
 // fakeFollowing is the graph: user -> followees. It counts its calls, can
-// fail, and can hold each call until gate is closed.
+// fail, can hold each call until gate is closed, and can run a function
+// once, after a call has read the list and before it returns.
 type fakeFollowing struct {
 	mu    sync.Mutex
 	m     map[string][]string
 	err   error
 	calls int
 	gate  chan struct{}
+	after func()
 }
 
 func newFollowing() *fakeFollowing { return &fakeFollowing{m: make(map[string][]string)} }
@@ -41,9 +43,13 @@ func newFollowing() *fakeFollowing { return &fakeFollowing{m: make(map[string][]
 func (f *fakeFollowing) Following(ctx context.Context, user string, max int) ([]string, error) {
 	f.mu.Lock()
 	f.calls++
-	err, gate := f.err, f.gate
+	err, gate, after := f.err, f.gate, f.after
+	f.after = nil
 	l := slices.Clip(slices.Clone(f.m[user]))
 	f.mu.Unlock()
+	if after != nil {
+		after()
+	}
 	if gate != nil {
 		select {
 		case <-gate:
@@ -64,6 +70,18 @@ func (f *fakeFollowing) follow(follower string, followees ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.m[follower] = append(f.m[follower], followees...)
+}
+
+func (f *fakeFollowing) unfollow(follower, followee string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[follower] = slices.DeleteFunc(f.m[follower], func(s string) bool { return s == followee })
+}
+
+func (f *fakeFollowing) afterNext(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.after = fn
 }
 
 func (f *fakeFollowing) setErr(err error) {

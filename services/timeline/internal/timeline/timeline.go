@@ -370,13 +370,53 @@ func (s *Service) rebuild(ctx context.Context, user string) error {
 		}
 		outcome = "retaken"
 	}
-	ids, err := s.durable(ctx, user, 0, s.timelines.Cap())
+	followees, lists, err := s.durableLists(ctx, user, 0, s.timelines.Cap())
 	if err != nil {
 		return err
 	}
+	ids := Merge(s.timelines.Cap(), lists...)
 	s.rebuildCount.WithLabelValues(outcome).Inc()
 	s.log.Debug("rebuilt timeline", "user", user, "entries", len(ids), "outcome", outcome)
-	return s.timelines.Store(ctx, user, ids)
+	if err := s.timelines.Store(ctx, user, ids); err != nil {
+		return err
+	}
+	return s.dropUnfollowed(ctx, user, followees, lists)
+}
+
+// dropUnfollowed takes out of user's timeline, just stored, the posts of
+// those among followees whom user no longer follows. The rebuild read the
+// following list before it stored: if user unfollowed one of them in
+// between, the fan-out's purge of that account's posts may have run
+// before the Store, which then put them back. So the list is read again
+// after the Store: an unfollow it does not show is newer than the Store,
+// and its purge, which follows the graph's write, comes after the Store
+// too. lists[i] are followees[i]'s posts as the rebuild read them.
+func (s *Service) dropUnfollowed(ctx context.Context, user string, followees []string, lists [][]feed.PostID) error {
+	if len(followees) == 0 {
+		return nil
+	}
+	now, err := s.following.Following(ctx, user, s.cfg.MaxFollowing)
+	if err != nil {
+		return err
+	}
+	still := make(map[string]bool, len(now))
+	for _, f := range now {
+		still[f] = true
+	}
+	var gone []cache.Entry
+	for i, f := range followees {
+		if still[f] {
+			continue
+		}
+		for _, id := range lists[i] {
+			gone = append(gone, cache.Entry{User: user, Post: id})
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	s.log.Debug("rebuild: dropping the posts of accounts unfollowed meanwhile", "user", user, "entries", len(gone))
+	return s.timelines.Remove(ctx, gone)
 }
 
 // awaitRebuild polls user's timeline until another instance's rebuild
@@ -400,9 +440,19 @@ func (s *Service) awaitRebuild(ctx context.Context, user string) bool {
 // from the durable store: a k-way merge of the posts of every account user
 // follows.
 func (s *Service) durable(ctx context.Context, user string, before feed.PostID, n int) ([]feed.PostID, error) {
-	followees, err := s.following.Following(ctx, user, s.cfg.MaxFollowing)
+	_, lists, err := s.durableLists(ctx, user, before, n)
 	if err != nil {
 		return nil, err
+	}
+	return Merge(n, lists...), nil
+}
+
+// durableLists returns the accounts user follows and, for each, up to n of
+// its posts below before, newest first.
+func (s *Service) durableLists(ctx context.Context, user string, before feed.PostID, n int) ([]string, [][]feed.PostID, error) {
+	followees, err := s.following.Following(ctx, user, s.cfg.MaxFollowing)
+	if err != nil {
+		return nil, nil, err
 	}
 	lists := make([][]feed.PostID, len(followees))
 	g, gctx := errgroup.WithContext(ctx)
@@ -415,9 +465,9 @@ func (s *Service) durable(ctx context.Context, user string, before feed.PostID, 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return Merge(n, lists...), nil
+	return followees, lists, nil
 }
 
 // hydrate returns the live posts among ids, in the order of ids, for a
