@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -21,6 +22,7 @@ import (
 	feedv1 "github.com/herald-feed/herald/proto/feed/v1"
 	"github.com/herald-feed/herald/services/herald/allinone"
 	"github.com/herald-feed/herald/services/platform/feed"
+	"github.com/herald-feed/herald/services/platform/idgen"
 	"github.com/herald-feed/herald/services/platform/rediscache"
 	"github.com/herald-feed/herald/services/platform/testenv"
 )
@@ -98,14 +100,23 @@ func BenchmarkCeiling(b *testing.B) {
 	}
 	b.Logf("setup: %d active users, %d authors × %d followers in %v", users, authors, followers, time.Since(setup).Round(time.Millisecond))
 
+	followersOf := make([][]string, authors)
+	for i, e := range edges {
+		followersOf[i/followers] = append(followersOf[i/followers], e.follower)
+	}
+	for _, f := range followersOf {
+		slices.Sort(f) // the graph's order, in which the fan-out writes
+	}
 	pc := feedv1.NewPostServiceClient(conn)
-	fanout := func(b *testing.B) {
-		want := counter(b, n, "herald_fanout_deliveries_total") + float64(posts*followers)
+	// postRound creates posts from..to-1 (post i by author i%authors) and
+	// waits until the fan-out has delivered all of them.
+	postRound := func(b *testing.B, from, to int) fanoutCost {
+		want := counter(b, n, "herald_fanout_deliveries_total") + float64((to-from)*followers)
 		redisCPU, selfCPU := redisCPUSeconds(b, rdb), processCPUSeconds()
 		start := time.Now()
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(16)
-		for i := range posts {
+		for i := from; i < to; i++ {
 			g.Go(func() error {
 				_, err := pc.CreatePost(gctx, &feedv1.CreatePostRequest{AuthorId: fmt.Sprintf("author%d", i%authors), Text: "ceiling " + strconv.Itoa(i)})
 				return err
@@ -115,15 +126,17 @@ func BenchmarkCeiling(b *testing.B) {
 			b.Fatal(err)
 		}
 		awaitFanout(b, n, 0, want, 5*time.Minute)
-		elapsed := time.Since(start)
-		total := float64(posts * followers)
-		b.ReportMetric(total/elapsed.Seconds(), "deliveries/s")
-		b.ReportMetric(redisCPUSeconds(b, rdb)-redisCPU, "redis-cpu-s")
-		b.ReportMetric(processCPUSeconds()-selfCPU, "herald-cpu-s")
-		b.ReportMetric(elapsed.Seconds(), "wall-s")
+		return fanoutCost{ops: (to - from) * followers, wall: time.Since(start),
+			redisCPU: redisCPUSeconds(b, rdb) - redisCPU, selfCPU: processCPUSeconds() - selfCPU}
+	}
+	report := func(b *testing.B, c fanoutCost) {
+		b.ReportMetric(float64(c.ops)/c.wall.Seconds(), "deliveries/s")
+		b.ReportMetric(c.redisCPU, "redis-cpu-s")
+		b.ReportMetric(c.selfCPU, "herald-cpu-s")
+		b.ReportMetric(c.wall.Seconds(), "wall-s")
 		b.ReportMetric(0, "ns/op")
 	}
-	b.Run("fanout", fanout)
+	b.Run("fanout", func(b *testing.B) { report(b, postRound(b, 0, posts)) })
 
 	tc := feedv1.NewTimelineServiceClient(conn)
 	read := func(ctx context.Context, u string) error {
@@ -240,7 +253,92 @@ func BenchmarkCeiling(b *testing.B) {
 		}
 	}
 	b.Logf("fill: %d timelines to %d entries in %v", users, capped, time.Since(fill).Round(time.Millisecond))
-	b.Run("fanout-full", fanout)
+	// Into full timelines the raw baseline runs here too, in rounds
+	// alternating with Herald's: this machine's speed moves from minute
+	// to minute by more than the difference measured, so the two are
+	// timed side by side, into the very same timelines.
+	rounds := envInt(b, "HERALD_CEILING_ROUNDS", 3)
+	b.Run("fanout-full", func(b *testing.B) {
+		var herald, raw fanoutCost
+		per := (posts + rounds - 1) / rounds
+		for r, from := 0, 0; from < posts; r, from = r+1, from+per {
+			to := min(posts, from+per)
+			var keys []string
+			for i := from; i < to; i++ {
+				keys = append(keys, followersOf[i%authors]...)
+			}
+			rc := rawZAddRound(b, rdb, func(u string) string { return rediscache.HomeTimelineKey(n.Node.Namespace()+":", u) }, keys, r)
+			hc := postRound(b, from, to)
+			b.Logf("round %d: %d deliveries; raw ZADD %.0f/s, %.2f µs of Redis CPU each; Herald %.0f/s, %.2f µs each: %.1f %%",
+				r+1, hc.ops, rc.rate(), rc.redisPerOp(), hc.rate(), hc.redisPerOp(), 100*hc.rate()/rc.rate())
+			raw, herald = raw.plus(rc), herald.plus(hc)
+		}
+		report(b, herald)
+		b.ReportMetric(raw.rate(), "zadd/s")
+		b.ReportMetric(1e6*raw.redisCPU/float64(raw.ops), "zadd-redis-us")
+		b.ReportMetric(herald.rate()/raw.rate(), "ratio")
+	})
+}
+
+// fanoutCost is what a round of deliveries (Herald's, or raw ZADDs) took.
+type fanoutCost struct {
+	ops               int
+	wall              time.Duration
+	redisCPU, selfCPU float64 // seconds
+}
+
+func (c fanoutCost) rate() float64       { return float64(c.ops) / c.wall.Seconds() }
+func (c fanoutCost) redisPerOp() float64 { return 1e6 * c.redisCPU / float64(c.ops) }
+func (c fanoutCost) plus(d fanoutCost) fanoutCost {
+	return fanoutCost{c.ops + d.ops, c.wall + d.wall, c.redisCPU + d.redisCPU, c.selfCPU + d.selfCPU}
+}
+
+// rawZAddRound times raw pipelined ZADD <timeline> 0 <member>, one for
+// each of users, in their order (the round's posts' followers, post after
+// post, as the fan-out writes them), 4,000 to a pipeline and 8 pipelines
+// at once, into the
+// users' timelines (key), the very keys the fan-out writes, so of the same
+// size and encoding. Its members are what Herald would write for posts
+// made a day from now (the complement of the ID, big-endian; see
+// rediscache): new to every timeline, where a new post goes, and with the
+// same leading bytes as the fan-out's (Redis's cost per insert depends on
+// the members' bytes). They are removed again
+// after the round, unmeasured, so that the timelines Herald writes next
+// hold what they held.
+func rawZAddRound(b *testing.B, rdb *redis.Client, key func(string) string, users []string, r int) fanoutCost {
+	ctx := context.Background()
+	type write struct{ key, member string }
+	writes := make([]write, len(users))
+	seen := map[string]int{}
+	base := uint64(idgen.MinID(time.Now().Add(24*time.Hour))) + uint64(r)<<16
+	for i, u := range users {
+		writes[i] = write{key(u), string(binary.BigEndian.AppendUint64(nil, ^(base + uint64(seen[u]))))}
+		seen[u]++
+	}
+	run := func(cmd func(redis.Pipeliner, write)) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for batch := range slices.Chunk(writes, 4000) {
+			g.Go(func() error {
+				pipe := rdb.Pipeline()
+				for _, w := range batch {
+					cmd(pipe, w)
+				}
+				_, err := pipe.Exec(gctx)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatalf("raw ZADD baseline: %v", err)
+		}
+	}
+	redisCPU, selfCPU := redisCPUSeconds(b, rdb), processCPUSeconds()
+	start := time.Now()
+	run(func(pipe redis.Pipeliner, w write) { pipe.ZAdd(ctx, w.key, redis.Z{Member: w.member}) })
+	c := fanoutCost{ops: len(writes), wall: time.Since(start),
+		redisCPU: redisCPUSeconds(b, rdb) - redisCPU, selfCPU: processCPUSeconds() - selfCPU}
+	run(func(pipe redis.Pipeliner, w write) { pipe.ZRem(ctx, w.key, w.member) })
+	return c
 }
 
 // storeByCopy stores ids as every user's timeline, as a rebuild would,
