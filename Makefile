@@ -172,7 +172,7 @@ fuzz:
 bench: servers
 	$(WITH_SERVERS) $(GO) test -run '^$$' -bench . -skip 'FanoutLag|FanoutMillion|Ceiling|Scaling' -benchmem $(UNIT_PKGS)
 
-## bench-ceiling: Herald's fan-out deliveries/s and warm reads/s against redis-benchmark on the same Redis, same run
+## bench-ceiling: Herald's fan-out deliveries/s and warm reads/s against raw Redis (redis-benchmark, and raw ZADD rounds into the same full timelines), same Redis, same run
 bench-ceiling:
 	deploy/local/bench-ceiling.sh
 

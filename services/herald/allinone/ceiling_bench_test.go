@@ -39,6 +39,7 @@ import (
 //	HERALD_CEILING_POSTS      posts, spread over the authors (default 100)
 //	HERALD_CEILING_READS      seconds of closed-loop reads (default 10)
 //	HERALD_CEILING_OPEN_STEP  seconds of each open-loop read rate (default 3)
+//	HERALD_CEILING_ROUNDS     rounds of fanout-full, each raw ZADDs then Herald's (default 3)
 //
 // Its sub-benchmarks run in this order, on the same users:
 //
@@ -50,7 +51,10 @@ import (
 //	noop-open   the same with the gRPC health check, which does no work:
 //	            the floor the transport sets on this machine
 //	fanout-full the same posts again, into timelines first filled to the
-//	            cap (800 entries), the size a real deployment writes into
+//	            cap (800 entries), the size a real deployment writes into,
+//	            in rounds, each after raw pipelined ZADDs of as many
+//	            deliveries into the same timelines (rawZAddRound); it
+//	            reports both rates and their ratio
 //
 // Before the reads every user reads once, unmeasured: a warm read is one
 // by a client that has read before, whose token the server has verified
